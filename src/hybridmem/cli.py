@@ -1,0 +1,55 @@
+"""The `hybridmem` command line.
+
+Each top-level command lives in its own module that exposes `register(subparsers)`; the module adds its
+parser(s) and sets `func` to a function taking the parsed arguments. Modules import their heavy
+dependencies (torch, the renderer) inside those functions, so `hybridmem --help` stays fast.
+
+    hybridmem world generate --num-clips 8 --out runs/world
+    hybridmem world preview runs/world/train/000000 --out preview.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hybridmem import __version__
+from hybridmem.errors import HybridmemError
+
+# command name -> module with `register(subparsers)`; order is the order shown in --help.
+COMMAND_MODULES = [
+    "hybridmem.world.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridmem", description="Hybrid memory for dynamic video world models."
+    )
+    parser.add_argument("--version", action="version", version=f"hybridmem {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except HybridmemError as error:
+        print(f"hybridmem: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hybridmem: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Models: the causal video VAE, the camera-conditioned flow-matching DiT, and its memories."""

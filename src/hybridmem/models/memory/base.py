@@ -1,0 +1,126 @@
+"""The one interface every memory implements, and the registry the backbone builds them from.
+
+The DiT block owns the q/k/v/output projections, the q/k norms and the rotary embedding; a memory only
+decides which keys and values each query attends to (and may own parameters of its own, such as HyDRA's
+memory tokenizer). The backbone never knows which memory it holds.
+
+Shape glossary: B batch, F latent frames (context first, then target), H/W token grid of one latent frame,
+N = F*H*W tokens in (f, h, w) order, D model width, h heads, d head width, K retrieved slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridmem.errors import ConfigError
+
+
+@dataclass
+class MemoryConfig:
+    """Every knob of every memory; each variant reads the ones it needs. Saved inside model configs."""
+
+    kind: str = "full"  # one of MEMORIES: full | window | fov | hydra
+    window: int = 5  # local window of full-resolution latent frames, centred on the query, clamped
+    top_k: int = 10  # retrieved memory slices (hydra) or context frames (fov) per query latent frame
+    tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)  # hydra Conv3d kernel = stride over (f, h, w) tokens
+    affinity: str = "mean"  # hydra: "mean" (released code) or "eq4" (paper Eq. 4)
+    retrieval: str = "affinity"  # hydra: "affinity" or "fov" (frustum overlap of memory slices)
+    memory_scope: str = "all"  # hydra: "all" (context and target tokenized, released code) or "context"
+    fov_points: int = 256  # fov: Monte Carlo points sampled in the query frustum
+    fov_near: float = 0.5  # fov: depth range of those points, metres
+    fov_far: float = 30.0
+    query_chunk: int = 0  # latent frames per attention chunk (bounds memory); 0 = all at once
+
+    def validate(self) -> MemoryConfig:
+        if self.kind not in MEMORIES:
+            raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {', '.join(sorted(MEMORIES))}")
+        if self.window < 1 or self.top_k < 0:
+            raise ConfigError(f"memory window must be >= 1 and top_k >= 0, got {self.window}, {self.top_k}")
+        if len(self.tokenizer_kernel) != 3 or min(self.tokenizer_kernel) < 1:
+            raise ConfigError(f"tokenizer_kernel must be three positive ints, got {self.tokenizer_kernel}")
+        for name, value, allowed in [
+            ("affinity", self.affinity, ("mean", "eq4")),
+            ("retrieval", self.retrieval, ("affinity", "fov")),
+            ("memory_scope", self.memory_scope, ("all", "context")),
+        ]:
+            if value not in allowed:
+                raise ConfigError(f"memory {name} '{value}' is unknown; valid: {', '.join(allowed)}")
+        return self
+
+
+@dataclass
+class MemoryContext:
+    """What a memory may know about the sequence besides q, k and v."""
+
+    grid: tuple[int, int, int]  # (F, H, W) token grid
+    context_frames: int  # latent frames [0, context_frames) are clean context, the rest noisy target
+    cameras: torch.Tensor | None = None  # "B F 4 4" camera-to-world relative to the first target frame
+    intrinsics: torch.Tensor | None = None  # "B 4" (fx/W, fy/H, cx/W, cy/H): normalised by image size
+
+
+class AttentionHandle(Protocol):
+    """What the block's self-attention offers a memory."""
+
+    num_heads: int
+    head_dim: int
+
+    def project_kv(
+        self, tokens: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d", k normed, rope'd at positions."""
+        ...
+
+
+class Memory(nn.Module):
+    """Base class. forward(q, k, v, x, attn, ctx) -> attention output "B h N d" (before the out projection).
+
+    q, k, v: "B h N d" for the sequence's own tokens, normed and rope'd at integer (f, h, w) positions.
+    x: "B F H W D", the block's normalised self-attention input (what a memory tokenizer compresses).
+    """
+
+    def __init__(self, config: MemoryConfig, dim: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.dim = dim
+        self.num_heads = num_heads
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        x: torch.Tensor,
+        attn: AttentionHandle,
+        ctx: MemoryContext,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FullMemory(Memory):
+    """The paper's "Baseline": every token attends to every context and target token."""
+
+    def forward(self, q, k, v, x, attn, ctx):
+        return F.scaled_dot_product_attention(q, k, v)  # B h N d
+
+
+MEMORIES: dict[str, type[Memory]] = {"full": FullMemory}
+
+
+def register_memory(name: str):
+    """Class decorator adding a Memory subclass to the registry under `name`."""
+
+    def decorate(cls: type[Memory]) -> type[Memory]:
+        MEMORIES[name] = cls
+        return cls
+
+    return decorate
+
+
+def build_memory(config: MemoryConfig, dim: int, num_heads: int) -> Memory:
+    config.validate()
+    return MEMORIES[config.kind](config, dim, num_heads)
