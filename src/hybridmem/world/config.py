@@ -1,0 +1,186 @@
+"""`WorldConfig`: every parameter of HM-World generation, validated before anything is written.
+
+Defaults suit CPU training: 128x128 pixels, 33 context + 33 target frames at 8 fps. Frame counts are of the
+form 4k+1 because the causal VAE compresses time by 4 and keeps the first frame on its own. Every size scales
+up to the paper's geometry (832x480, 77 + 77 frames, 15 fps).
+
+    config = WorldConfig(width=256, height=256, seed=3)
+    config.validate()          # raises ConfigError naming the field, before any file is written
+    config.to_dict()           # JSON-ready, stored in every clip's metadata.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hybridmem.errors import ConfigError
+
+GENERATOR_VERSION = "hmworld-proc-1"
+
+# Limits of the issue: the paper's resolution, clip length and frame rate.
+MAX_WIDTH, MAX_HEIGHT = 832, 832
+MAX_PIXELS = 832 * 480
+MAX_SEGMENT_FRAMES = 77
+MAX_FPS = 15.0
+MAX_SUBJECTS = 3
+VAE_TEMPORAL_STRIDE = 4
+
+
+def taxonomy_names() -> tuple[list[str], list[str]]:
+    """Registered scene names and subject names, from `hybridmem.world.taxonomy`."""
+    from hybridmem.world import taxonomy
+
+    return list(taxonomy.SCENES), list(taxonomy.SUBJECTS)
+
+
+@dataclass
+class WorldConfig:
+    """Parameters of one HM-World generation run (one split of one dataset folder)."""
+
+    # 1. image and time
+    width: int = 128
+    height: int = 128
+    context_frames: int = 33
+    target_frames: int = 33
+    fps: float = 8.0
+    horizontal_fov_deg: float = 70.0
+    supersample: int = 2  # renderer draws at supersample x size and box-filters down (anti-aliasing)
+    # 2. content
+    min_subjects: int = 1
+    max_subjects: int = 3
+    scenes: tuple[str, ...] = ()  # allowed scenes; empty = every registered scene
+    subjects: tuple[str, ...] = ()  # allowed subjects; empty = every registered subject
+    # 3. events and acceptance (fractions of the pixels a subject would cover unoccluded, in frame)
+    visible_threshold: float = 0.3  # hidden -> visible when the visible fraction reaches this
+    hidden_threshold: float = 0.05  # visible -> hidden when it falls below this (hysteresis band between)
+    min_hidden_frames: int = 6  # a re-entry counts only after at least this many hidden frames
+    require_reentry: bool = True  # else an exit that stays hidden long enough is accepted too
+    max_attempts: int = 64  # candidate seeds tried per clip before giving up
+    # 4. seeds and splits
+    seed: int = 0
+    split_seed: int = 0  # picks the held-out scenes/subjects; kept apart from `seed` so datasets agree
+    held_out_scenes: int = 2  # scenes that appear in the test split only
+    held_out_subjects: int = 6  # subjects that appear in the test split only
+    val_fraction: float = 0.05  # used when no split is forced: clip k's split is drawn from these
+    test_fraction: float = 0.05
+    # 5. encoding
+    video_crf: int = 18  # libx264 constant rate factor of the mp4 files (0 lossless .. 51 worst)
+
+    def segment_frames(self) -> int:
+        return self.context_frames + self.target_frames
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["scenes"], values["subjects"] = list(self.scenes), list(self.subjects)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> WorldConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"WorldConfig: unknown field(s) {unknown}; valid fields: {sorted(known)}")
+        values = dict(values)
+        for name in ("scenes", "subjects"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def allowed_scenes(self) -> list[str]:
+        return list(self.scenes) if self.scenes else taxonomy_names()[0]
+
+    def allowed_subjects(self) -> list[str]:
+        return list(self.subjects) if self.subjects else taxonomy_names()[1]
+
+    def validate(self) -> WorldConfig:
+        """Raise ConfigError naming the first bad field and what is allowed; return self when valid."""
+        # 1. types: argparse and JSON give the right ones, hand-built configs may not
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{f.name}: expected an integer, got {value!r}")
+            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{f.name}: expected a number, got {value!r}")
+        # 2. image size
+        for name, limit in (("width", MAX_WIDTH), ("height", MAX_HEIGHT)):
+            value = getattr(self, name)
+            if not 8 <= value <= limit:
+                raise ConfigError(f"{name}={value}: must be between 8 and {limit} pixels")
+        if self.width * self.height > MAX_PIXELS:
+            raise ConfigError(
+                f"width x height = {self.width}x{self.height}: at most {MAX_PIXELS} pixels (832x480)"
+            )
+        # 3. time
+        for name in ("context_frames", "target_frames"):
+            value = getattr(self, name)
+            if value < 1 or value > MAX_SEGMENT_FRAMES or (value - 1) % VAE_TEMPORAL_STRIDE:
+                raise ConfigError(
+                    f"{name}={value}: must be of the form 4k+1 (5, 9, ..., 33, ..., 77) and at most "
+                    f"{MAX_SEGMENT_FRAMES}, so the causal VAE's 4x time compression tiles it"
+                )
+        if not 0 < self.fps <= MAX_FPS:
+            raise ConfigError(f"fps={self.fps}: must be in (0, {MAX_FPS}]")
+        if not 10 <= self.horizontal_fov_deg <= 150:
+            raise ConfigError(f"horizontal_fov_deg={self.horizontal_fov_deg}: must be in [10, 150] degrees")
+        if not 1 <= self.supersample <= 4:
+            raise ConfigError(f"supersample={self.supersample}: must be 1, 2, 3 or 4")
+        # 4. subjects and scenes against the taxonomy
+        if not 1 <= self.min_subjects <= self.max_subjects <= MAX_SUBJECTS:
+            raise ConfigError(
+                f"min_subjects={self.min_subjects}, max_subjects={self.max_subjects}: need "
+                f"1 <= min_subjects <= max_subjects <= {MAX_SUBJECTS}"
+            )
+        valid_scenes, valid_subjects = taxonomy_names()
+        for name, chosen, valid in (
+            ("scenes", self.scenes, valid_scenes),
+            ("subjects", self.subjects, valid_subjects),
+        ):
+            unknown = [item for item in chosen if item not in valid]
+            if unknown:
+                raise ConfigError(f"{name}: unknown name(s) {unknown}; valid names: {', '.join(valid)}")
+            if len(set(chosen)) != len(chosen):
+                raise ConfigError(f"{name}: names repeat in {list(chosen)}")
+        if len(self.allowed_subjects()) < self.max_subjects:
+            raise ConfigError(
+                f"max_subjects={self.max_subjects}: only {len(self.allowed_subjects())} subject(s) allowed "
+                "by `subjects`; allow more subjects or lower max_subjects"
+            )
+        # 5. events
+        if not 0 < self.hidden_threshold <= self.visible_threshold <= 1:
+            raise ConfigError(
+                f"hidden_threshold={self.hidden_threshold}, visible_threshold={self.visible_threshold}: need "
+                "0 < hidden_threshold <= visible_threshold <= 1"
+            )
+        if not 1 <= self.min_hidden_frames < self.segment_frames():
+            raise ConfigError(
+                f"min_hidden_frames={self.min_hidden_frames}: must be in [1, {self.segment_frames() - 1}]"
+            )
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts={self.max_attempts}: must be at least 1")
+        # 6. seeds and splits
+        if self.seed < 0 or self.split_seed < 0:
+            raise ConfigError(f"seed={self.seed}, split_seed={self.split_seed}: seeds must be >= 0")
+        if not 0 <= self.held_out_scenes < len(self.allowed_scenes()):
+            raise ConfigError(
+                f"held_out_scenes={self.held_out_scenes}: must leave at least one of the "
+                f"{len(self.allowed_scenes())} allowed scenes for training"
+            )
+        if not 0 <= self.held_out_subjects <= len(self.allowed_subjects()) - self.max_subjects:
+            raise ConfigError(
+                f"held_out_subjects={self.held_out_subjects}: must leave at least max_subjects="
+                f"{self.max_subjects} of the {len(self.allowed_subjects())} allowed subjects for training"
+            )
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("val_fraction + test_fraction: must be below 1 so the train split is not empty")
+        if not 0 <= self.video_crf <= 51:
+            raise ConfigError(f"video_crf={self.video_crf}: must be in [0, 51]")
+        return self
+
+
+def with_overrides(config: WorldConfig, **overrides) -> WorldConfig:
+    """A copy of `config` with the fields in `overrides` replaced (None values ignored)."""
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
