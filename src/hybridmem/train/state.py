@@ -1,0 +1,204 @@
+"""Training checkpoints: one folder per saved step, written atomically, the last N kept.
+
+    RUN/checkpoints/step_00001000/
+        model/          models.checkpoint.save_model of the live weights (loadable on its own)
+        ema/            the same for the EMA weights (what sampling uses), when there is an EMA
+        optimizer.pt    optimizer (and grad scaler) state
+        rng.pt          torch / CUDA / numpy / python RNG states and every rank's training generator
+        state.json      step, the training config, and the format version; written last
+
+A checkpoint is built in a hidden temp folder next to its final place and renamed into place only when
+every file is written, so a crash mid-save leaves the previous checkpoints untouched and no half-written
+`step_*` folder; stale temp folders are removed by the next save. `latest_checkpoint` returns the newest
+folder whose state.json parses.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybridmem.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CHECKPOINTS_DIR = "checkpoints"
+PREFIX = "step_"
+TEMP_PREFIX = ".tmp-"
+
+SaveModelFn = Callable[[nn.Module, Path], None]
+LoadModelFn = Callable[[Path], nn.Module]
+
+
+def _default_save_model(model: nn.Module, folder: Path) -> None:
+    from hybridmem.models.checkpoint import save_model
+
+    save_model(model, folder)
+
+
+def _default_load_model(folder: Path) -> nn.Module:
+    from hybridmem.models.checkpoint import load_model
+
+    return load_model(folder)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (a folder counts when its state.json parses)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or not folder.name.startswith(PREFIX):
+            continue
+        try:
+            step = int(json.loads((folder / "state.json").read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append((step, folder))
+    return [folder for _, folder in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def capture_rng_state() -> dict:
+    """This process's global RNG states (what dropout and any library-level randomness draw from)."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global state is what we restore)
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    config: dict,
+    ema_model: nn.Module | None = None,
+    rank_rng_states: list | None = None,
+    extra_state: dict | None = None,
+    keep: int = 3,
+    save_model_fn: SaveModelFn = _default_save_model,
+) -> Path:
+    """Write RUN/checkpoints/step_N atomically and keep the newest `keep` checkpoints. Call on rank 0.
+
+    rank_rng_states: one entry per rank (gathered by the caller), restored rank by rank on resume.
+    extra_state: small picklable things such as the grad scaler's state.
+    """
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    temp = root / f"{TEMP_PREFIX}{checkpoint_name(step)}"
+    # 1. clear leftovers of an earlier crashed save
+    for stale in root.glob(f"{TEMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    temp.mkdir()
+    # 2. weights, optimizer, RNG; state.json last, so a folder with state.json is complete
+    save_model_fn(model, temp / "model")
+    if ema_model is not None:
+        save_model_fn(ema_model, temp / "ema")
+    torch.save(
+        {"optimizer": optimizer.state_dict() if optimizer is not None else None, **(extra_state or {})},
+        temp / "optimizer.pt",
+    )
+    torch.save({"global": capture_rng_state(), "ranks": rank_rng_states or []}, temp / "rng.pt")
+    (temp / "state.json").write_text(
+        json.dumps({"format_version": FORMAT_VERSION, "step": step, "config": config}, indent=2)
+    )
+    # 3. publish: replace a checkpoint of the same step (a rerun) by moving it aside first
+    if final.exists():
+        aside = root / f"{TEMP_PREFIX}old-{final.name}"
+        final.rename(aside)
+        temp.rename(final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        temp.rename(final)
+    # 4. keep the newest `keep`
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_checkpoint_state(folder: str | Path) -> dict:
+    """state.json of a checkpoint folder, with a clear error when it is missing or corrupt."""
+    path = Path(folder) / "state.json"
+    if not path.exists():
+        raise CheckpointError(
+            f"{folder}: not a training checkpoint (no state.json); "
+            "pass a RUN folder or RUN/checkpoints/step_N"
+        )
+    try:
+        state = json.loads(path.read_text())
+        int(state["step"])
+        state["config"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint state ({error}); delete the folder or resume from an "
+            "older checkpoint"
+        ) from error
+    return state
+
+
+def load_checkpoint(
+    folder: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    ema_model: nn.Module | None = None,
+    load_model_fn: LoadModelFn = _default_load_model,
+    restore_global_rng: bool = True,
+) -> dict:
+    """Load weights (in place), optimizer and global RNG; return {"step", "config", "ranks", "extra"}."""
+    folder = Path(folder)
+    state = read_checkpoint_state(folder)
+
+    def load_into(target: nn.Module, subfolder: str) -> None:
+        source = load_model_fn(folder / subfolder)
+        try:
+            target.load_state_dict(source.state_dict())
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{folder / subfolder}: weights do not match the model built from the current flags "
+                f"({str(error).splitlines()[0]}); resume with the flags the run was started with"
+            ) from error
+
+    load_into(model, "model")
+    if ema_model is not None:
+        load_into(ema_model, "ema" if (folder / "ema").exists() else "model")
+    try:
+        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=False)
+        rng = torch.load(folder / "rng.pt", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{folder}: optimizer.pt or rng.pt is missing or corrupt ({error})") from error
+    if optimizer is not None and optimizer_state.get("optimizer") is not None:
+        optimizer.load_state_dict(optimizer_state["optimizer"])
+    if restore_global_rng:
+        restore_rng_state(rng["global"])
+    extra = {key: value for key, value in optimizer_state.items() if key != "optimizer"}
+    return {"step": int(state["step"]), "config": state["config"], "ranks": rng["ranks"], "extra": extra}
