@@ -1,0 +1,483 @@
+"""The camera-conditioned flow-matching video DiT (the world model backbone).
+
+Reads bottom-up: config, self-attention (the AttentionHandle a memory uses), cross-attention, the block,
+the final layer, the model, then the size presets.
+
+    model = build_world_model("tiny", memory=MemoryConfig(kind="full"))
+    velocity = model(context_latents, noisy_target, t, cameras)       # B Ft C h w
+
+Sequence layout: context latent frames first, then target latent frames, on one time axis. The context is
+clean: its tokens are modulated with the timestep embedding of t = 0 (per-frame timestep modulation), the
+target's with t. Only the target's velocity is returned.
+
+Camera conditioning follows the official HyDRA / ReCamMaster code: each latent frame's camera-to-world
+pose, relative to the first target frame, is flattened to the 12 numbers of row-major [R | t]; each block
+adds zero-initialised Linear(12, D) embeddings of them (one Linear for context frames, one for target
+frames) to its normalised self-attention input, and passes the self-attention output through an
+identity-initialised Linear(D, D) projector. A new model therefore ignores cameras exactly.
+
+Initialisation is adaLN-zero (DiT): every residual branch is gated by a zero-initialised modulation, and the
+final projection is zero, so a new model is the identity on its tokens and predicts zero velocity.
+
+Shape glossary: B batch, Fc/Ft context/target latent frames, F = Fc + Ft, C latent channels, h/w latent
+height/width, H/W token grid (h/ph, w/pw), N = F*H*W tokens in (f, h, w) order, S = H*W tokens of one
+frame, D model width, h heads, d head width, L caption tokens, Dc caption width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from hybridmem.errors import ConfigError
+from hybridmem.models.checkpoint import dataclass_from_dict
+from hybridmem.models.layers import (
+    RMSNorm,
+    TimestepEmbedder,
+    apply_rope,
+    grid_positions,
+    layer_norm,
+    modulate,
+    rope_angles,
+    rope_axis_dims,
+)
+from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memory
+
+CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
+
+
+@dataclass
+class DiTConfig:
+    """Every size and switch of the world model; saved in its checkpoints."""
+
+    latent_channels: int = 4  # C, must match the VAE's latent channels
+    dim: int = 64  # D
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # (latent frames, rows, columns) per token
+    caption_dim: int = 0  # Dc of the caption embedding "B L Dc"; 0 = no cross-attention
+    frequency_dim: int = 256  # width of the sinusoidal timestep embedding
+    rope_theta: float = 10000.0
+    eps: float = 1e-6  # of every norm
+    gradient_checkpointing: bool = False  # recompute each block in backward (torch.utils.checkpoint)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    def validate(self) -> DiTConfig:
+        for name in ("latent_channels", "dim", "num_layers", "num_heads", "ffn_dim", "frequency_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"DiTConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.dim % self.num_heads:
+            raise ConfigError(f"DiTConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        if self.head_dim % 2 or self.head_dim < 6:
+            raise ConfigError(
+                f"DiTConfig: head width dim/num_heads = {self.head_dim} must be even and >= 6 for the 3D rope"
+            )
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            raise ConfigError(f"DiTConfig.patch_size must be three positive ints, got {self.patch_size}")
+        if self.caption_dim < 0:
+            raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
+        if not isinstance(self.memory, MemoryConfig):
+            raise ConfigError(f"DiTConfig.memory must be a MemoryConfig, got {type(self.memory).__name__}")
+        self.memory.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DiTConfig:
+        data = dict(data)
+        if isinstance(data.get("memory"), dict):
+            data["memory"] = dataclass_from_dict(MemoryConfig, data["memory"], "DiTConfig.memory")
+        return dataclass_from_dict(cls, data, "DiTConfig").validate()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SelfAttention(nn.Module):
+    """q/k/v/out projections, q/k RMSNorm and 3D rope; the block's memory decides who attends to whom.
+
+    Implements hybridmem.models.memory.base.AttentionHandle (num_heads, head_dim, project_kv).
+    """
+
+    def __init__(self, dim: int, num_heads: int, rope_theta: float, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.rope_theta = rope_theta
+        rope_axis_dims(self.head_dim)  # fail early on an unusable head width
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        # Norm over the full width before the head split, as Wan2.1 does.
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b m (h d) -> b h m d", h=self.num_heads)  # B h M d
+
+    def project_q(self, tokens: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        """tokens "B M D", angles "M d/2" -> q "B h M d", normed and rope'd."""
+        return apply_rope(self.split_heads(self.norm_q(self.q(tokens))), angles)
+
+    def project_kv_at_angles(
+        self, tokens: torch.Tensor, angles: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D", angles "M d/2" -> k, v "B h M d" (k normed and rope'd)."""
+        k = apply_rope(self.split_heads(self.norm_k(self.k(tokens))), angles)  # B h M d
+        v = self.split_heads(self.v(tokens))  # B h M d
+        return k, v
+
+    def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d" (k normed, rope'd there)."""
+        return self.project_kv_at_angles(tokens, rope_angles(positions, self.head_dim, self.rope_theta))
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output "B h M d" -> out-projected "B M D"."""
+        return self.o(rearrange(x, "b h m d -> b m (h d)"))
+
+
+class CrossAttention(nn.Module):
+    """Tokens attend to caption tokens (already projected to D); no rope."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(self, x: torch.Tensor, caption_tokens: torch.Tensor) -> torch.Tensor:
+        """x "B N D", caption_tokens "B L D" -> "B N D"."""
+        q = rearrange(self.norm_q(self.q(x)), "b n (h d) -> b h n d", h=self.num_heads)
+        k = rearrange(self.norm_k(self.k(caption_tokens)), "b l (h d) -> b h l d", h=self.num_heads)
+        v = rearrange(self.v(caption_tokens), "b l (h d) -> b h l d", h=self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v)  # B h N d
+        return self.o(rearrange(out, "b h n d -> b n (h d)"))  # B N D
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Block and final layer
+# ---------------------------------------------------------------------------------------------------------
+
+
+class WorldBlock(nn.Module):
+    """adaLN-modulated self-attention (through the memory) + optional cross-attention + GELU FFN."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        dim = config.dim
+        self.norm1 = layer_norm(dim, config.eps)
+        self.self_attn = SelfAttention(dim, config.num_heads, config.rope_theta, config.eps)
+        self.memory = build_memory(config.memory, dim, config.num_heads)
+        # Camera conditioning (official HyDRA code): zero-init encoders, identity-init projector.
+        self.context_camera_encoder = nn.Linear(CAMERA_DIM, dim)
+        self.target_camera_encoder = nn.Linear(CAMERA_DIM, dim)
+        self.camera_projector = nn.Linear(dim, dim)
+        if config.caption_dim:
+            self.norm3 = nn.LayerNorm(dim, eps=config.eps)  # affine, unmodulated: as Wan2.1's cross-attn
+            self.cross_attn = CrossAttention(dim, config.num_heads, config.eps)
+        else:
+            self.norm3 = self.cross_attn = None
+        self.norm2 = layer_norm(dim, config.eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim)
+        )
+        # Per-block offset on the shared time projection (Wan2.1's layout: one Linear(D, 6D) for all
+        # blocks plus a learned "6 D" table per block, far fewer weights than DiT's Linear per block).
+        self.modulation = nn.Parameter(torch.zeros(6, dim))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        time_modulation: torch.Tensor,
+        camera_12: torch.Tensor,
+        angles: torch.Tensor,
+        ctx: MemoryContext,
+        caption_tokens: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x "B N D", time_modulation "B F 6 D", camera_12 "B F 12", angles "N d/2" -> "B N D"."""
+        frames, height, width = ctx.grid
+        x = rearrange(x, "b (f s) d -> b f s d", f=frames)  # B F S D
+
+        # 1. per-frame adaLN parameters (context frames carry t = 0, target frames t)
+        modulation = rearrange(self.modulation + time_modulation, "b f six d -> b f six 1 d")  # B F 6 1 D
+        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+            chunk.squeeze(2) for chunk in modulation.chunk(6, dim=2)
+        )  # each B F 1 D
+
+        # 2. self-attention through the memory, with the camera embedding added to its input
+        context_frames = ctx.context_frames
+        camera_embedding = torch.cat(
+            [
+                self.context_camera_encoder(camera_12[:, :context_frames]),
+                self.target_camera_encoder(camera_12[:, context_frames:]),
+            ],
+            dim=1,
+        )  # B F D
+        attn_input = modulate(self.norm1(x), shift_msa, scale_msa) + camera_embedding[:, :, None]  # B F S D
+        tokens = rearrange(attn_input, "b f s d -> b (f s) d")  # B N D
+        q = self.self_attn.project_q(tokens, angles)  # B h N d
+        k, v = self.self_attn.project_kv_at_angles(tokens, angles)  # B h N d each
+        grid_input = rearrange(attn_input, "b f (hh ww) d -> b f hh ww d", hh=height, ww=width)  # B F H W D
+        attended = self.memory(q, k, v, grid_input, self.self_attn, ctx)  # B h N d
+        attn_out = self.camera_projector(self.self_attn.merge_heads(attended))  # B N D
+        x = x + gate_msa * rearrange(attn_out, "b (f s) d -> b f s d", f=frames)  # B F S D
+
+        # 3. cross-attention to the caption (ungated, as in Wan2.1; its out projection starts at zero)
+        if self.cross_attn is not None:
+            flat = rearrange(x, "b f s d -> b (f s) d")  # B N D
+            x = x + rearrange(
+                self.cross_attn(self.norm3(flat), caption_tokens), "b (f s) d -> b f s d", f=frames
+            )
+
+        # 4. feed-forward
+        x = x + gate_ffn * self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn))  # B F S D
+        return rearrange(x, "b f s d -> b (f s) d")  # B N D
+
+
+class FinalLayer(nn.Module):
+    """adaLN (shift, scale from the per-frame time embedding) -> Linear to one patch of latents."""
+
+    def __init__(self, dim: int, patch_volume: int, latent_channels: int, eps: float):
+        super().__init__()
+        self.norm = layer_norm(dim, eps)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = nn.Linear(dim, patch_volume * latent_channels)
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        """x "B F S D", time_embedding "B F D" -> "B F S (pt ph pw C)"."""
+        shift, scale = self.adaLN_modulation(time_embedding)[:, :, None].chunk(2, dim=-1)  # B F 1 D each
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------
+
+
+class WorldModel(nn.Module):
+    """Clean context latents ++ noisy target latents, one camera per latent frame -> target velocity."""
+
+    config_class = DiTConfig
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config.validate()
+        dim, patch = config.dim, config.patch_size
+        self.patch_embedding = nn.Conv3d(config.latent_channels, dim, kernel_size=patch, stride=patch)
+        self.time_embedder = TimestepEmbedder(dim, config.frequency_dim)
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        if config.caption_dim:
+            self.caption_embedding = nn.Sequential(
+                nn.Linear(config.caption_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+            )
+        else:
+            self.caption_embedding = None
+        self.blocks = nn.ModuleList(WorldBlock(config) for _ in range(config.num_layers))
+        patch_volume = patch[0] * patch[1] * patch[2]
+        self.final_layer = FinalLayer(dim, patch_volume, config.latent_channels, config.eps)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's init (xavier Linear, zero bias, N(0, 0.02) time MLP) plus adaLN-zero and camera rules."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        weight = self.patch_embedding.weight
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))  # as a Linear over one patch
+        nn.init.zeros_(self.patch_embedding.bias)
+        for layer in (self.time_embedder.mlp[0], self.time_embedder.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        zero = [self.time_projection[1], self.final_layer.adaLN_modulation[1], self.final_layer.linear]
+        for block in self.blocks:
+            nn.init.zeros_(block.modulation)
+            zero += [block.context_camera_encoder, block.target_camera_encoder]
+            if block.cross_attn is not None:
+                zero.append(block.cross_attn.o)  # PixArt-style: captions start with no effect
+            with torch.no_grad():
+                block.camera_projector.weight.copy_(torch.eye(self.config.dim))
+        for layer in zero:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _check_inputs(self, context_latents, noisy_target, t, cameras, intrinsics, caption) -> None:
+        config = self.config
+        for name, latents in (("context_latents", context_latents), ("noisy_target", noisy_target)):
+            if latents.ndim != 5 or latents.shape[2] != config.latent_channels:
+                raise ConfigError(
+                    f"{name}: expected shape (B, F, {config.latent_channels}, h, w) for a model with "
+                    f"latent_channels={config.latent_channels}, got {tuple(latents.shape)}"
+                )
+            if latents.shape[1] % config.patch_size[0]:
+                raise ConfigError(
+                    f"{name}: {latents.shape[1]} latent frames is not a multiple of the temporal patch "
+                    f"{config.patch_size[0]}"
+                )
+        batch, _, _, height, width = noisy_target.shape
+        if context_latents.shape[0] != batch or context_latents.shape[3:] != noisy_target.shape[3:]:
+            raise ConfigError(
+                f"context_latents {tuple(context_latents.shape)} and noisy_target "
+                f"{tuple(noisy_target.shape)} must share batch size and latent height/width"
+            )
+        if noisy_target.shape[1] < 1:
+            raise ConfigError("noisy_target: needs at least one latent frame")
+        if height % config.patch_size[1] or width % config.patch_size[2]:
+            raise ConfigError(
+                f"latent size {height}x{width} is not divisible by the patch size {config.patch_size[1:]}; "
+                "crop or resize the video so that it is"
+            )
+        if t.shape != (batch,):
+            raise ConfigError(
+                f"t: expected shape ({batch},), one time in [0, 1] per sample, got {tuple(t.shape)}"
+            )
+        frames = context_latents.shape[1] + noisy_target.shape[1]
+        if cameras.shape != (batch, frames, 4, 4):
+            raise ConfigError(
+                f"cameras: expected shape ({batch}, {frames}, 4, 4), one camera-to-world pose per latent "
+                f"frame (context then target), got {tuple(cameras.shape)}"
+            )
+        if intrinsics is not None and intrinsics.shape != (batch, 4):
+            raise ConfigError(
+                f"intrinsics: expected shape ({batch}, 4) (fx/W, fy/H, cx/W, cy/H), "
+                f"got {tuple(intrinsics.shape)}"
+            )
+        if config.caption_dim and (
+            caption is None or caption.ndim != 3 or caption.shape[::2] != (batch, config.caption_dim)
+        ):
+            got = None if caption is None else tuple(caption.shape)
+            raise ConfigError(
+                f"caption: this model has caption_dim={config.caption_dim} and needs a caption embedding of "
+                f"shape ({batch}, L, {config.caption_dim}) (zeros for 'no caption'), got {got}"
+            )
+        if not config.caption_dim and caption is not None:
+            raise ConfigError("caption: this model has caption_dim=0 (no cross-attention); pass caption=None")
+
+    def forward(
+        self,
+        context_latents: torch.Tensor,
+        noisy_target: torch.Tensor,
+        t: torch.Tensor,
+        cameras: torch.Tensor,
+        intrinsics: torch.Tensor | None = None,
+        caption: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Velocity of the target latents.
+
+        context_latents: "B Fc C h w" clean (Fc may be 0); noisy_target: "B Ft C h w" at time t "B" in [0, 1];
+        cameras: "B F 4 4" each latent frame's camera-to-world relative to the first target frame, OpenCV
+        axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory; caption: "B L Dc" or None.
+        Returns "B Ft C h w".
+        """
+        self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption)
+        frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
+
+        # 1. patchify context ++ target on one time axis
+        latents = torch.cat([context_latents, noisy_target], dim=1)  # B F C h w
+        x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D F' H W
+        frames, height, width = x.shape[2:]
+        x = rearrange(x, "b d f hh ww -> b (f hh ww) d")  # B N D
+        context_frames = context_latents.shape[1] // frames_per_patch
+        angles = rope_angles(
+            grid_positions(frames, height, width, device=x.device),
+            self.config.head_dim,
+            self.config.rope_theta,
+        )  # N d/2
+
+        # 2. per-frame time: the clean context sits at t = 0
+        frame_times = torch.cat(
+            [t.new_zeros(t.shape[0], context_frames), t[:, None].expand(-1, frames - context_frames)], dim=1
+        )  # B F'
+        time_embedding = self.time_embedder(frame_times)  # B F' D
+        time_modulation = rearrange(
+            self.time_projection(time_embedding), "b f (six d) -> b f six d", six=6
+        )  # B F' 6 D
+
+        # 3. cameras: with temporal patches, a token frame takes the camera of its last latent frame
+        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].to(x.dtype)  # B F' 4 4
+        camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B F' 12
+        ctx = MemoryContext(
+            grid=(frames, height, width),
+            context_frames=context_frames,
+            cameras=token_cameras,
+            intrinsics=intrinsics,
+        )
+        caption_tokens = (
+            self.caption_embedding(caption) if self.caption_embedding is not None else None
+        )  # B L D
+
+        # 4. blocks
+        for block in self.blocks:
+            if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(
+                    block, x, time_modulation, camera_12, angles, ctx, caption_tokens, use_reentrant=False
+                )
+            else:
+                x = block(x, time_modulation, camera_12, angles, ctx, caption_tokens)  # B N D
+
+        # 5. final layer on the target tokens only, then unpatchify
+        x = rearrange(x, "b (f s) d -> b f s d", f=frames)[:, context_frames:]  # B Ft' S D
+        patches = self.final_layer(x, time_embedding[:, context_frames:])  # B Ft' S (pt ph pw C)
+        return rearrange(
+            patches,
+            "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",
+            hh=height,
+            pt=frames_per_patch,
+            ph=rows_per_patch,
+            pw=cols_per_patch,
+        )  # B Ft C h w
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Size presets
+# ---------------------------------------------------------------------------------------------------------
+
+WORLD_PRESETS: dict[str, dict] = {
+    # Tests: seconds on a CPU.
+    "tiny": dict(latent_channels=4, dim=64, num_layers=2, num_heads=4, ffn_dim=128),
+    # CPU training.
+    "small": dict(latent_channels=8, dim=256, num_layers=6, num_heads=4, ffn_dim=1024),
+    # One GPU.
+    "base": dict(latent_channels=16, dim=768, num_layers=12, num_heads=12, ffn_dim=3072),
+    # The paper's backbone geometry (Wan2.1-T2V-1.3B: umT5 caption embeddings of width 4096).
+    "wan1.3b": dict(
+        latent_channels=16, dim=1536, num_layers=30, num_heads=12, ffn_dim=8960, caption_dim=4096
+    ),
+}
+
+
+def dit_config(preset: str, **overrides) -> DiTConfig:
+    """The config of a named preset with fields replaced by `overrides` (memory: MemoryConfig or dict)."""
+    if preset not in WORLD_PRESETS:
+        raise ConfigError(
+            f"world model preset '{preset}' is unknown; valid presets: {', '.join(WORLD_PRESETS)}"
+        )
+    values = {**WORLD_PRESETS[preset], **overrides}
+    memory = values.get("memory")
+    if isinstance(memory, MemoryConfig):
+        values["memory"] = dataclasses.asdict(memory)
+    return DiTConfig.from_dict(values)
+
+
+def build_world_model(preset: str, **overrides) -> WorldModel:
+    """A new WorldModel of a named preset: build_world_model("tiny", memory=MemoryConfig(kind="full"))."""
+    return WorldModel(dit_config(preset, **overrides))
