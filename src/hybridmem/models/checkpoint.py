@@ -1,0 +1,192 @@
+"""Model-only checkpoints: weights in `model.safetensors`, the config in `config.json`, nothing else.
+
+A folder written by `save_model` rebuilds the model from its two files alone:
+
+    save_model(model, "runs/vae/final")
+    model = load_model("runs/vae/final")            # a VideoVAE or a WorldModel, in eval mode
+
+config.json holds {"format", "class", "config", "hybridmem_version"}; the class name picks the model class
+from MODEL_CLASSES and the config dict rebuilds its config dataclass (`Config.from_dict`). Training state
+(optimizer, EMA, step) is the trainer's business and lives in its own files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hybridmem.errors import CheckpointError, ConfigError
+
+FORMAT = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def dataclass_from_dict(cls, data: dict, what: str):
+    """Build dataclass `cls` from a JSON-style dict: lists become tuples where the field is a tuple.
+
+    Unknown keys raise ConfigError naming them and listing the valid fields (`what` names the config).
+    Nested dataclasses are the caller's job (convert them before calling).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: expected a mapping of field names to values, got {type(data).__name__}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+def _model_classes() -> dict[str, type[nn.Module]]:
+    # Imported here: vae.py and world.py import this module for dataclass_from_dict.
+    from hybridmem.models.vae import VideoVAE
+    from hybridmem.models.world import WorldModel
+
+    return {"VideoVAE": VideoVAE, "WorldModel": WorldModel}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP/FSDP (`.module`) or torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call write(temp_path) on a temp file next to `path`, then os.replace it onto `path`."""
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.remove(temp_name)
+        raise
+
+
+def save_model(model: nn.Module, folder: str | os.PathLike) -> Path:
+    """Write model.safetensors and config.json into `folder` (created if needed); returns the folder.
+
+    Each file is written to a temp file and os.replace'd, weights first, config last, so a crash leaves
+    either the previous checkpoint or a weights/config pair that load_model checks against each other.
+    """
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    classes = _model_classes()
+    class_name = type(model).__name__
+    if classes.get(class_name) is not type(model):
+        raise CheckpointError(
+            f"save_model: cannot save a {class_name}; savable classes: {', '.join(sorted(classes))}"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # safetensors wants contiguous, unshared CPU tensors.
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    _write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(state, path, metadata={"format": "pt"}))
+
+    from hybridmem import __version__
+
+    document = {
+        "format": FORMAT,
+        "class": class_name,
+        "config": model.config.to_dict(),
+        "hybridmem_version": __version__,
+    }
+
+    def write_config(path: str) -> None:
+        with open(path, "w") as file:
+            json.dump(document, file, indent=2)
+            file.write("\n")
+
+    _write_atomically(folder / CONFIG_FILE, write_config)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> tuple[str, dict]:
+    """(class name, config dict) of the checkpoint in `folder`, validated but without loading weights."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: missing; a model checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: not valid JSON ({error}); re-save the model with save_model"
+        ) from error
+    if not isinstance(document, dict) or not {"format", "class", "config"} <= set(document):
+        raise CheckpointError(f"{path}: expected keys 'format', 'class', 'config'; re-save with save_model")
+    if document["format"] != FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {document['format']} is not supported (expected {FORMAT})"
+        )
+    classes = _model_classes()
+    if document["class"] not in classes:
+        raise CheckpointError(
+            f"{path}: class '{document['class']}' is unknown; valid classes: {', '.join(sorted(classes))}"
+        )
+    return document["class"], document["config"]
+
+
+def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved in `folder` from its config.json and model.safetensors; eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    class_name, config_dict = read_config(folder)
+    model_class = _model_classes()[class_name]
+    try:
+        config = model_class.config_class.from_dict(config_dict)
+        model = model_class(config)
+    except ConfigError as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: invalid {class_name} config: {error}") from error
+
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing; save the model again with save_model")
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{weights_path}: unreadable or corrupt ({error}); save the model again"
+        ) from error
+
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(
+        name for name in set(expected) & set(state) if tuple(expected[name].shape) != tuple(state[name].shape)
+    )
+    if missing or unexpected or wrong_shape:
+        details = []
+        for label, names in [("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)]:
+            if names:
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                details.append(f"{label}: {shown}")
+        raise CheckpointError(
+            f"{weights_path}: weights do not match the config in {CONFIG_FILE} ({'; '.join(details)}); "
+            "the two files come from different models, save the model again"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval()
