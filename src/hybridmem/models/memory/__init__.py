@@ -1,5 +1,31 @@
-"""Memories: which keys and values each query latent frame attends to. See base.py for the interface."""
+"""Memories: which keys and values each query latent frame attends to. See base.py for the interface.
 
-from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memory
+Importing this package registers every memory kind (full, window, fov, hydra) in base.MEMORIES.
+"""
 
-__all__ = ["MemoryConfig", "MemoryContext", "build_memory"]
+from hybridmem.models.memory import fov, hydra, window  # noqa: F401  (register their kinds)
+from hybridmem.models.memory.base import (
+    MEMORIES,
+    AttentionHandle,
+    Memory,
+    MemoryConfig,
+    MemoryContext,
+    build_memory,
+    register_memory,
+)
+from hybridmem.models.memory.hydra import HydraMemory, MemoryTokenizer
+from hybridmem.models.memory.reference import HydraLoopReference, hydra_loop_attention
+
+__all__ = [
+    "MEMORIES",
+    "AttentionHandle",
+    "HydraLoopReference",
+    "HydraMemory",
+    "Memory",
+    "MemoryConfig",
+    "MemoryContext",
+    "MemoryTokenizer",
+    "build_memory",
+    "hydra_loop_attention",
+    "register_memory",
+]

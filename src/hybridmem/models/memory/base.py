@@ -38,11 +38,20 @@ class MemoryConfig:
 
     def validate(self) -> MemoryConfig:
         if self.kind not in MEMORIES:
-            raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {', '.join(sorted(MEMORIES))}")
+            valid = ", ".join(sorted(MEMORIES))
+            raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {valid}")
         if self.window < 1 or self.top_k < 0:
             raise ConfigError(f"memory window must be >= 1 and top_k >= 0, got {self.window}, {self.top_k}")
         if len(self.tokenizer_kernel) != 3 or min(self.tokenizer_kernel) < 1:
             raise ConfigError(f"tokenizer_kernel must be three positive ints, got {self.tokenizer_kernel}")
+        self.tokenizer_kernel = tuple(int(size) for size in self.tokenizer_kernel)  # JSON gives a list
+        if self.query_chunk < 0:
+            raise ConfigError(f"memory query_chunk must be >= 0 (0 = all at once), got {self.query_chunk}")
+        if self.fov_points < 1 or not 0 < self.fov_near < self.fov_far:
+            raise ConfigError(
+                "memory fov_points must be >= 1 and 0 < fov_near < fov_far, got "
+                f"{self.fov_points}, {self.fov_near}, {self.fov_far}"
+            )
         for name, value, allowed in [
             ("affinity", self.affinity, ("mean", "eq4")),
             ("retrieval", self.retrieval, ("affinity", "fov")),
@@ -63,16 +72,37 @@ class MemoryContext:
     intrinsics: torch.Tensor | None = None  # "B 4" (fx/W, fy/H, cx/W, cy/H): normalised by image size
 
 
+def require_cameras(ctx: MemoryContext, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """ctx.cameras "B F 4 4" and ctx.intrinsics "B 4", or a ConfigError saying what to pass."""
+    if ctx.cameras is None or ctx.intrinsics is None:
+        missing = "cameras" if ctx.cameras is None else "intrinsics"
+        raise ConfigError(
+            f"memory '{kind}' ranks frames by camera frustum overlap but MemoryContext.{missing} is None; "
+            'pass the latent frames\' cameras "B F 4 4" and normalised intrinsics "B 4", '
+            "or choose a memory that needs no cameras (window, or hydra with retrieval 'affinity')"
+        )
+    cameras, intrinsics = ctx.cameras, ctx.intrinsics
+    if cameras.ndim != 4 or cameras.shape[1:] != (ctx.grid[0], 4, 4):
+        raise ConfigError(
+            f"memory '{kind}': MemoryContext.cameras must be \"B F 4 4\" with F={ctx.grid[0]} latent "
+            f"frames, got {tuple(cameras.shape)}"
+        )
+    if intrinsics.shape != (cameras.shape[0], 4):
+        raise ConfigError(
+            f"memory '{kind}': MemoryContext.intrinsics must be \"B 4\" (fx/W, fy/H, cx/W, cy/H), "
+            f"got {tuple(intrinsics.shape)}"
+        )
+    return cameras, intrinsics
+
+
 class AttentionHandle(Protocol):
     """What the block's self-attention offers a memory."""
 
     num_heads: int
     head_dim: int
 
-    def project_kv(
-        self, tokens: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d", k normed, rope'd at positions."""
+    def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d", k normed and rope'd."""
         ...
 
 

@@ -1,0 +1,84 @@
+"""`fov`: Context-as-Memory style retrieval of whole context latent frames by camera frustum overlap.
+
+Each TARGET latent frame attends to its local window plus the K context latent frames whose camera frustum
+overlaps its own the most, all at full resolution. Context frames are clean and already known, so they
+attend to the whole context (and nothing of the noisy target), as in Context-as-Memory where the context is
+the memory bank. Context frames inside a target's window are not retrieved again (they are already there),
+and a context frame that sees none of the target frustum (overlap 0, for example a camera facing away) is
+never retrieved: fewer than K frames are then attended rather than padding with irrelevant ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from hybridmem.models.memory.base import Memory, register_memory, require_cameras
+from hybridmem.models.memory.retrieval import (
+    frame_attention,
+    frustum_overlap,
+    frustum_samples,
+    inside_window,
+    select_top_k,
+    window_indices,
+)
+
+
+def fov_retrieval(
+    cameras: torch.Tensor,
+    intrinsics: torch.Tensor,
+    context_frames: int,
+    window_idx: torch.Tensor,
+    top_k: int,
+    samples: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context frames each target frame retrieves: indices, valid "B T K" (T = F - context_frames).
+
+    cameras: "B F 4 4"; intrinsics: "B 4" normalised; window_idx: "T Wn" windows of the target frames.
+    """
+    context_range = torch.arange(context_frames, device=cameras.device)
+    spans = torch.stack([context_range, context_range], dim=-1)  # C 2: a context frame spans itself
+    overlap = frustum_overlap(cameras[:, context_frames:], cameras[:, :context_frames], intrinsics, samples)
+    eligible = ~inside_window(window_idx, spans) & (overlap > 0)  # B T C
+    return select_top_k(overlap, eligible, top_k)
+
+
+@register_memory("fov")
+class FovMemory(Memory):
+    """Window + top-K context frames by frustum overlap (needs MemoryContext.cameras and intrinsics)."""
+
+    def forward(self, q, k, v, x, attn, ctx):
+        cameras, intrinsics = require_cameras(ctx, "fov")
+        num_frames, context_frames = ctx.grid[0], ctx.context_frames
+        q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
+        outputs = []
+        # 1. context frames attend to the context
+        if context_frames > 0:
+            context_q, context_k, context_v = (
+                rearrange(t[:, :, :context_frames], "b h f p d -> b h (f p) d") for t in (q, k, v)
+            )
+            attended = F.scaled_dot_product_attention(context_q, context_k, context_v)  # B h (C P) d
+            outputs.append(rearrange(attended, "b h (f p) d -> b h f p d", f=context_frames))
+        # 2. target frames attend to their window and their retrieved context frames
+        if num_frames > context_frames:
+            window_idx = window_indices(num_frames, self.config.window, q.device)[context_frames:]  # T Wn
+            samples = frustum_samples(self.config.fov_points, self.config.fov_near, self.config.fov_far)
+            with torch.no_grad():
+                indices, valid = fov_retrieval(
+                    cameras, intrinsics, context_frames, window_idx, self.config.top_k, samples
+                )  # B T K
+            outputs.append(
+                frame_attention(
+                    q[:, :, context_frames:],
+                    k,
+                    v,
+                    window_idx,
+                    k[:, :, :context_frames],
+                    v[:, :, :context_frames],
+                    indices,
+                    valid,
+                    self.config.query_chunk,
+                )
+            )  # B h T P d
+        return rearrange(torch.cat(outputs, dim=2), "b h f p d -> b h (f p) d")

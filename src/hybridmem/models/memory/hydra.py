@@ -1,0 +1,181 @@
+"""`hydra`: HyDRA's hybrid memory (memory tokenizer + spatiotemporal relevance retrieval).
+
+For each query latent frame: attention over [keys/values of its local window of full-resolution latent
+frames; keys/values of the top-K memory slices it retrieves]. A memory slice is one time step of the memory
+tokenizer's output (a Conv3d with kernel = stride over the token grid), so one slice summarises
+kernel_f latent frames at 1/(kernel_h kernel_w) of their spatial resolution.
+
+Choices (see MemoryConfig for the knobs):
+- memory_scope "all" (released code) tokenizes the whole sequence, clean context and noisy target, and every
+  latent frame, context included, retrieves; "context" tokenizes only the context frames (every frame
+  still retrieves, from context slices only).
+- A slice lies inside a query's window when every real latent frame it covers is inside it; such slices
+  are not retrievable (the window already holds them at full resolution).
+- affinity "mean" / "eq4" score slices from q and the memory keys (retrieval.py); retrieval "fov" scores
+  them by frustum overlap with the slice's mean camera, and slices with zero overlap are not retrievable.
+- Retrieval (top-K) is a discrete choice: scores are computed without gradient, as in the released code;
+  gradients reach the tokenizer through the retrieved keys and values.
+
+Shape glossary: B batch, F latent frames, H/W token grid, P = H*W, D width, h heads, d head width,
+F'/H'/W' memory grid, S = F' memory slices, P' = H'*W' tokens a slice, K retrieved slices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from hybridmem.models.memory.base import (
+    AttentionHandle,
+    Memory,
+    MemoryConfig,
+    MemoryContext,
+    register_memory,
+    require_cameras,
+)
+from hybridmem.models.memory.retrieval import (
+    affinity_eq4,
+    affinity_mean,
+    frame_attention,
+    frustum_overlap,
+    frustum_samples,
+    inside_window,
+    mean_poses,
+    pad_to_multiple,
+    patch_centres,
+    select_top_k,
+    slice_spans,
+    window_indices,
+)
+
+
+class MemoryTokenizer(nn.Module):
+    """Conv3d over the token grid, kernel = stride: "B F H W D" -> "B F' H' W' D", F' = ceil(F / kernel_f).
+
+    Grids that are not multiples of the kernel are replicate-padded at the end of each axis (retrieval.py
+    `pad_to_multiple`), so any size works and border tokens are not diluted by zeros.
+    """
+
+    def __init__(self, dim: int, kernel: tuple[int, int, int]):
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.conv = nn.Conv3d(dim, dim, kernel_size=self.kernel, stride=self.kernel)
+        # Start as average pooling (identity across channels, 1/|kernel| over the patch): memory tokens begin
+        # as the mean of the tokens they cover, so from the first step their keys live where the queries
+        # expect tokens to be and the affinity ranks slices by content. A random init would make retrieval
+        # and the memory half of attention noise at the start, pulling a pretrained backbone off course.
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            channels = torch.arange(dim)
+            self.conv.weight[channels, channels] = 1.0 / math.prod(self.kernel)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: "B F H W D" -> memory tokens "B F' H' W' D"."""
+        for axis, size in zip((1, 2, 3), self.kernel, strict=True):
+            x = pad_to_multiple(x, axis, size)  # B F H W D, each axis a multiple of the kernel
+        tokens = self.conv(rearrange(x, "b f h w d -> b d f h w"))  # B D F' H' W'
+        return rearrange(tokens, "b d f h w -> b f h w d")
+
+    def positions(self, grid: tuple[int, int, int]) -> torch.Tensor:
+        """(f, h, w) of each memory token, at the centre of the real cells it covers: "(F' H' W') 3"."""
+        centres = [patch_centres(size, kernel) for size, kernel in zip(grid, self.kernel, strict=True)]
+        mesh = torch.stack(torch.meshgrid(*centres, indexing="ij"), dim=-1)  # F' H' W' 3
+        return rearrange(mesh, "f h w c -> (f h w) c")
+
+
+@dataclass
+class HydraRetrieval:
+    """Everything the attention step needs, exposed so tests can compare it against the loop reference."""
+
+    window_idx: torch.Tensor  # "F Wn" latent frames of each query frame's window
+    memory_keys: torch.Tensor | None  # "B h S P' d", None when there is nothing to tokenize
+    memory_values: torch.Tensor | None  # "B h S P' d"
+    spans: torch.Tensor  # "S 2" first and last real latent frame of each slice
+    scores: torch.Tensor | None  # "B F S" affinity or frustum overlap
+    indices: torch.Tensor  # "B F K" retrieved slices, ascending
+    valid: torch.Tensor  # "B F K" False where fewer than K slices were eligible
+
+
+@register_memory("hydra")
+class HydraMemory(Memory):
+    """Window of full-resolution latent frames + top-K retrieved memory slices, for every query frame."""
+
+    def __init__(self, config: MemoryConfig, dim: int, num_heads: int):
+        super().__init__(config, dim, num_heads)
+        self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
+
+    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext):
+        """Memory keys and values "B h S P' d" and slice spans "S 2"; (None, None, empty spans) if none."""
+        source = x if self.config.memory_scope == "all" else x[:, : ctx.context_frames]  # B Fs H W D
+        num_source = source.shape[1]
+        spans = slice_spans(num_source, self.config.tokenizer_kernel[0], device=x.device)  # S 2
+        if num_source == 0:
+            return None, None, spans
+        tokens = self.tokenizer(source)  # B F' H' W' D
+        positions = self.tokenizer.positions(tuple(source.shape[1:4])).to(x)  # (F' H' W') 3
+        memory_keys, memory_values = attn.project_kv(
+            rearrange(tokens, "b f h w d -> b (f h w) d"), positions
+        )  # B h (F' H' W') d
+        num_slices = tokens.shape[1]
+        memory_keys, memory_values = (
+            rearrange(t, "b h (s p) d -> b h s p d", s=num_slices) for t in (memory_keys, memory_values)
+        )  # B h S P' d
+        return memory_keys, memory_values, spans
+
+    def slice_scores(
+        self, q: torch.Tensor, memory_keys: torch.Tensor, spans: torch.Tensor, ctx: MemoryContext
+    ) -> torch.Tensor:
+        """Relevance of each memory slice to each query frame: "B F S" (no gradient)."""
+        config = self.config
+        with torch.no_grad():
+            if config.retrieval == "fov":
+                cameras, intrinsics = require_cameras(ctx, "hydra (retrieval 'fov')")
+                slice_poses = mean_poses(cameras, spans)  # B S 4 4
+                samples = frustum_samples(config.fov_points, config.fov_near, config.fov_far)
+                return frustum_overlap(cameras, slice_poses, intrinsics, samples)
+            if config.affinity == "mean":
+                return affinity_mean(q, ctx.grid[0], memory_keys)
+            return affinity_eq4(q, ctx.grid, memory_keys, config.tokenizer_kernel[1:])
+
+    def retrieve(
+        self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext
+    ) -> HydraRetrieval:
+        """Steps 1-3 of forward: tokenize, score, select."""
+        num_frames = ctx.grid[0]
+        # 1. memory tokens -> keys and values at the centres of the patches they cover
+        memory_keys, memory_values, spans = self.memory_kv(x, attn, ctx)
+        window_idx = window_indices(num_frames, self.config.window, q.device)  # F Wn
+        if memory_keys is None:
+            empty = torch.zeros(q.shape[0], num_frames, 0, dtype=torch.long, device=q.device)
+            return HydraRetrieval(window_idx, None, None, spans, None, empty, empty.bool())
+        # 2. score every slice for every query frame
+        scores = self.slice_scores(q, memory_keys, spans, ctx)  # B F S
+        # 3. top-K among the slices outside the window
+        eligible = ~inside_window(window_idx, spans)  # F S
+        if self.config.retrieval == "fov":
+            eligible = eligible & (scores > 0)  # B F S
+        indices, valid = select_top_k(scores, eligible, self.config.top_k)  # B F K
+        return HydraRetrieval(window_idx, memory_keys, memory_values, spans, scores, indices, valid)
+
+    def forward(self, q, k, v, x, attn, ctx):
+        num_frames = ctx.grid[0]
+        retrieval = self.retrieve(q, x, attn, ctx)
+        # 4. attend to [window; retrieved slices] for all query frames at once (in chunks)
+        q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
+        out = frame_attention(
+            q,
+            k,
+            v,
+            retrieval.window_idx,
+            retrieval.memory_keys,
+            retrieval.memory_values,
+            retrieval.indices,
+            retrieval.valid,
+            self.config.query_chunk,
+        )  # B h F P d
+        return rearrange(out, "b h f p d -> b h (f p) d")

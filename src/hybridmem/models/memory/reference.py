@@ -1,0 +1,127 @@
+"""Slow, obviously correct HyDRA attention: one Python iteration per (batch element, query frame).
+
+The fast path (hydra.py + retrieval.py) gathers every query frame's keys with index tensors; this one
+spells each step out with plain slicing and sorting, so tests and benchmarks/attention.py can check the fast
+path against it. It shares only the tokenizer and projections (tested on their own), not the retrieval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from hybridmem.models.memory.hydra import HydraMemory
+
+
+def loop_affinity(
+    q_frame: torch.Tensor, slice_keys: torch.Tensor, affinity: str, grid_hw, kernel_hw
+) -> float:
+    """Score of one slice for one query frame. q_frame: "h P d"; slice_keys: "h P' d"."""
+    heads, _, head_dim = q_frame.shape
+    if affinity == "mean":
+        per_head = (q_frame.mean(dim=1) * slice_keys.mean(dim=1)).sum(-1)  # h
+        return float(per_head.mean())
+    # eq4: average q over each tokenizer patch (replicate padding), dot with the aligned memory key
+    height, width = grid_hw
+    kernel_h, kernel_w = kernel_hw
+    image = rearrange(q_frame, "h (y x) d -> (h d) 1 y x", y=height, x=width)
+    pad_h, pad_w = (-height) % kernel_h, (-width) % kernel_w
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+    pooled = F.avg_pool2d(image, (kernel_h, kernel_w))  # (h d) 1 H' W'
+    pooled = rearrange(pooled, "(h d) 1 y x -> h (y x) d", h=heads)
+    per_head = (pooled * slice_keys).sum(dim=(1, 2)) / math.sqrt(head_dim)  # h
+    return float(per_head.mean())
+
+
+def hydra_loop_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid: tuple[int, int, int],
+    memory_keys: torch.Tensor | None,
+    memory_values: torch.Tensor | None,
+    spans: torch.Tensor,
+    window: int,
+    top_k: int,
+    affinity: str = "mean",
+    kernel_hw: tuple[int, int] = (2, 2),
+    scores: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[list[list[int]]]]:
+    """q, k, v: "B h N d"; memory_keys/values: "B h S P' d"; spans: "S 2".
+
+    scores: "B F S" to rank by instead of the affinity (retrieval "fov"); slices scoring <= 0 are skipped.
+    Returns the output "B h N d" and, per batch element and query frame, the retrieved slices ascending.
+    """
+    num_frames, height, width = grid
+    tokens = height * width
+    batch = q.shape[0]
+    num_slices = 0 if memory_keys is None else memory_keys.shape[2]
+    outputs, chosen_all = [], []
+    for b in range(batch):
+        frame_outputs, chosen_batch = [], []
+        for i in range(num_frames):
+            # 1. window: `window` frames centred on i, shifted to stay inside the sequence
+            width_f = min(window, num_frames)
+            start = min(max(i - (width_f - 1) // 2, 0), num_frames - width_f)
+            stop = start + width_f  # exclusive
+            q_frame = q[b, :, i * tokens : (i + 1) * tokens]  # h P d
+            # 2. score the slices outside the window, keep the best top_k
+            candidates = []
+            for j in range(num_slices):
+                first, last = int(spans[j, 0]), int(spans[j, 1])
+                if first >= start and last <= stop - 1:
+                    continue
+                if scores is not None:
+                    score = float(scores[b, i, j])
+                    if score <= 0:
+                        continue
+                else:
+                    score = loop_affinity(q_frame, memory_keys[b, :, j], affinity, (height, width), kernel_hw)
+                candidates.append((score, j))
+            candidates.sort(key=lambda pair: -pair[0])
+            chosen = sorted(j for _, j in candidates[:top_k])
+            # 3. attention over [window tokens; chosen slices' tokens]
+            keys = [k[b, :, start * tokens : stop * tokens]] + [memory_keys[b, :, j] for j in chosen]
+            values = [v[b, :, start * tokens : stop * tokens]] + [memory_values[b, :, j] for j in chosen]
+            attended = F.scaled_dot_product_attention(
+                q_frame[None], torch.cat(keys, dim=1)[None], torch.cat(values, dim=1)[None]
+            )[0]  # h P d
+            frame_outputs.append(attended)
+            chosen_batch.append(chosen)
+        outputs.append(torch.cat(frame_outputs, dim=1))  # h N d
+        chosen_all.append(chosen_batch)
+    return torch.stack(outputs), chosen_all
+
+
+class HydraLoopReference(HydraMemory):
+    """HyDRA with the per-frame loop in place of the gathered attention; same parameters as HydraMemory.
+
+    Not registered as a memory kind: it exists to be compared against, by tests and the benchmark.
+    """
+
+    last_selection: list[list[list[int]]] | None = None
+
+    def forward(self, q, k, v, x, attn, ctx):
+        memory_keys, memory_values, spans = self.memory_kv(x, attn, ctx)
+        scores = None
+        if self.config.retrieval == "fov" and memory_keys is not None:
+            scores = self.slice_scores(q, memory_keys, spans, ctx)  # B F S
+        out, self.last_selection = hydra_loop_attention(
+            q,
+            k,
+            v,
+            ctx.grid,
+            memory_keys,
+            memory_values,
+            spans,
+            self.config.window,
+            self.config.top_k,
+            self.config.affinity,
+            self.config.tokenizer_kernel[1:],
+            scores,
+        )
+        return out
