@@ -202,3 +202,28 @@ def load_checkpoint(
         restore_rng_state(rng["global"])
     extra = {key: value for key, value in optimizer_state.items() if key != "optimizer"}
     return {"step": int(state["step"]), "config": state["config"], "ranks": rng["ranks"], "extra": extra}
+
+
+def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
+    """A folder `models.checkpoint.load_model` can read, from any of the paths a user may pass.
+
+    - a model folder (config.json + model.safetensors): itself
+    - a training checkpoint RUN/checkpoints/step_N: its ema/ (or model/ with ema=False or no EMA)
+    - a training run RUN: RUN/final when it exists, else its newest checkpoint as above
+    """
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "state.json").is_file():
+        if ema and (path / "ema" / "config.json").is_file():
+            return path / "ema"
+        return path / "model"
+    if (path / "final" / "config.json").is_file():
+        return path / "final"
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return resolve_model_folder(latest, ema)
+    raise CheckpointError(
+        f"{path}: no model here; pass a model folder (config.json + model.safetensors), a training run "
+        "folder (with final/ or checkpoints/), or one of its checkpoints/step_N folders"
+    )

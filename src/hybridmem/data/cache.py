@@ -1,0 +1,151 @@
+"""The latent cache: every clip of a split encoded once by the VAE, one safetensors file per clip.
+
+    CACHE/
+        cache.json                  format, VAE checkpoint, split, latent shape, temporal stride
+        clips/<clip_id>.safetensors context_latents "Fc C h w", target_latents "Ft C h w",
+                                    [context_logvar, target_logvar,] cameras "Fc+Ft 4 4",
+                                    intrinsics "4"; metadata: caption, events (JSON), source, frame counts
+
+Cameras are camera-to-world poses of each latent frame (video frames 0, 4, 8, ... of each segment)
+relative to the first target latent frame; intrinsics are normalised (fx/W, fy/H, cx/W, cy/H). Each clip
+file is written to a temp file and renamed, so a cache is always a set of complete clips and an
+interrupted `hybridmem encode` resumes by skipping the files that exist.
+
+Shape glossary: F latent frames (Fc context, Ft target), C latent channels, h/w latent grid, B batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from hybridmem.errors import DataError
+
+CACHE_FORMAT = 1
+INDEX_FILE = "cache.json"
+CLIPS_DIR = "clips"
+TENSOR_KEYS = ("context_latents", "target_latents", "cameras", "intrinsics")
+OPTIONAL_TENSOR_KEYS = ("context_logvar", "target_logvar")
+
+
+def write_clip_entry(
+    cache_dir: str | Path, clip_id: str, tensors: dict[str, torch.Tensor], metadata: dict
+) -> Path:
+    """Write one clip atomically: temp file in the same folder, then os.replace."""
+    from safetensors.torch import save_file
+
+    missing = [key for key in TENSOR_KEYS if key not in tensors]
+    if missing:
+        raise ValueError(f"write_clip_entry: missing tensors {missing}")
+    folder = Path(cache_dir) / CLIPS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{clip_id}.safetensors"
+    state = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    text_metadata = {key: json.dumps(value) for key, value in metadata.items()}
+    handle, temp = tempfile.mkstemp(prefix=f".{clip_id}.", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        save_file(state, temp, metadata=text_metadata)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    return path
+
+
+def write_index(cache_dir: str | Path, index: dict) -> None:
+    path = Path(cache_dir) / INDEX_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".json.tmp")
+    temp.write_text(json.dumps({"format": CACHE_FORMAT, **index}, indent=2))
+    os.replace(temp, path)
+
+
+def read_index(cache_dir: str | Path) -> dict:
+    path = Path(cache_dir) / INDEX_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{path}: missing; build the cache with `hybridmem encode --data DIR --vae VAE --out CACHE`"
+        )
+    try:
+        index = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: corrupt ({error}); delete the cache and encode again") from error
+    if index.get("format") != CACHE_FORMAT:
+        raise DataError(f"{path}: cache format {index.get('format')} is not {CACHE_FORMAT}; encode again")
+    return index
+
+
+def read_clip_entry(path: str | Path) -> dict:
+    """One cached clip: its tensors plus caption (str), events (list of dicts), clip_id and frame counts."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            entry = {key: handle.get_tensor(key) for key in handle.keys()}
+            metadata = {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+    except Exception as error:  # safetensors raises several types for a truncated or foreign file
+        raise DataError(
+            f"{path}: unreadable cache entry ({error}); delete it and rerun `hybridmem encode`"
+        ) from error
+    missing = [key for key in TENSOR_KEYS if key not in entry]
+    if missing:
+        raise DataError(f"{path}: cache entry lacks {missing}; delete it and rerun `hybridmem encode`")
+    entry["caption"] = metadata.get("caption", "")
+    entry["events"] = metadata.get("events", [])
+    entry["clip_id"] = path.stem
+    entry["source"] = metadata.get("source", "")
+    return entry
+
+
+def cached_clip_ids(cache_dir: str | Path) -> list[str]:
+    folder = Path(cache_dir) / CLIPS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(path.stem for path in folder.glob("*.safetensors"))
+
+
+class LatentCacheDataset(Dataset):
+    """Items of a latent cache, in clip-id order.
+
+    item: {"context_latents": "Fc C h w", "target_latents": "Ft C h w", "cameras": "Fc+Ft 4 4",
+           "intrinsics": "4", "caption": str, "events": list, "clip_id": str, ...}
+    """
+
+    def __init__(self, cache_dir: str | Path):
+        self.cache_dir = Path(cache_dir)
+        self.index = read_index(self.cache_dir)
+        self.clip_ids = cached_clip_ids(self.cache_dir)
+        if not self.clip_ids:
+            raise DataError(f"{self.cache_dir / CLIPS_DIR}: no cached clips; run `hybridmem encode` first")
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        return read_clip_entry(self.cache_dir / CLIPS_DIR / f"{self.clip_ids[index]}.safetensors")
+
+
+def collate_latents(items: list[dict]) -> dict:
+    """Stack tensors into "B ..." (all clips must share shapes); strings and events become lists."""
+    batch = {}
+    for key, value in items[0].items():
+        if isinstance(value, torch.Tensor):
+            shapes = {tuple(item[key].shape) for item in items}
+            if len(shapes) > 1:
+                ids = [item["clip_id"] for item in items]
+                raise DataError(
+                    f"latent cache: clips {ids} have different '{key}' shapes {sorted(shapes)}; "
+                    "encode clips of one length and resolution into one cache"
+                )
+            batch[key] = torch.stack([item[key] for item in items])
+        else:
+            batch[key] = [item[key] for item in items]
+    return batch

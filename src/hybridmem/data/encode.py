@@ -1,0 +1,192 @@
+"""`hybridmem encode`: encode a dataset split once into a latent cache (see data/cache.py for the layout).
+
+    hybridmem encode --data runs/world --vae runs/vae/final --out runs/cache/train --split train
+    hybridmem encode --data runs/world --vae runs/vae/final --out runs/cache/val --split val --store-logvar
+
+Context and target segments are encoded separately by the causal VAE (each must have 4k+1 frames), so the
+first latent frame of each segment stands for one video frame. Latents are the posterior mean (the mode);
+`--store-logvar` keeps the log-variance too, for training on posterior samples. Clips already in the cache
+are skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hybridmem.errors import ConfigError, DataError
+from hybridmem.geometry import latent_frame_indices, relative_poses
+
+
+def list_clip_folders(data_dir: str | Path, split: str | None) -> list[Path]:
+    """Clip folders of a split, sorted: DATA/<split>/* (or DATA/* with split None) holding clip files."""
+    root = Path(data_dir) / split if split else Path(data_dir)
+    if not root.is_dir():
+        valid = (
+            sorted(p.name for p in Path(data_dir).iterdir() if p.is_dir()) if Path(data_dir).is_dir() else []
+        )
+        raise DataError(
+            f"{root}: no such split folder; splits found in {data_dir}: {', '.join(valid) or 'none'}"
+        )
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root}: no clip folders; generate data with `hybridmem world generate`")
+    return folders
+
+
+def latent_cameras(
+    cameras: "T 4 4", context_frames: int, temporal_stride: int
+) -> tuple["Fc+Ft 4 4", int, int]:
+    """Camera of each latent frame (frames 0, s, 2s, ... of each segment), relative to the first target one.
+
+    Returns (cameras "Fc+Ft 4 4" float32, Fc, Ft). Each segment must have s*k + 1 frames.
+    """
+    total = cameras.shape[0]
+    target_frames = total - context_frames
+    for name, count in (("context", context_frames), ("target", target_frames)):
+        if count < 1 or (count - 1) % temporal_stride:
+            raise DataError(
+                f"{name} segment has {count} frames; the VAE needs {temporal_stride}k+1 frames per segment "
+                f"(for example {temporal_stride * 2 + 1})"
+            )
+    context_index = latent_frame_indices(context_frames, temporal_stride)
+    target_index = context_frames + latent_frame_indices(target_frames, temporal_stride)
+    per_latent = cameras[np.concatenate([context_index, target_index])]
+    relative = relative_poses(per_latent, cameras[target_index[0]])
+    return relative.astype(np.float32), len(context_index), len(target_index)
+
+
+def normalised_intrinsics(intrinsics: "4", width: int, height: int) -> "4":
+    """(fx, fy, cx, cy) in pixels -> (fx/W, fy/H, cx/W, cy/H)."""
+    return (np.asarray(intrinsics, dtype=np.float64) / np.array([width, height, width, height])).astype(
+        np.float32
+    )
+
+
+def frames_to_tensor(frames: "T H W 3"):
+    """uint8 frames -> "1 T 3 H W" float32 in [-1, 1] (the VAE's input range)."""
+    import torch
+    from einops import rearrange
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1.0
+    return rearrange(video, "t h w c -> 1 t c h w")
+
+
+def vae_temporal_stride(vae) -> int:
+    stride = getattr(vae.config, "temporal_stride", None)
+    if stride is None:
+        stride = getattr(vae, "temporal_stride", None)
+    if stride is None:
+        raise ConfigError(f"{type(vae).__name__}: cannot tell its temporal stride (config.temporal_stride)")
+    return int(stride)
+
+
+def encode_clip(vae, clip, device, store_logvar: bool = False) -> tuple[dict, dict]:
+    """One Clip -> (tensors, metadata) for the cache. Latents are the posterior mean."""
+    import torch
+
+    stride = vae_temporal_stride(vae)
+    cameras, _, _ = latent_cameras(clip.cameras, clip.context_frames, stride)
+    height, width = clip.frames.shape[1:3]
+    tensors = {
+        "cameras": torch.from_numpy(cameras),
+        "intrinsics": torch.from_numpy(normalised_intrinsics(clip.intrinsics, width, height)),
+    }
+    with torch.no_grad():
+        for name, segment in (("context", clip.context), ("target", clip.target)):
+            posterior = vae.encode(frames_to_tensor(clip.frames[segment]).to(device))
+            tensors[f"{name}_latents"] = posterior.mode()[0].float().cpu()  # F C h w
+            if store_logvar:
+                tensors[f"{name}_logvar"] = posterior.logvar[0].float().cpu()  # F C h w
+    events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
+    metadata = {
+        "caption": clip.caption,
+        "events": events,
+        "source": str(clip.source),
+        "context_frames": clip.context_frames,
+        "target_frames": clip.target_frames,
+        "fps": clip.fps,
+    }
+    return tensors, metadata
+
+
+def encode_split(
+    data_dir: str | Path,
+    vae_dir: str | Path,
+    out_dir: str | Path,
+    split: str | None = "train",
+    device: str = "auto",
+    store_logvar: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}."""
+
+    from hybridmem.data.cache import cached_clip_ids, read_index, write_clip_entry, write_index
+    from hybridmem.data.hmworld import load_clip
+    from hybridmem.models.checkpoint import load_model
+    from hybridmem.train.distributed import resolve_device
+    from hybridmem.train.state import resolve_model_folder
+
+    # 1. inputs and the cache index (a cache belongs to one VAE: refuse to mix)
+    folders = list_clip_folders(data_dir, split)
+    torch_device = resolve_device(device)
+    vae_dir = resolve_model_folder(vae_dir)
+    vae = load_model(vae_dir, map_location=torch_device)
+    vae_config = vae.config.to_dict()
+    index = {
+        "vae": str(Path(vae_dir).resolve()),
+        "vae_config": vae_config,
+        "split": split,
+        "data": str(Path(data_dir).resolve()),
+        "temporal_stride": vae_temporal_stride(vae),
+        "store_logvar": store_logvar,
+    }
+    out_dir = Path(out_dir)
+    if (out_dir / "cache.json").exists():
+        existing = read_index(out_dir)
+        if existing.get("vae_config") != vae_config or existing.get("store_logvar") != store_logvar:
+            raise DataError(
+                f"{out_dir}: holds latents of another VAE or --store-logvar setting; "
+                "pass a new --out folder or delete this cache"
+            )
+    write_index(out_dir, index)
+
+    # 2. encode what is missing
+    done = set(cached_clip_ids(out_dir))
+    todo = [folder for folder in folders if folder.name not in done]
+    iterator = todo
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(todo, desc="encode", unit="clip")
+    for folder in iterator:
+        clip = load_clip(folder)
+        tensors, metadata = encode_clip(vae, clip, torch_device, store_logvar)
+        write_clip_entry(out_dir, folder.name, tensors, metadata)
+    return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = encode_split(
+        args.data, args.vae, args.out, args.split or None, args.device, args.store_logvar, progress=True
+    )
+    print(f"encode: {summary['encoded']} clips encoded, {summary['skipped']} already cached -> {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "encode",
+        help="encode a dataset split into a latent cache",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="dataset folder (holding split folders)")
+    parser.add_argument("--vae", required=True, help="VAE checkpoint folder (models.checkpoint.save_model)")
+    parser.add_argument("--out", required=True, help="cache folder (created; existing clips are skipped)")
+    parser.add_argument("--split", default="train", help="split folder under --data; '' for DATA itself")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--store-logvar", action="store_true", help="also store the posterior log-variance")
+    parser.set_defaults(func=run)
