@@ -1,0 +1,233 @@
+"""Pixel metrics that need no weights: PSNR and SSIM over frames, re-entry windows, subject boxes, background.
+
+Shape glossary: T frames, H/W pixels, C colour channels (3), S subjects. Frames are "T H W 3" uint8 RGB;
+they are mapped to [0, 1] (x / 255) before any metric, so PSNR and SSIM use a data range of 1.
+
+Conventions (documented here once, used by the report):
+- PSNR of a frame = 10 log10(1 / MSE) over all its pixels and channels, capped at `PSNR_CAP_DB` (100 dB).
+  Identical frames (MSE = 0) therefore score exactly 100 dB; the cap keeps clip means finite. A clip's PSNR
+  is the mean of its per-frame PSNRs (not the PSNR of the pooled MSE).
+- SSIM: Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03 (Wang et al. 2004), computed per channel and
+  averaged over channels; variances are clamped at 0. The map is computed with reflect padding (5 px) so it
+  has one value per pixel; a frame's score is the mean of the whole map, as torchmetrics 1.9
+  `structural_similarity_index_measure` does (skimage instead drops the 5-pixel border; the two differ
+  by ~1e-3 on small frames). Region scores (subject box, background) average the same map over the
+  region's pixels.
+- Boxes are pixel edges (x0, y0, x1, y1): a box covers columns x0 .. x1 - 1 and rows y0 .. y1 - 1; a box
+  of NaNs means "not visible".
+- Background = pixels farther than `BACKGROUND_MARGIN` (10 px, twice the SSIM window radius) from every
+  ground-truth subject pixel (Chebyshev distance). With that margin any change confined to within 5 px of
+  the subject (a blanked subject, or one drawn up to 5 px off) leaves background PSNR and background SSIM
+  exactly unchanged: no background pixel's SSIM window reaches the changed pixels.
+- Re-entry: an "entry" event in the target segment whose subject has an earlier "exit" event. Its window is
+  the target frames from the entry frame to the end.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from scipy import ndimage
+
+from hybridmem.errors import DataError
+
+PSNR_CAP_DB = 100.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+BACKGROUND_MARGIN = 2 * (SSIM_WINDOW // 2)
+
+
+def check_videos(pred: "T H W 3", target: "T H W 3") -> None:
+    """Raise `DataError` unless both are uint8 videos of one shape."""
+    for name, video in (("prediction", pred), ("target", target)):
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+            raise DataError(
+                f"{name}: expected a 'T H W 3' uint8 RGB video, got dtype {video.dtype} shape {video.shape}"
+            )
+    if pred.shape != target.shape:
+        raise DataError(
+            f"prediction shape {pred.shape} != target shape {target.shape}; generate as many frames as the "
+            "target segment has, at the clip's resolution"
+        )
+
+
+def to_unit(frames: "T H W 3") -> "T 3 H W":
+    """uint8 frames -> float64 tensor in [0, 1], channels first."""
+    return rearrange(torch.from_numpy(np.ascontiguousarray(frames)).double() / 255.0, "t h w c -> t c h w")
+
+
+def _masked_mean(values: "T H W", mask: "T H W | None") -> np.ndarray:
+    """Mean over pixels per frame ("T"), restricted to `mask`; NaN for a frame whose mask is empty."""
+    if mask is None:
+        return values.mean(axis=(1, 2))
+    mask = mask.astype(bool)
+    count = mask.sum(axis=(1, 2))
+    total = np.where(mask, values, 0.0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def psnr_per_frame(pred: "T H W 3", target: "T H W 3", mask: "T H W | None" = None) -> np.ndarray:
+    """PSNR in dB per frame ("T"), capped at PSNR_CAP_DB; with `mask`, over masked pixels (NaN if none)."""
+    check_videos(pred, target)
+    squared_error = ((pred.astype(np.float64) - target.astype(np.float64)) / 255.0) ** 2  # "T H W 3"
+    mse = _masked_mean(squared_error.mean(axis=-1), mask)  # "T"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        psnr = 10.0 * np.log10(1.0 / mse)
+    return np.where(np.isnan(mse), np.nan, np.minimum(psnr, PSNR_CAP_DB))
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps centred on the middle tap."""
+    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    taps = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def _blur(images: "N 1 H W", taps: torch.Tensor) -> "N 1 H W":
+    """Separable Gaussian blur with taps "K", 'valid' (the caller pads)."""
+    rows = F.conv2d(images, rearrange(taps, "k -> 1 1 1 k"))  # "N 1 H W-K+1"
+    return F.conv2d(rows, rearrange(taps, "k -> 1 1 k 1"))  # "N 1 H-K+1 W-K+1"
+
+
+def ssim_map(pred: "T H W 3", target: "T H W 3") -> "T H W":
+    """SSIM map per pixel (mean over colour channels), same size as the frames (reflect padding)."""
+    check_videos(pred, target)
+    frames, height, width = pred.shape[:3]
+    radius = SSIM_WINDOW // 2
+    if min(height, width) <= radius:
+        raise DataError(f"SSIM needs frames larger than {radius} px on each side, got {height}x{width}")
+    x = rearrange(to_unit(pred), "t c h w -> (t c) 1 h w")
+    y = rearrange(to_unit(target), "t c h w -> (t c) 1 h w")
+    taps = gaussian_window()
+    # One padded stack so the five blurs share a single conv call.
+    stack = torch.cat([x, y, x * x, y * y, x * y])  # "(5 N) 1 H W"
+    stack = F.pad(stack, (radius, radius, radius, radius), mode="reflect")
+    mu_x, mu_y, e_xx, e_yy, e_xy = _blur(stack, taps).chunk(5)
+    # Clamp: E[x^2] - mu^2 can dip below 0 by rounding on flat regions.
+    var_x, var_y = (e_xx - mu_x**2).clamp(min=0.0), (e_yy - mu_y**2).clamp(min=0.0)
+    cov_xy = e_xy - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    numerator = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
+    denominator = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    per_channel = rearrange(numerator / denominator, "(t c) 1 h w -> t c h w", t=frames)
+    return per_channel.mean(dim=1).numpy()  # "T H W"
+
+
+def ssim_per_frame(pred: "T H W 3", target: "T H W 3", mask: "T H W | None" = None) -> np.ndarray:
+    """SSIM per frame ("T"): mean of the SSIM map over all pixels or over the masked ones (NaN if none)."""
+    return _masked_mean(ssim_map(pred, target), mask)
+
+
+# --- regions ----------------------------------------------------------------------------------------------
+
+
+def boxes_from_masks(masks: "T H W") -> "T 4":
+    """Tight pixel-edge box (x0, y0, x1, y1) of each frame's True pixels; NaN where a frame has none."""
+    masks = masks.astype(bool)
+    boxes = np.full((masks.shape[0], 4), np.nan)
+    for index, mask in enumerate(masks):
+        rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
+        if rows.any():
+            y0, y1 = np.flatnonzero(rows)[[0, -1]]
+            x0, x1 = np.flatnonzero(cols)[[0, -1]]
+            boxes[index] = (x0, y0, x1 + 1, y1 + 1)
+    return boxes
+
+
+def masks_from_boxes(boxes: "T 4", height: int, width: int) -> "T H W":
+    """Boolean masks of the pixels whose centres lie inside each box; all False for a NaN box."""
+    centres_x = np.arange(width) + 0.5
+    centres_y = np.arange(height) + 0.5
+    masks = np.zeros((boxes.shape[0], height, width), dtype=bool)
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        if np.isnan(x0):
+            continue
+        inside_x = (centres_x >= x0) & (centres_x < x1)
+        inside_y = (centres_y >= y0) & (centres_y < y1)
+        masks[index] = inside_y[:, None] & inside_x[None, :]
+    return masks
+
+
+def background_mask(instance_ids: "T H W", margin: int = BACKGROUND_MARGIN) -> "T H W":
+    """Pixels farther than `margin` px (Chebyshev) from every subject pixel (instance id > 0)."""
+    subject = instance_ids > 0
+    if margin > 0:
+        subject = ndimage.maximum_filter(subject, size=(1, 2 * margin + 1, 2 * margin + 1), mode="constant")
+    return ~subject
+
+
+def reentry_events(events, context_frames: int) -> list[tuple[int, int]]:
+    """(subject_id, target frame index) of each entry in the target segment that follows an exit."""
+    reentries = []
+    for event in events:
+        if event.kind != "entry" or event.frame < context_frames:
+            continue
+        exited_before = any(
+            other.subject_id == event.subject_id and other.kind == "exit" and other.frame < event.frame
+            for other in events
+        )
+        if exited_before:
+            reentries.append((event.subject_id, event.frame - context_frames))
+    return sorted(reentries, key=lambda pair: (pair[1], pair[0]))
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
+def pixel_metrics(
+    pred: "T H W 3",
+    target: "T H W 3",
+    instance_ids: "T H W | None" = None,
+    reentries: list[tuple[int, int]] | None = None,
+) -> dict:
+    """All weight-free pixel metrics of one clip's target segment; NaN where a region is absent.
+
+    instance_ids: ground-truth instance ids of the target frames (0 = background), or None when the
+    layout has no masks (then background and box metrics are NaN). reentries: from `reentry_events`.
+    Returns scalar means plus the per-frame PSNR/SSIM curves (for plots).
+    """
+    reentries = reentries or []
+    # 1. whole frames
+    psnr = psnr_per_frame(pred, target)
+    ssim_values = ssim_map(pred, target)  # "T H W"
+    ssim = ssim_values.mean(axis=(1, 2))
+    result = {
+        "psnr": float(psnr.mean()),
+        "ssim": float(ssim.mean()),
+        "psnr_per_frame": psnr.tolist(),
+        "ssim_per_frame": ssim.tolist(),
+    }
+    # 2. background outside the (dilated) ground-truth subject masks
+    if instance_ids is not None:
+        background = background_mask(instance_ids)
+        result["background_psnr"] = _nanmean(psnr_per_frame(pred, target, background))
+        result["background_ssim"] = _nanmean(_masked_mean(ssim_values, background))
+    else:
+        result["background_psnr"] = result["background_ssim"] = math.nan
+    # 3. re-entry windows: whole frames from each re-entry on, and the subject's GT box in those frames
+    window_psnr, window_ssim, box_psnr, box_ssim = [], [], [], []
+    for subject_id, start in reentries:
+        window_psnr.append(psnr[start:].mean())
+        window_ssim.append(ssim[start:].mean())
+        if instance_ids is None:
+            continue
+        boxes = boxes_from_masks(instance_ids[start:] == subject_id)
+        box_masks = masks_from_boxes(boxes, *instance_ids.shape[1:])
+        box_psnr.append(_nanmean(psnr_per_frame(pred[start:], target[start:], box_masks)))
+        box_ssim.append(_nanmean(_masked_mean(ssim_values[start:], box_masks)))
+    result["reentry_psnr"] = _nanmean(window_psnr)
+    result["reentry_ssim"] = _nanmean(window_ssim)
+    result["reentry_box_psnr"] = _nanmean(box_psnr)
+    result["reentry_box_ssim"] = _nanmean(box_ssim)
+    result["num_reentries"] = len(reentries)
+    return result
