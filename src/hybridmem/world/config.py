@@ -126,10 +126,11 @@ class WorldConfig:
         if not 1 <= self.supersample <= 4:
             raise ConfigError(f"supersample={self.supersample}: must be 1, 2, 3 or 4")
         # 4. subjects and scenes against the taxonomy
-        if not 1 <= self.min_subjects <= self.max_subjects <= MAX_SUBJECTS:
+        if not 1 <= self.max_subjects <= MAX_SUBJECTS:
+            raise ConfigError(f"max_subjects={self.max_subjects}: must be between 1 and {MAX_SUBJECTS}")
+        if not 1 <= self.min_subjects <= self.max_subjects:
             raise ConfigError(
-                f"min_subjects={self.min_subjects}, max_subjects={self.max_subjects}: need "
-                f"1 <= min_subjects <= max_subjects <= {MAX_SUBJECTS}"
+                f"min_subjects={self.min_subjects}: must be between 1 and max_subjects={self.max_subjects}"
             )
         valid_scenes, valid_subjects = taxonomy_names()
         for name, chosen, valid in (

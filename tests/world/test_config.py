@@ -1,0 +1,54 @@
+import pytest
+
+from hybridmem.errors import ConfigError
+from hybridmem.world.config import WorldConfig
+
+
+def test_defaults_are_valid_and_round_trip():
+    config = WorldConfig().validate()
+    assert (config.width, config.height, config.context_frames, config.target_frames, config.fps) == (
+        128, 128, 33, 33, 8.0,
+    )  # fmt: skip
+    again = WorldConfig.from_dict(config.to_dict())
+    assert again == config
+
+
+def test_paper_geometry_is_allowed():
+    WorldConfig(width=832, height=480, context_frames=77, target_frames=77, fps=15.0).validate()
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"width": 0}, "width"),
+        ({"height": -4}, "height"),
+        ({"width": 832, "height": 832}, "width x height"),
+        ({"context_frames": 32}, "context_frames"),
+        ({"target_frames": 81}, "target_frames"),
+        ({"fps": 0.0}, "fps"),
+        ({"max_subjects": 4}, "max_subjects"),
+        ({"min_subjects": 2, "max_subjects": 1}, "min_subjects"),
+        ({"scenes": ("meadow", "moon_base")}, "scenes"),
+        ({"subjects": ("nobody",)}, "subjects"),
+        ({"subjects": ("human_00",), "max_subjects": 2, "held_out_subjects": 0}, "max_subjects"),
+        ({"visible_threshold": 0.01, "hidden_threshold": 0.1}, "hidden_threshold"),
+        ({"min_hidden_frames": 0}, "min_hidden_frames"),
+        ({"width": 12.5}, "width"),
+        ({"held_out_scenes": 17}, "held_out_scenes"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "val_fraction"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, field):
+    with pytest.raises(ConfigError) as error:
+        WorldConfig(**overrides).validate()
+    assert str(error.value).startswith(field)
+
+
+def test_unknown_scene_error_lists_valid_names():
+    with pytest.raises(ConfigError, match="valid names: .*meadow"):
+        WorldConfig(scenes=("moon_base",)).validate()
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ConfigError, match="colour"):
+        WorldConfig.from_dict({"colour": 3})
