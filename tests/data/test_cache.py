@@ -56,7 +56,10 @@ class FakeVAE:
     """Temporal stride 4, spatial stride 4, 2 channels: latent = per-block mean of the first channel."""
 
     class config:  # noqa: N801
-        temporal_stride = 4
+        temporal_factor = 4
+
+    def normalize(self, latents):
+        return (latents - 0.5) * 2.0
 
     def encode(self, frames):  # B T 3 H W
         index = torch.from_numpy(encode.latent_frame_indices(frames.shape[1], 4))
@@ -71,8 +74,10 @@ def test_encode_clip_and_round_trip_through_dataset(tmp_path):
     assert tensors["context_latents"].shape == (3, 2, 2, 3)
     assert tensors["target_latents"].shape == (2, 2, 2, 3)
     # frame value v maps to v / 127.5 - 1; target latent frame 1 is clip frame 9 + 4 = 13
-    torch.testing.assert_close(tensors["target_latents"][1, 0], torch.full((2, 3), 13 / 127.5 - 1))
-    assert "target_logvar" in tensors
+    expected = (13 / 127.5 - 1 - 0.5) * 2.0  # normalised by the VAE's (z - shift) * scale
+    torch.testing.assert_close(tensors["target_latents"][1, 0], torch.full((2, 3), expected))
+    # logvar of (z - 0.5) * 2 is logvar + log 4
+    torch.testing.assert_close(tensors["target_logvar"], torch.full((2, 2, 2, 3), -1.0 + np.log(4.0)))
     cache.write_index(tmp_path, {"split": "train"})
     cache.write_clip_entry(tmp_path, "clip_b", tensors, metadata)
     cache.write_clip_entry(tmp_path, "clip_a", tensors, metadata)
@@ -119,7 +124,7 @@ def test_encode_split_resumes_and_skips_done_clips(tmp_path, monkeypatch):
 
     class FakeModelVAE(FakeVAE):
         class config:  # noqa: N801
-            temporal_stride = 4
+            temporal_factor = 4
 
             @staticmethod
             def to_dict():

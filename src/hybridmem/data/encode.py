@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridmem.errors import ConfigError, DataError
+from hybridmem.errors import DataError
 from hybridmem.geometry import latent_frame_indices, relative_poses
 
 
@@ -75,12 +75,8 @@ def frames_to_tensor(frames: "T H W 3"):
 
 
 def vae_temporal_stride(vae) -> int:
-    stride = getattr(vae.config, "temporal_stride", None)
-    if stride is None:
-        stride = getattr(vae, "temporal_stride", None)
-    if stride is None:
-        raise ConfigError(f"{type(vae).__name__}: cannot tell its temporal stride (config.temporal_stride)")
-    return int(stride)
+    """Video frames per latent frame after the first (VAEConfig.temporal_factor)."""
+    return int(vae.config.temporal_factor)
 
 
 def encode_clip(vae, clip, device, store_logvar: bool = False) -> tuple[dict, dict]:
@@ -97,9 +93,15 @@ def encode_clip(vae, clip, device, store_logvar: bool = False) -> tuple[dict, di
     with torch.no_grad():
         for name, segment in (("context", clip.context), ("target", clip.target)):
             posterior = vae.encode(frames_to_tensor(clip.frames[segment]).to(device))
-            tensors[f"{name}_latents"] = posterior.mode()[0].float().cpu()  # F C h w
+            # The world model sees normalised latents (VAEConfig.latent_shift/scale): (z - shift) * scale.
+            latents = vae.normalize(posterior.mode())  # 1 F C h w
+            tensors[f"{name}_latents"] = latents[0].float().cpu()  # F C h w
             if store_logvar:
-                tensors[f"{name}_logvar"] = posterior.logvar[0].float().cpu()  # F C h w
+                # normalize is affine, so normalize(1) - normalize(0) is the per-channel scale, and the
+                # log-variance of the normalised latents is logvar + 2 log(scale)
+                scale = vae.normalize(torch.ones_like(latents)) - vae.normalize(torch.zeros_like(latents))
+                logvar = posterior.logvar + 2 * torch.log(scale)  # 1 F C h w
+                tensors[f"{name}_logvar"] = logvar[0].float().cpu()  # F C h w
     events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
     metadata = {
         "caption": clip.caption,
