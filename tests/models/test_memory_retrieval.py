@@ -110,3 +110,9 @@ def test_mean_pose_averages_translation_and_projects_rotation():
     means = mean_poses(poses, spans)[0]
     assert torch.allclose(means[0], torch.tensor(yaw(0.0, 1.0)), atol=1e-6)
     assert torch.allclose(means[1], poses[0, 2], atol=1e-6)  # one frame: exact
+
+
+def test_top_k_ties_go_to_the_earlier_candidate():
+    scores = torch.tensor([[[1.0, 0.5, 1.0, 1.0, 1.0]]])
+    indices, valid = select_top_k(scores, torch.ones(1, 5, dtype=torch.bool), 2)
+    assert indices.tolist() == [[[0, 2]]] and valid.all()

@@ -69,6 +69,7 @@ def hydra_loop_attention(
             start = min(max(i - (width_f - 1) // 2, 0), num_frames - width_f)
             stop = start + width_f  # exclusive
             q_frame = q[b, :, i * tokens : (i + 1) * tokens]  # h P d
+            q_scoring = q_frame.detach()  # retrieval is a discrete choice: no gradient through scores
             # 2. score the slices outside the window, keep the best top_k
             candidates = []
             for j in range(num_slices):
@@ -80,7 +81,9 @@ def hydra_loop_attention(
                     if score <= 0:
                         continue
                 else:
-                    score = loop_affinity(q_frame, memory_keys[b, :, j], affinity, (height, width), kernel_hw)
+                    score = loop_affinity(
+                        q_scoring, memory_keys[b, :, j].detach(), affinity, (height, width), kernel_hw
+                    )
                 candidates.append((score, j))
             candidates.sort(key=lambda pair: -pair[0])
             chosen = sorted(j for _, j in candidates[:top_k])

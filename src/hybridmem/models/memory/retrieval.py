@@ -189,6 +189,7 @@ def select_top_k(
     """Best `top_k` eligible candidates per query: indices, valid "B Q K'" with K' = min(top_k, S).
 
     scores: "B Q S"; eligible: "Q S" or "B Q S" bool. Entries past the eligible count are valid=False.
+    Ties go to the lower candidate index.
     Indices are returned in ascending order within a row (the order of keys does not change attention, and a
     canonical order makes selections comparable).
     """
@@ -199,7 +200,10 @@ def select_top_k(
         empty = torch.zeros(batch, queries, 0, dtype=torch.long, device=scores.device)
         return empty, empty.bool()
     masked = scores.masked_fill(~eligible, float("-inf"))
-    _, indices = masked.topk(count, dim=-1)  # B Q K'
+    # a stable sort, not topk: equal scores (common for frustum overlap, where several cameras see the
+    # whole query frustum) go to the earlier candidate, the same on every machine and in the loop reference
+    _, order = masked.sort(dim=-1, descending=True, stable=True)
+    indices = order[..., :count]  # B Q K'
     valid = eligible.gather(-1, indices)
     # invalid entries sort last so the valid ones read as a sorted prefix
     order_key = torch.where(valid, indices, indices + candidates)
