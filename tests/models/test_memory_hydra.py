@@ -178,12 +178,21 @@ def test_odd_grid_with_kernel_222():
     assert torch.allclose(out, loop_twin(memory)(q, k, v, x, handle, ctx), atol=1e-5)
 
 
-def test_chunked_equals_unchunked():
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(9, 2, 3), window=3, top_k=2)
-    out = memory(q, k, v, x, handle, ctx)
-    for chunk in (1, 2, 4, 9, 50):
+def test_chunked_equals_unchunked_with_gradients():
+    memory, handle, x, _, ctx = make_case(grid=(9, 2, 3), window=3, top_k=2)
+    x = x.requires_grad_()
+    results = []
+    for chunk in (0, 1, 4, 50):  # chunks > 0 also recompute each chunk in backward
         memory.config.query_chunk = chunk
-        assert torch.allclose(memory(q, k, v, x, handle, ctx), out, atol=1e-6)
+        memory.zero_grad()
+        x.grad = None
+        out = memory(*handle.qkv(x), x, handle, ctx)
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad.clone(), memory.tokenizer.conv.weight.grad.clone()))
+    for out, x_grad, weight_grad in results[1:]:
+        assert torch.allclose(out, results[0][0], atol=1e-6)
+        assert torch.allclose(x_grad, results[0][1], atol=1e-5)
+        assert torch.allclose(weight_grad, results[0][2], atol=1e-5)
 
 
 def test_backward_reaches_the_tokenizer_and_inputs():

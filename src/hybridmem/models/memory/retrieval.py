@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
+from torch.utils.checkpoint import checkpoint
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -214,6 +215,43 @@ def select_top_k(
 # ------------------------------------------------------------------------------------------------ attend
 
 
+def attend_frames(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    frames: torch.Tensor,
+    memory_keys: torch.Tensor | None,
+    memory_values: torch.Tensor | None,
+    chosen: torch.Tensor | None,
+    valid: torch.Tensor | None,
+) -> torch.Tensor:
+    """One chunk of `frame_attention`: queries "B h Qc P d", frames "Qc Wn", chosen/valid "B Qc K"."""
+    batch = queries.shape[0]
+    # 1. window keys and values: B h Qc Wn P d -> (B Qc) h (Wn P) d
+    chunk_keys = [rearrange(keys[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
+    chunk_values = [rearrange(values[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
+    mask = None
+    # 2. retrieved candidates: advanced indexing puts (B Qc K) first -> B Qc K h P' d
+    if chosen is not None:
+        rows = torch.arange(batch, device=chosen.device)[:, None, None]
+        chunk_keys.append(rearrange(memory_keys[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
+        chunk_values.append(rearrange(memory_values[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
+        if not bool(valid.all()):
+            window_tokens = chunk_keys[0].shape[-2]
+            memory_mask = valid.repeat_interleave(memory_keys.shape[-2], dim=-1)  # B Qc (K P')
+            memory_mask = rearrange(memory_mask, "b q m -> (b q) 1 1 m")
+            window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (window_tokens,))
+            mask = torch.cat([window_mask, memory_mask], dim=-1)  # (B Qc) 1 1 L
+    # 3. one attention call for the whole chunk
+    attended = F.scaled_dot_product_attention(
+        rearrange(queries, "b h q p d -> (b q) h p d"),
+        torch.cat(chunk_keys, dim=-2),
+        torch.cat(chunk_values, dim=-2),
+        attn_mask=mask,
+    )  # (B Qc) h P d
+    return rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
+
+
 def frame_attention(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -230,38 +268,32 @@ def frame_attention(
     queries: "B h Q P d"; keys, values: "B h F P d" (all latent frames); window_idx: "Q Wn" into F;
     memory_keys, memory_values: "B h S P' d"; indices, valid: "B Q K". Returns "B h Q P d".
     All query frames of a chunk are gathered with index tensors and sent to one scaled_dot_product_attention
-    call, so the cost is linear in Q for fixed Wn and K; `query_chunk` (frames, 0 = all) bounds the memory
-    the gathered keys take.
+    call, so the cost is linear in Q for fixed Wn and K.
+
+    query_chunk (latent frames, 0 = all at once) bounds memory: only one chunk's gathered keys and values
+    exist at a time. Under autograd each chunk is also recomputed in backward (activation checkpointing)
+    instead of keeping its gathered keys, which would otherwise add up to (Wn P + K P') / P times the size
+    of k and v over the sequence, several times what full attention keeps.
     """
-    batch, _, num_queries, _, _ = queries.shape
+    num_queries = queries.shape[2]
     chunk = query_chunk if query_chunk > 0 else num_queries
     use_memory = memory_keys is not None and indices is not None and indices.shape[-1] > 0
+    recompute = query_chunk > 0 and torch.is_grad_enabled()
     outputs = []
     for begin in range(0, num_queries, chunk):
         end = min(begin + chunk, num_queries)
-        # 1. window keys and values: B h Qc Wn P d -> (B Qc) h (Wn P) d
-        frames = window_idx[begin:end]  # Qc Wn
-        chunk_keys = [rearrange(keys[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
-        chunk_values = [rearrange(values[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
-        mask = None
-        # 2. retrieved candidates: advanced indexing puts (B Qc K) first -> B Qc K h P' d
-        if use_memory:
-            chosen = indices[:, begin:end]  # B Qc K
-            rows = torch.arange(batch, device=chosen.device)[:, None, None]
-            chunk_keys.append(rearrange(memory_keys[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
-            chunk_values.append(rearrange(memory_values[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
-            chunk_valid = valid[:, begin:end]  # B Qc K
-            if not bool(chunk_valid.all()):
-                window_tokens = chunk_keys[0].shape[-2]
-                slice_tokens = memory_keys.shape[-2]
-                memory_mask = chunk_valid.repeat_interleave(slice_tokens, dim=-1)  # B Qc (K P')
-                memory_mask = rearrange(memory_mask, "b q m -> (b q) 1 1 m")
-                window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (window_tokens,))
-                mask = torch.cat([window_mask, memory_mask], dim=-1)  # (B Qc) 1 1 L
-        # 3. one attention call for the whole chunk
-        chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
-        attended = F.scaled_dot_product_attention(
-            chunk_queries, torch.cat(chunk_keys, dim=-2), torch.cat(chunk_values, dim=-2), attn_mask=mask
-        )  # (B Qc) h P d
-        outputs.append(rearrange(attended, "(b q) h p d -> b h q p d", b=batch))
+        arguments = (
+            queries[:, :, begin:end],
+            keys,
+            values,
+            window_idx[begin:end],
+            memory_keys if use_memory else None,
+            memory_values if use_memory else None,
+            indices[:, begin:end] if use_memory else None,
+            valid[:, begin:end] if use_memory else None,
+        )
+        if recompute:
+            outputs.append(checkpoint(attend_frames, *arguments, use_reentrant=False))
+        else:
+            outputs.append(attend_frames(*arguments))  # B h Qc P d
     return torch.cat(outputs, dim=2)  # B h Q P d
