@@ -227,3 +227,23 @@ def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
         f"{path}: no model here; pass a model folder (config.json + model.safetensors), a training run "
         "folder (with final/ or checkpoints/), or one of its checkpoints/step_N folders"
     )
+
+
+def save_final_model(
+    model: nn.Module, folder: str | Path, save_model_fn: SaveModelFn = _default_save_model
+) -> Path:
+    """Write a model folder atomically: into a temp folder next to it, then renamed over the old one."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = folder.parent / f"{TEMP_PREFIX}{folder.name}"
+    shutil.rmtree(temp, ignore_errors=True)
+    save_model_fn(model, temp)
+    if folder.exists():
+        aside = folder.parent / f"{TEMP_PREFIX}old-{folder.name}"
+        shutil.rmtree(aside, ignore_errors=True)
+        folder.rename(aside)
+        temp.rename(folder)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        temp.rename(folder)
+    return folder

@@ -1,0 +1,209 @@
+"""Training configs and their command-line flags (no torch import: `hybridmem --help` stays fast).
+
+The dataclass fields are the flags: `--batch-size` sets `batch_size`. Each config validates itself and names
+the flag at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hybridmem.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class WorldTrainConfig:
+    cache: str
+    out: str
+    memory: str = "hydra"
+    preset: str = "tiny"
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    ema_decay: float = 0.999
+    shift: float = 5.0  # training timestep shift (the paper's scheduler uses 5)
+    timestep_distribution: str = "uniform"  # or "logit_normal"
+    precision: str = "fp32"
+    grad_checkpointing: bool = False
+    save_every: int = 500  # also saved at the last step
+    keep: int = 3
+    val_every: int = 0  # 0: no validation
+    val_cache: str | None = None  # default: the first `val_clips` clips of the training cache
+    val_clips: int = 4
+    log_every: int = 1
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> WorldTrainConfig:
+        positive = ("steps", "batch_size", "keep", "log_every", "val_clips")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "save_every", "val_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.grad_clip < 0:
+            raise ConfigError(f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.shift <= 0:
+            raise ConfigError(f"--shift must be > 0, got {self.shift}")
+        if self.timestep_distribution not in TIMESTEP_DISTRIBUTIONS:
+            raise ConfigError(
+                f"--timestep-distribution '{self.timestep_distribution}' is unknown; valid: "
+                f"{', '.join(TIMESTEP_DISTRIBUTIONS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        return self
+
+
+def config_from_args(cls, args):
+    fields = {field.name for field in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in vars(args).items() if key in fields})
+
+
+def add_world_arguments(parser) -> None:
+    defaults = WorldTrainConfig(cache="", out="")
+    parser.add_argument("--cache", required=True, help="latent cache folder (hybridmem encode)")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final/)")
+    parser.add_argument("--memory", default=defaults.memory, help="memory kind: full | window | fov | hydra")
+    parser.add_argument("--preset", default=defaults.preset, help="tiny | small | base | wan1.3b")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="total optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per rank per step")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="linear warm-up steps")
+    parser.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max grad norm; 0 = off")
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    parser.add_argument("--shift", type=float, default=defaults.shift, help="timestep shift (paper: 5)")
+    parser.add_argument(
+        "--timestep-distribution", default=defaults.timestep_distribution, help="uniform | logit_normal"
+    )
+    parser.add_argument("--precision", default=defaults.precision, help="fp32 | bf16 | fp16 (CUDA only)")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every, help="0: only at the end")
+    parser.add_argument("--keep", type=int, default=defaults.keep, help="checkpoints kept")
+    parser.add_argument("--val-every", type=int, default=defaults.val_every, help="0: no validation")
+    parser.add_argument(
+        "--val-cache", default=None, help="validation cache (default: first --val-clips clips)"
+    )
+    parser.add_argument("--val-clips", type=int, default=defaults.val_clips)
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="data loader workers")
+
+
+@dataclass
+class VaeTrainConfig:
+    data: str
+    out: str
+    preset: str = "tiny"
+    split: str = "train"
+    val_split: str | None = None  # default: the first `val_clips` clips of the training split
+    val_clips: int = 2
+    frames: int = 9  # frames per training window (4k+1)
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    recon: str = "l1"  # reconstruction term: l1 | mse
+    kl_weight: float = 1e-6
+    edge_weight: float = 0.0  # L1 between spatial image gradients: sharper edges, needs no weights
+    norm_windows: int = 32  # training windows encoded at the end to fit the latent shift/scale
+    precision: str = "fp32"
+    save_every: int = 500
+    keep: int = 3
+    val_every: int = 0
+    log_every: int = 1
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> VaeTrainConfig:
+        for name in ("steps", "batch_size", "keep", "log_every", "val_clips", "norm_windows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "save_every", "val_every", "kl_weight", "edge_weight", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.frames < 1:
+            raise ConfigError(f"--frames must be >= 1, got {self.frames}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.recon not in RECON_LOSSES:
+            raise ConfigError(f"--recon '{self.recon}' is unknown; valid: {', '.join(RECON_LOSSES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        return self
+
+
+RECON_LOSSES = ("l1", "mse")
+
+
+def add_vae_arguments(parser) -> None:
+    defaults = VaeTrainConfig(data="", out="")
+    parser.add_argument("--data", required=True, help="dataset folder holding split folders of clips")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final/)")
+    parser.add_argument("--preset", default=defaults.preset, help="tiny | small | base")
+    parser.add_argument("--split", default=defaults.split, help="training split folder under --data")
+    parser.add_argument(
+        "--val-split", default=None, help="validation split (default: first --val-clips clips)"
+    )
+    parser.add_argument("--val-clips", type=int, default=defaults.val_clips)
+    parser.add_argument(
+        "--frames", type=int, default=defaults.frames, help="frames per training window (4k+1)"
+    )
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="windows per rank per step"
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--warmup", type=int, default=defaults.warmup)
+    parser.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max grad norm; 0 = off")
+    parser.add_argument("--recon", default=defaults.recon, help="reconstruction loss: l1 | mse")
+    parser.add_argument("--kl-weight", type=float, default=defaults.kl_weight)
+    parser.add_argument(
+        "--edge-weight",
+        type=float,
+        default=defaults.edge_weight,
+        help="weight of the image-gradient (edge) L1 term",
+    )
+    parser.add_argument(
+        "--norm-windows",
+        type=int,
+        default=defaults.norm_windows,
+        help="training windows encoded at the end to fit the latent normalisation",
+    )
+    parser.add_argument("--precision", default=defaults.precision, help="fp32 | bf16 | fp16 (CUDA only)")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every, help="0: only at the end")
+    parser.add_argument("--keep", type=int, default=defaults.keep)
+    parser.add_argument("--val-every", type=int, default=defaults.val_every, help="0: no validation")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")

@@ -1,0 +1,274 @@
+"""Flow-matching training of the world model on a latent cache.
+
+    hybridmem train world --cache runs/cache/train --memory hydra --preset tiny --out runs/world_hydra \
+        --steps 2000 --batch-size 4 --lr 1e-4 --warmup 200 --save-every 500
+    hybridmem train world ... --out runs/world_hydra --resume          # continue from the newest checkpoint
+    torchrun --nproc_per_node 8 -m hybridmem.cli train world ... --precision bf16    # DDP, one GPU a rank
+
+Each step: draw t (shifted, `--shift`), noise the target latents x_t = (1 - t) x_0 + t noise, keep the
+context clean, predict the velocity and regress it onto noise - x_0 on the target only (diffusion/flow.py).
+AdamW with linear warm-up, gradient clipping, EMA of the weights, optional autocast (bf16/fp16).
+
+Reproducibility: the model is initialised from `--seed`; the data order is a pure function of (seed, step,
+rank) (train/common.py); the noise and timesteps come from one generator per rank whose state is saved in
+every checkpoint with the global RNG states, so `--resume` continues the exact loss curve on CPU.
+
+Outputs: RUN/checkpoints/step_N (train/state.py), RUN/final (EMA weights, a model folder for sampling),
+RUN/metrics.csv, RUN/tensorboard/, RUN/train_config.json.
+
+Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, h/w latent grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from hybridmem.diffusion import flow
+from hybridmem.errors import CheckpointError
+from hybridmem.train import common, distributed
+from hybridmem.train import state as train_state
+from hybridmem.train.config import WorldTrainConfig
+
+# Flags that define the model or the data order: a resumed run must keep them.
+RESUME_FIXED = ("memory", "preset", "batch_size", "seed", "cache", "timestep_distribution")
+
+
+def build_model(config: WorldTrainConfig, latent_channels: int):
+    from hybridmem.models.memory import MemoryConfig
+    from hybridmem.models.world import build_world_model
+
+    return build_world_model(
+        config.preset,
+        latent_channels=latent_channels,
+        memory=MemoryConfig(kind=config.memory),
+        gradient_checkpointing=config.grad_checkpointing,
+    )
+
+
+def caption_input(model, batch_size: int, device: torch.device) -> torch.Tensor | None:
+    """Captions are not encoded yet (no text encoder is bundled): a model with cross-attention gets the
+    all-zero caption embedding, which the model documents as 'no caption'."""
+    caption_dim = model.config.caption_dim
+    return torch.zeros(batch_size, 1, caption_dim, device=device) if caption_dim else None
+
+
+def flow_loss(model, batch: dict, t: torch.Tensor, noise: torch.Tensor, caption) -> torch.Tensor:
+    """The training objective on one batch: MSE between predicted and true velocity on the target."""
+    target_latents = batch["target_latents"]  # B Ft C h w
+    noisy_target = flow.add_noise(target_latents, noise, t)  # B Ft C h w
+    velocity = model(
+        batch["context_latents"], noisy_target, t, batch["cameras"], batch["intrinsics"], caption
+    )  # B Ft C h w
+    return flow.flow_matching_loss(velocity, target_latents, noise)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
+    }
+
+
+@torch.no_grad()
+def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: torch.device) -> float:
+    """Loss at fixed, evenly spaced timesteps with fixed noise: comparable from one evaluation to the next."""
+    from hybridmem.data.cache import collate_latents
+
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(config.seed + 99_991)
+    total, count = 0.0, 0
+    for start in range(0, len(items), config.batch_size):
+        batch = to_device(collate_latents(items[start : start + config.batch_size]), device)
+        size = batch["target_latents"].shape[0]
+        # midpoints of `size` equal bins, shifted like the training distribution
+        t = flow.shift_timesteps((torch.arange(size, dtype=torch.float32) + 0.5) / size, config.shift)
+        noise = torch.randn(batch["target_latents"].shape, generator=generator)
+        with common.autocast(config.precision, device):
+            loss = flow_loss(model, batch, t.to(device), noise.to(device), caption_input(model, size, device))
+        total += float(loss) * size
+        count += size
+    model.train(was_training)
+    return total / count
+
+
+def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
+    """Train; returns {"step", "losses" (this process's per-step losses), "seconds"}."""
+    from hybridmem.data.cache import LatentCacheDataset, collate_latents
+    from hybridmem.models.checkpoint import load_model, save_model
+    from hybridmem.train.ema import EMA
+    from hybridmem.train.logging import TrainingLogger
+
+    config.validate()
+    ctx = distributed.init_distributed(config.device)
+    device = ctx.device
+    common.check_precision(config.precision, device)
+    out = Path(config.out)
+    try:
+        # 1. data
+        dataset = LatentCacheDataset(config.cache)
+        first = dataset[0]
+        latent_channels = first["target_latents"].shape[1]
+        if config.val_cache:
+            val_items = list(LatentCacheDataset(config.val_cache))
+        else:
+            val_items = [dataset[i] for i in range(min(config.val_clips, len(dataset)))]
+
+        # 2. model, EMA, optimizer (same init on every rank; DDP also broadcasts rank 0's weights)
+        torch.manual_seed(config.seed)
+        model = build_model_fn(config, latent_channels).to(device).train()
+        ema = EMA(model, config.ema_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.999)
+        )
+        scaler = common.grad_scaler(config.precision, device)
+        generator = common.rank_generator(config.seed, ctx.rank)
+
+        # 3. resume, or refuse to overwrite an existing run
+        start_step = 0
+        latest = train_state.latest_checkpoint(out)
+        if latest is not None and not config.resume:
+            raise CheckpointError(
+                f"{out}: already holds checkpoints (newest {latest.name}); pass --resume to continue it "
+                "or choose another --out"
+            )
+        if config.resume and latest is not None:
+            saved = train_state.read_checkpoint_state(latest)["config"]
+            changed = [key for key in RESUME_FIXED if saved.get(key) != getattr(config, key)]
+            if changed:
+                details = ", ".join(
+                    f"--{k.replace('_', '-')} {saved.get(k)!r} (now {getattr(config, k)!r})" for k in changed
+                )
+                raise CheckpointError(
+                    f"{latest}: the run was started with {details}; resume with the same flags"
+                )
+            loaded = train_state.load_checkpoint(
+                latest,
+                model,
+                optimizer,
+                ema_model=ema.model,
+                load_model_fn=load_model,
+                restore_global_rng=False,
+            )
+            start_step = loaded["step"]
+            ranks = loaded["ranks"]
+            if len(ranks) == ctx.world_size:
+                generator.set_state(ranks[ctx.rank]["generator"])
+                train_state.restore_rng_state(ranks[ctx.rank]["global"])
+            else:  # a different number of ranks reads a different data order anyway: reseed from the step
+                generator = common.rank_generator(config.seed + start_step, ctx.rank)
+            if "scaler" in loaded["extra"]:
+                scaler.load_state_dict(loaded["extra"]["scaler"])
+        ddp_model = distributed.wrap_ddp(model, ctx)
+
+        # 4. logging (rank 0 only)
+        logger = TrainingLogger(
+            out,
+            config.steps,
+            start_step,
+            enabled=ctx.is_main,
+            tensorboard=config.tensorboard,
+            progress=config.progress,
+        )
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            logger.message(
+                f"world model '{config.preset}' memory '{config.memory}': "
+                f"{common.parameter_count(model) / 1e6:.2f}M parameters, {len(dataset)} clips, "
+                f"ranks {ctx.world_size}, device {device}, starting at step {start_step}"
+            )
+
+        def save(step: int) -> None:
+            rank_states = distributed.gather_objects(
+                {"generator": generator.get_state(), "global": train_state.capture_rng_state()}, ctx
+            )
+            if ctx.is_main:
+                train_state.save_checkpoint(
+                    out,
+                    step,
+                    model,
+                    optimizer,
+                    dataclasses.asdict(config),
+                    ema_model=ema.model,
+                    rank_rng_states=rank_states,
+                    extra_state={"scaler": scaler.state_dict()},
+                    keep=config.keep,
+                    save_model_fn=save_model,
+                )
+            distributed.barrier(ctx)
+
+        # 5. the loop
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=common.StepBatchSampler(
+                start_step,
+                config.steps,
+                config.batch_size,
+                len(dataset),
+                config.seed,
+                ctx.rank,
+                ctx.world_size,
+            ),
+            collate_fn=collate_latents,
+            num_workers=config.num_workers,
+        )
+        losses, started = [], time.perf_counter()
+        step = start_step
+        for batch in loader:
+            batch = to_device(batch, device)
+            size = batch["target_latents"].shape[0]
+            for group in optimizer.param_groups:
+                group["lr"] = common.learning_rate(step, config.lr, config.warmup)
+            # 5a. noise the target only; the context stays clean
+            t = flow.sample_timesteps(size, generator, config.shift, config.timestep_distribution).to(device)
+            noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
+            with common.autocast(config.precision, device):
+                loss = flow_loss(ddp_model, batch, t, noise, caption_input(model, size, device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
+                )
+            # 5b. update
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            ema.update(model)
+            step += 1
+            # 5c. log, validate, save
+            mean_loss = float(distributed.all_reduce_mean(loss, ctx))
+            losses.append(float(loss.detach()))
+            logger.advance(1, mean_loss)
+            if step % config.log_every == 0 or step == config.steps:
+                logger.log(
+                    step,
+                    {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm)},
+                )
+            if ctx.is_main and config.val_every and (step % config.val_every == 0 or step == config.steps):
+                logger.log(
+                    step,
+                    {
+                        "val_loss": validation_loss(model, val_items, config, device),
+                        "val_loss_ema": validation_loss(ema.model, val_items, config, device),
+                    },
+                )
+            if (config.save_every and step % config.save_every == 0) or step == config.steps:
+                save(step)
+
+        # 6. the EMA weights as a plain model folder, for sampling
+        if ctx.is_main:
+            train_state.save_final_model(ema.model, out / "final", save_model_fn=save_model)
+            logger.message(f"done: step {step}, final EMA weights in {out / 'final'}")
+        logger.close()
+        return {"step": step, "losses": losses, "seconds": time.perf_counter() - started}
+    finally:
+        distributed.cleanup(ctx)

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.models.checkpoint import load_model
+from hybridmem.train import state as train_state
+from hybridmem.train.config import WorldTrainConfig
+from hybridmem.train.logging import read_metrics
+from hybridmem.train.world import train_world
+
+from .helpers import make_latent_cache
+
+
+def config(cache, out, **overrides):
+    values = dict(
+        cache=str(cache),
+        out=str(out),
+        memory="hydra",
+        preset="tiny",
+        steps=6,
+        batch_size=2,
+        lr=1e-3,
+        warmup=2,
+        save_every=3,
+        keep=2,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+        ema_decay=0.9,
+    )
+    values.update(overrides)
+    return WorldTrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def latent_cache(tmp_path_factory):
+    return make_latent_cache(tmp_path_factory.mktemp("cache"), clips=3)
+
+
+def test_resume_continues_the_uninterrupted_loss_curve(latent_cache, tmp_path):
+    straight = train_world(config(latent_cache, tmp_path / "straight"))
+    assert straight["step"] == 6 and len(straight["losses"]) == 6
+
+    first = train_world(config(latent_cache, tmp_path / "resumed", steps=3))
+    second = train_world(config(latent_cache, tmp_path / "resumed", steps=6, resume=True))
+    assert first["step"] == 3 and second["step"] == 6
+    torch.testing.assert_close(
+        torch.tensor(first["losses"] + second["losses"]),
+        torch.tensor(straight["losses"]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    logged = [value for _, _, value in read_metrics(tmp_path / "resumed", "loss")]
+    torch.testing.assert_close(torch.tensor(logged), torch.tensor(straight["losses"]), rtol=1e-5, atol=1e-6)
+    a = load_model(tmp_path / "straight" / "final")
+    b = load_model(tmp_path / "resumed" / "final")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
+    assert [p.name for p in train_state.list_checkpoints(tmp_path / "resumed")] == [
+        "step_00000003",
+        "step_00000006",
+    ]
+
+
+def test_training_reduces_validation_loss(latent_cache, tmp_path):
+    result = train_world(
+        config(latent_cache, tmp_path / "run", memory="full", steps=12, save_every=0, lr=3e-3, val_every=6)
+    )
+    val = [value for _, _, value in read_metrics(tmp_path / "run", "val_loss")]
+    assert len(val) == 2 and val[1] < val[0]
+    assert result["step"] == 12
+
+
+def test_refuses_to_overwrite_and_to_resume_with_other_flags(latent_cache, tmp_path):
+    train_world(config(latent_cache, tmp_path / "run", steps=1))
+    with pytest.raises(CheckpointError, match="--resume"):
+        train_world(config(latent_cache, tmp_path / "run", steps=2))
+    with pytest.raises(CheckpointError, match="--memory 'hydra'"):
+        train_world(config(latent_cache, tmp_path / "run", steps=2, memory="window", resume=True))
+
+
+def test_bad_flags_name_the_flag(latent_cache, tmp_path):
+    with pytest.raises(ConfigError, match="--precision"):
+        train_world(config(latent_cache, tmp_path / "run", precision="fp8"))
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
+        train_world(config(latent_cache, tmp_path / "run", precision="fp16"))
+    with pytest.raises(ConfigError, match="valid kinds"):
+        train_world(config(latent_cache, tmp_path / "run", memory="lstm"))
+    with pytest.raises(ConfigError, match="valid presets"):
+        train_world(config(latent_cache, tmp_path / "run", preset="huge"))
+
+
+@pytest.mark.parametrize("memory", ["window", "fov"])
+def test_other_memories_train(latent_cache, tmp_path, memory):
+    result = train_world(config(latent_cache, tmp_path / memory, memory=memory, steps=2, save_every=0))
+    assert all(torch.isfinite(torch.tensor(result["losses"])))
