@@ -1,0 +1,154 @@
+"""Generation pipeline: a tiny fake planner/renderer for the machinery (in-process), the real renderer for
+the invariants, determinism across processes and worker counts, and resume after a kill."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hybridmem.data.hmworld import load_clip
+from hybridmem.errors import ConfigError
+from hybridmem.geometry import intrinsics_from_fov, look_at
+from hybridmem.world import generate as gen
+from hybridmem.world import layout, taxonomy
+from hybridmem.world.config import WorldConfig
+
+TINY = dict(width=32, height=32, context_frames=9, target_frames=9, min_hidden_frames=3, supersample=1)
+
+
+# 1. fake planner / renderer: subject s is a 4x4 square that hides for a random gap starting at frame 3
+
+
+def fake_plan_clip(rng, *, scene, subject_names, num_frames, fps, width, height, horizontal_fov_deg=70.0):
+    num_subjects = len(subject_names)
+    gaps = rng.integers(0, 9, size=num_subjects)
+    columns = rng.integers(0, width - 4, size=num_subjects)
+    positions = np.zeros((num_subjects, num_frames, 3))
+    positions[..., 0] = columns[:, None]
+    positions[..., 1] = gaps[:, None]
+    cameras = np.stack([look_at([0, -5, 1], [0, 0, 1])] * num_frames)
+    trajectory = next(iter(taxonomy.CAMERA_TRAJECTORIES))
+    plan = SimpleNamespace(
+        scene=scene, subject_names=list(subject_names), path_families=["line"] * num_subjects,
+        camera_trajectory=trajectory, cameras=cameras, intrinsics=intrinsics_from_fov(width, height, 70.0),
+        positions=positions, headings=np.zeros((num_subjects, num_frames)), num_frames=num_frames,
+    )  # fmt: skip
+    plan.to_dict = lambda: {"gaps": gaps.tolist(), "columns": columns.tolist()}
+    return plan
+
+
+class FakeRenderer:
+    def __init__(self, width, height, supersample=2):
+        self.width, self.height = width, height
+
+    def render(self, plan):
+        num_subjects, num_frames = plan.positions.shape[:2]
+        ids = np.zeros((num_frames, self.height, self.width), dtype=np.uint8)
+        for s in range(num_subjects):
+            column, gap = int(plan.positions[s, 0, 0]), int(plan.positions[s, 0, 1])
+            for t in range(num_frames):
+                if not 3 <= t < 3 + gap:
+                    ids[t, 4 + 8 * s : 8 + 8 * s, column : column + 4] = s + 1
+        frames = np.where(ids[..., None] > 0, 200, 40).astype(np.uint8).repeat(3, axis=-1)
+        return SimpleNamespace(
+            frames=frames, instance_ids=ids, full_pixels=np.full((num_subjects, num_frames), 16.0)
+        )
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    monkeypatch.setattr(gen, "_planner", lambda: fake_plan_clip)
+    monkeypatch.setattr(gen, "_make_renderer", lambda config: FakeRenderer(config.width, config.height))
+
+
+def _annotations(out: Path) -> dict:
+    """Every annotation file and the ids of every clip (videos are lossy, everything else is exact)."""
+    found = {}
+    for folder in sorted(p for p in out.glob("*/[0-9]*") if p.is_dir()):
+        for name in ("camera.json", "character.json", "check.json", "caption.txt", "metadata.json"):
+            found[f"{folder.parent.name}/{folder.name}/{name}"] = (folder / name).read_text()
+        with np.load(folder / "ids.npz") as archive:
+            found[f"{folder.parent.name}/{folder.name}/ids"] = archive["ids"].tobytes()
+    return found
+
+
+def test_fake_run_writes_accepted_clips_manifest_and_rejections(tmp_path, fake_backend):
+    config = WorldConfig(**TINY, max_subjects=2)
+    summary = gen.generate(config, tmp_path, num_clips=4, split="train", progress=False)
+    assert summary.accepted == 4 and summary.skipped == 0 and summary.rejections
+    assert set(summary.rejections) <= {
+        "hidden_too_short",
+        "no_reentry_in_target",
+        "no_exit_after_seen_in_context",
+    }
+    manifest = gen.read_manifest(tmp_path)
+    assert [entry["clip"] for entry in manifest] == [f"train/{k:06d}" for k in range(4)]
+    for entry in manifest:
+        assert entry["split"] == "train" and entry["scene"] in taxonomy.SCENES
+        assert any(e["kind"] == "entry" and e["frame"] >= 9 for e in entry["events"])
+        clip = load_clip(tmp_path / entry["clip"], load_frames=False)
+        assert clip.metadata["candidate_seed"] == entry["candidate_seed"]
+    captions = (tmp_path / "captions.jsonl").read_text().splitlines()
+    assert len(captions) == 4 and json.loads(captions[0])["caption"].startswith("In a ")
+    assert json.loads((tmp_path / "dataset.json").read_text())["config"]["width"] == 32
+
+
+def test_shards_together_equal_the_unsharded_run(tmp_path, fake_backend):
+    config = WorldConfig(**TINY, max_subjects=2, val_fraction=0.3, test_fraction=0.3)
+    gen.generate(config, tmp_path / "all", num_clips=6, progress=False)
+    for shard in range(3):
+        gen.generate(config, tmp_path / "sharded", num_clips=6, shard=(shard, 3), progress=False)
+    assert _annotations(tmp_path / "all") == _annotations(tmp_path / "sharded")
+    assert gen.read_manifest(tmp_path / "all") == gen.read_manifest(tmp_path / "sharded")
+    assert {entry["split"] for entry in gen.read_manifest(tmp_path / "all")} >= {"train"}
+
+
+def test_resume_skips_finished_and_cleans_stale_temp(tmp_path, fake_backend):
+    config = WorldConfig(**TINY)
+    gen.generate(config, tmp_path, num_clips=2, split="train", progress=False)
+    before = _annotations(tmp_path)
+    # a killed run leaves a half-written temporary folder of clip 2, and clip 1 is deleted by hand
+    stale = layout.temp_folder_for(tmp_path / "train" / "000002")
+    stale.mkdir()
+    (stale / "cond.mp4").write_bytes(b"half")
+    summary = gen.generate(config, tmp_path, num_clips=3, split="train", progress=False)
+    assert summary.skipped == 2 and summary.accepted == 1
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000", "000001", "000002"]
+    after = _annotations(tmp_path)
+    assert {k: v for k, v in after.items() if "000002" not in k} == before
+
+
+def test_changed_settings_refuse_to_mix(tmp_path, fake_backend):
+    gen.generate(WorldConfig(**TINY), tmp_path, num_clips=1, split="train", progress=False)
+    with pytest.raises(ConfigError, match="width: 32 there, 48 now"):
+        gen.generate(
+            WorldConfig(**{**TINY, "width": 48}), tmp_path, num_clips=1, split="train", progress=False
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_clips": 0}, "--num-clips"),
+        ({"num_clips": 1, "workers": 0}, "--workers"),
+        ({"num_clips": 1, "shard": (2, 2)}, "--shard"),
+        ({"num_clips": 1, "split": "dev"}, "valid splits"),
+    ],
+)
+def test_bad_run_arguments_write_nothing(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        gen.generate(WorldConfig(**TINY), tmp_path / "out", progress=False, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_gives_up_after_max_attempts(tmp_path, fake_backend):
+    config = WorldConfig(**{**TINY, "min_hidden_frames": 17}, max_attempts=2)
+    with pytest.raises(gen.GenerationError, match="max_attempts=2"):
+        gen.generate(config, tmp_path, num_clips=1, split="train", progress=False)
+    assert not (tmp_path / "train" / "000000").exists()
