@@ -98,7 +98,7 @@ def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: 
 
 
 def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
-    """Train; returns {"step", "losses" (this process's per-step losses), "seconds"}."""
+    """Train; returns {"step", "losses" (this rank's per-step losses), "seconds", "model" (unwrapped)}."""
     from hybridmem.data.cache import LatentCacheDataset, collate_latents
     from hybridmem.models.checkpoint import load_model, save_model
     from hybridmem.train.ema import EMA
@@ -269,6 +269,6 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             train_state.save_final_model(ema.model, out / "final", save_model_fn=save_model)
             logger.message(f"done: step {step}, final EMA weights in {out / 'final'}")
         logger.close()
-        return {"step": step, "losses": losses, "seconds": time.perf_counter() - started}
+        return {"step": step, "losses": losses, "seconds": time.perf_counter() - started, "model": model}
     finally:
         distributed.cleanup(ctx)

@@ -1,0 +1,56 @@
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from hybridmem.train import state as train_state
+from hybridmem.train.config import WorldTrainConfig
+from hybridmem.train.world import train_world
+
+from .helpers import make_latent_cache
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker(rank, world_size, port, cache, out, results):
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    config = WorldTrainConfig(
+        cache=str(cache),
+        out=str(out),
+        memory="hydra",
+        preset="tiny",
+        steps=3,
+        batch_size=1,
+        lr=1e-3,
+        warmup=1,
+        save_every=0,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+    )
+    result = train_world(config)
+    torch.save({"weights": result["model"].state_dict(), "losses": result["losses"]}, results / f"{rank}.pt")
+
+
+def test_two_ranks_hold_identical_weights(tmp_path):
+    cache = make_latent_cache(tmp_path / "cache", clips=4)
+    mp.spawn(worker, args=(2, free_port(), cache, tmp_path / "run", tmp_path), nprocs=2, join=True)
+    rank0, rank1 = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    for name, weight in rank0["weights"].items():
+        assert torch.equal(weight, rank1["weights"][name]), name
+    # the ranks read different clips, and only rank 0 wrote the run
+    assert rank0["losses"] != rank1["losses"]
+    assert [p.name for p in train_state.list_checkpoints(tmp_path / "run")] == ["step_00000003"]
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
