@@ -80,9 +80,9 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def rank_generator(seed: int, rank: int) -> torch.Generator:
+def rank_generator(seed: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The training generator of one rank (noise, timesteps): distinct per rank, fixed by the seed."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + rank * 7919 + 17)
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + rank * 7919 + 17)
 
 
 def parameter_count(model: torch.nn.Module) -> int:

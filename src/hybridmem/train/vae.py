@@ -1,0 +1,296 @@
+"""Training of the causal video VAE on clip folders.
+
+    hybridmem train vae --data runs/world --preset tiny --out runs/vae --steps 2000 --val-every 250
+    hybridmem train vae --data runs/world --preset tiny --out runs/vae --steps 4000 --resume
+    torchrun --nproc_per_node 4 -m hybridmem.cli train vae --data runs/world --preset base --out runs/vae
+
+Loss per window of `--frames` (4k+1) consecutive frames: reconstruction (L1 or MSE) of a posterior sample
++ kl_weight * KL(posterior || N(0, I)) + edge_weight * L1 between the spatial finite differences of the
+reconstruction and the input (an edge term that sharpens without downloaded perceptual weights).
+Validation reports reconstruction PSNR (posterior mean, frames clamped to [-1, 1], PSNR on [0, 1]).
+
+At the end the latent normalisation is fitted on `--norm-windows` training windows (per-channel mean and
+1/std of the posterior means, models.vae.fit_latent_normalization) and stored in the VAE config of
+RUN/final, so `hybridmem encode` writes zero-mean, unit-variance latents for the world model.
+
+Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hybridmem.errors import CheckpointError, DataError
+from hybridmem.train import common, distributed
+from hybridmem.train import state as train_state
+from hybridmem.train.config import VaeTrainConfig
+
+RESUME_FIXED = ("preset", "batch_size", "seed", "data", "split", "frames")
+
+
+class ClipWindows:
+    """The frames of a split's clips, loaded lazily and kept (clips are small); windows cut on request."""
+
+    def __init__(self, folders: list[Path], frames: int):
+        from hybridmem.data.hmworld import load_clip
+
+        self.folders = folders
+        self.frames = frames
+        self._load = lru_cache(maxsize=256)(lambda index: load_clip(self.folders[index]).frames)
+        if self.num_frames(0) < frames:
+            raise DataError(
+                f"{folders[0]}: clip has {self.num_frames(0)} frames, fewer than --frames {frames}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def num_frames(self, index: int) -> int:
+        return self._load(index).shape[0]
+
+    def window(self, index: int, start: int) -> np.ndarray:
+        """ "T H W 3" uint8, frames [start, start + frames) of clip `index`."""
+        frames = self._load(index)
+        if frames.shape[0] < start + self.frames:
+            raise DataError(f"{self.folders[index]}: clip has {frames.shape[0]} frames, fewer than --frames")
+        return frames[start : start + self.frames]
+
+
+def to_model_range(windows: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 "T H W 3" windows -> "B T 3 H W" float in [-1, 1]."""
+    from einops import rearrange
+
+    video = torch.from_numpy(np.stack(windows)).float() / 127.5 - 1.0  # B T H W 3
+    return rearrange(video, "b t h w c -> b t c h w").to(device)
+
+
+def image_gradient_l1(reconstruction: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between horizontal and vertical finite differences of two "B T 3 H W" videos."""
+    loss = 0.0
+    for axis in (-1, -2):
+        loss = loss + torch.mean(
+            torch.abs(torch.diff(reconstruction, dim=axis) - torch.diff(frames, dim=axis))
+        )
+    return loss / 2
+
+
+def vae_loss(reconstruction: torch.Tensor, posterior, frames: torch.Tensor, config: VaeTrainConfig) -> dict:
+    """{"loss", "recon", "kl", "edge"} of one batch: reconstruction and frames "B T 3 H W"."""
+    error = reconstruction.float() - frames.float()
+    recon = error.abs().mean() if config.recon == "l1" else error.pow(2).mean()
+    kl = posterior.kl().mean()
+    edge = (
+        image_gradient_l1(reconstruction.float(), frames.float())
+        if config.edge_weight
+        else recon.new_zeros(())
+    )
+    loss = recon + config.kl_weight * kl + config.edge_weight * edge
+    return {"loss": loss, "recon": recon, "kl": kl, "edge": edge}
+
+
+def window_start(
+    data: ClipWindows, index: int, step: int, slot: int, config: VaeTrainConfig, rank: int
+) -> int:
+    """First frame of a training window: a pure function of (seed, step, rank, slot), like the batch order."""
+    last_start = data.num_frames(index) - config.frames
+    return int(np.random.default_rng([config.seed, step, rank, slot]).integers(0, last_start + 1))
+
+
+def psnr(reconstruction: torch.Tensor, frames: torch.Tensor) -> float:
+    """PSNR in dB of videos in [-1, 1], measured on [0, 1]."""
+    mse = torch.mean(((reconstruction.clamp(-1, 1) - frames) / 2) ** 2)
+    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
+
+
+@torch.no_grad()
+def validation_psnr(vae, windows: list[np.ndarray], device: torch.device) -> float:
+    was_training = vae.training
+    vae.eval()
+    values = []
+    for window in windows:
+        frames = to_model_range([window], device)
+        values.append(psnr(vae.decode(vae.encode(frames).mode()), frames))
+    vae.train(was_training)
+    return float(np.mean(values))
+
+
+@torch.no_grad()
+def fit_normalization(vae, data: ClipWindows, count: int, frames: int, device: torch.device):
+    """Per-channel (shift, scale) from the posterior means of `count` windows spread over the clips."""
+    from hybridmem.models.vae import fit_latent_normalization
+
+    was_training = vae.training
+    vae.eval()
+    latents = []
+    for i in range(count):
+        index = i % len(data)
+        last_start = data.num_frames(index) - frames
+        start = (i // len(data)) * max(1, frames // 2) % (last_start + 1)
+        latents.append(vae.encode(to_model_range([data.window(index, start)], device)).mode().cpu())
+    vae.train(was_training)
+    return fit_latent_normalization(torch.cat(latents))
+
+
+def train_vae(config: VaeTrainConfig) -> dict:
+    """Train; returns {"step", "losses", "seconds", "model", "val_psnr" (last, or None)}."""
+    from hybridmem.data.encode import list_clip_folders
+    from hybridmem.models.checkpoint import load_model, save_model
+    from hybridmem.models.vae import build_vae
+    from hybridmem.train.logging import TrainingLogger
+
+    config.validate()
+    ctx = distributed.init_distributed(config.device)
+    device = ctx.device
+    common.check_precision(config.precision, device)
+    out = Path(config.out)
+    try:
+        # 1. data
+        data = ClipWindows(list_clip_folders(config.data, config.split), config.frames)
+        if config.val_split:
+            val_data = ClipWindows(list_clip_folders(config.data, config.val_split), config.frames)
+        else:
+            val_data = data
+        val_windows = [val_data.window(i, 0) for i in range(min(config.val_clips, len(val_data)))]
+
+        # 2. model and optimizer
+        torch.manual_seed(config.seed)
+        vae = build_vae(config.preset).to(device).train()
+        optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scaler = common.grad_scaler(config.precision, device)
+        # posterior samples are drawn on the device, from this rank's generator (saved in checkpoints)
+        generator = common.rank_generator(config.seed, ctx.rank, device)
+
+        # 3. resume, or refuse to overwrite
+        start_step = 0
+        latest = train_state.latest_checkpoint(out)
+        if latest is not None and not config.resume:
+            raise CheckpointError(
+                f"{out}: already holds checkpoints (newest {latest.name}); pass --resume or another --out"
+            )
+        if config.resume and latest is not None:
+            saved = train_state.read_checkpoint_state(latest)["config"]
+            changed = [key for key in RESUME_FIXED if saved.get(key) != getattr(config, key)]
+            if changed:
+                details = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in changed)
+                raise CheckpointError(
+                    f"{latest}: the run was started with {details}; resume with the same flags"
+                )
+            loaded = train_state.load_checkpoint(
+                latest, vae, optimizer, load_model_fn=load_model, restore_global_rng=False
+            )
+            start_step = loaded["step"]
+            if len(loaded["ranks"]) == ctx.world_size:
+                generator.set_state(loaded["ranks"][ctx.rank]["generator"])
+                train_state.restore_rng_state(loaded["ranks"][ctx.rank]["global"])
+            else:
+                generator = common.rank_generator(config.seed + start_step, ctx.rank, device)
+            if "scaler" in loaded["extra"]:
+                scaler.load_state_dict(loaded["extra"]["scaler"])
+        ddp_vae = distributed.wrap_ddp(vae, ctx)
+
+        # 4. logging
+        logger = TrainingLogger(
+            out,
+            config.steps,
+            start_step,
+            enabled=ctx.is_main,
+            tensorboard=config.tensorboard,
+            progress=config.progress,
+        )
+        if ctx.is_main:
+            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            logger.message(
+                f"VAE '{config.preset}': {common.parameter_count(vae) / 1e6:.2f}M parameters, "
+                f"{len(data)} clips, ranks {ctx.world_size}, device {device}, starting at step {start_step}"
+            )
+
+        def save(step: int) -> None:
+            rank_states = distributed.gather_objects(
+                {"generator": generator.get_state(), "global": train_state.capture_rng_state()}, ctx
+            )
+            if ctx.is_main:
+                train_state.save_checkpoint(
+                    out,
+                    step,
+                    vae,
+                    optimizer,
+                    dataclasses.asdict(config),
+                    rank_rng_states=rank_states,
+                    extra_state={"scaler": scaler.state_dict()},
+                    keep=config.keep,
+                    save_model_fn=save_model,
+                )
+            distributed.barrier(ctx)
+
+        # 5. the loop
+        losses, last_psnr, started = [], None, time.perf_counter()
+        for step in range(start_step, config.steps):
+            indices = common.batch_indices(
+                step, config.batch_size, len(data), config.seed, ctx.rank, ctx.world_size
+            )
+            starts = [window_start(data, i, step, slot, config, ctx.rank) for slot, i in enumerate(indices)]
+            frames = to_model_range([data.window(i, s) for i, s in zip(indices, starts, strict=True)], device)
+            for group in optimizer.param_groups:
+                group["lr"] = common.learning_rate(step, config.lr, config.warmup)
+            with common.autocast(config.precision, device):
+                # through forward(), so DDP synchronises the gradients of encoder and decoder
+                reconstruction, posterior = ddp_vae(frames, generator)  # B T 3 H W
+            terms = vae_loss(reconstruction, posterior, frames, config)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            done = step + 1
+            losses.append(float(loss.detach()))
+            mean_loss = float(distributed.all_reduce_mean(loss, ctx))
+            logger.advance(1, mean_loss)
+            if done % config.log_every == 0 or done == config.steps:
+                logger.log(
+                    done,
+                    {
+                        "loss": mean_loss,
+                        "recon": float(terms["recon"].detach()),
+                        "kl": float(terms["kl"].detach()),
+                        "edge": float(terms["edge"].detach()),
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                    },
+                )
+            if ctx.is_main and config.val_every and (done % config.val_every == 0 or done == config.steps):
+                last_psnr = validation_psnr(vae, val_windows, device)
+                logger.log(done, {"val_psnr": last_psnr})
+            if (config.save_every and done % config.save_every == 0) or done == config.steps:
+                save(done)
+
+        # 6. latent normalisation from training latents, stored in the final VAE's config
+        if ctx.is_main:
+            shift, scale = fit_normalization(vae, data, config.norm_windows, config.frames, device)
+            vae.set_latent_normalization(shift, scale)
+            train_state.save_final_model(vae, out / "final", save_model_fn=save_model)
+            logger.message(f"done: step {config.steps}, VAE with latent normalisation in {out / 'final'}")
+        logger.close()
+        return {
+            "step": config.steps,
+            "losses": losses,
+            "seconds": time.perf_counter() - started,
+            "model": vae,
+            "val_psnr": last_psnr,
+        }
+    finally:
+        distributed.cleanup(ctx)

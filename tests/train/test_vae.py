@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from hybridmem.data.clip import Clip
+from hybridmem.errors import CheckpointError, DataError
+from hybridmem.models.checkpoint import load_model
+from hybridmem.train.config import VaeTrainConfig
+from hybridmem.train.logging import read_metrics
+from hybridmem.train.vae import image_gradient_l1, psnr, train_vae
+
+
+def synthetic_clip(folder, frames=13, size=16):
+    seed = int(folder.name)
+    rows, cols = np.mgrid[0:size, 0:size]
+    video = np.stack(
+        [
+            np.stack([(rows * 9 + t * 5 + seed * 40) % 256, (cols * 7) % 256, (rows + cols) * 4 % 256], -1)
+            for t in range(frames)
+        ]
+    ).astype(np.uint8)
+    return Clip(
+        frames=video,
+        cameras=np.tile(np.eye(4), (frames, 1, 1)),
+        intrinsics=np.array([8, 8, 8, 8.0]),
+        context_frames=9 if frames > 9 else frames,
+        fps=8.0,
+    )
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    for name in ("0", "1", "2"):
+        (tmp_path / "data" / "train" / name).mkdir(parents=True)
+    monkeypatch.setattr("hybridmem.data.hmworld.load_clip", synthetic_clip)
+    return tmp_path / "data"
+
+
+def config(data, out, **overrides):
+    values = dict(
+        data=str(data),
+        out=str(out),
+        preset="tiny",
+        steps=4,
+        batch_size=2,
+        lr=1e-3,
+        warmup=1,
+        frames=5,
+        save_every=2,
+        val_every=2,
+        norm_windows=4,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+        edge_weight=0.5,
+    )
+    values.update(overrides)
+    return VaeTrainConfig(**values)
+
+
+def test_train_vae_resume_psnr_and_latent_normalisation(dataset, tmp_path):
+    straight = train_vae(config(dataset, tmp_path / "straight"))
+    train_vae(config(dataset, tmp_path / "resumed", steps=2))
+    resumed = train_vae(config(dataset, tmp_path / "resumed", resume=True))
+    torch.testing.assert_close(torch.tensor(resumed["losses"]), torch.tensor(straight["losses"][2:]))
+    assert len(read_metrics(tmp_path / "straight", "val_psnr")) == 2
+    assert straight["val_psnr"] > 0
+
+    vae = load_model(tmp_path / "straight" / "final")
+    channels = vae.config.latent_channels
+    assert len(vae.config.latent_shift) == channels and len(vae.config.latent_scale) == channels
+    assert vae.config.latent_scale != (1.0,) * channels
+
+
+def test_fitted_normalisation_whitens_the_windows_it_saw(dataset):
+    from hybridmem.data.encode import list_clip_folders
+    from hybridmem.models.vae import build_vae
+    from hybridmem.train.vae import ClipWindows, fit_normalization, to_model_range
+
+    torch.manual_seed(0)
+    vae = build_vae("tiny").eval()
+    data = ClipWindows(list_clip_folders(dataset, "train"), 5)
+    shift, scale = fit_normalization(vae, data, count=3, frames=5, device=torch.device("cpu"))
+    vae.set_latent_normalization(shift, scale)
+    with torch.no_grad():
+        latents = torch.cat(
+            [vae.normalize(vae.encode(to_model_range([data.window(i, 0)], "cpu")).mode()) for i in range(3)]
+        )
+    per_channel = latents.transpose(0, 2).flatten(1)  # C M
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(len(shift)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(per_channel.std(1), torch.ones(len(shift)), atol=1e-3, rtol=0)
+
+
+def test_refuses_short_clips_and_overwrites(dataset, tmp_path):
+    with pytest.raises(DataError, match="fewer than --frames"):
+        train_vae(config(dataset, tmp_path / "run", frames=17))
+    train_vae(config(dataset, tmp_path / "run", steps=1, val_every=0))
+    with pytest.raises(CheckpointError, match="--resume"):
+        train_vae(config(dataset, tmp_path / "run", steps=1))
+
+
+def test_psnr_and_edge_term():
+    frames = torch.zeros(1, 1, 3, 4, 4)
+    assert psnr(frames, frames) == pytest.approx(100.0)
+    assert psnr(frames + 0.2, frames) == pytest.approx(10 * np.log10(1 / 0.01), rel=1e-4)
+    ramp = torch.arange(4.0).expand(1, 1, 3, 4, 4)
+    assert image_gradient_l1(ramp + 5.0, ramp) == 0
+    assert image_gradient_l1(ramp * 2, ramp) > 0
