@@ -20,6 +20,8 @@ from hybridmem.errors import HybridmemError
 # command name -> module with `register(subparsers)`; order is the order shown in --help.
 COMMAND_MODULES = [
     "hybridmem.world.cli",
+    "hybridmem.data.encode",
+    "hybridmem.train.cli",
 ]
 
 
