@@ -125,7 +125,7 @@ def ssim_per_frame(pred: "T H W 3", target: "T H W 3", mask: "T H W | None" = No
     return _masked_mean(ssim_map(pred, target), mask)
 
 
-# --- regions ----------------------------------------------------------------------------------------------
+# --- regions --------------------------------------------------------------------------------------
 
 
 def boxes_from_masks(masks: "T H W") -> "T 4":

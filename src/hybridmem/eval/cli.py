@@ -1,0 +1,108 @@
+"""`hybridmem eval`: run the benchmark, or re-print the report of a finished run.
+
+    hybridmem eval --checkpoint runs/hydra/final --checkpoint runs/full/final --vae runs/vae/final \\
+        --baseline copy-last --data runs/world --split test --num-clips 16 --out runs/eval \\
+        --weights-dir ~/weights --steps 30 --seed 0 --boxes gt
+    hybridmem eval --baseline copy-last --data runs/world --num-clips 4 --out runs/eval_copy
+    hybridmem eval report runs/eval --compare-paper
+
+Rerunning the same command resumes: cached generations (EVALDIR/generations) are reused and only the metrics
+are recomputed (so adding --weights-dir later fills in the "not computed" columns without generating again).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from hybridmem.eval.protocol import EvalConfig, run_evaluation
+    from hybridmem.eval.report import markdown_report
+
+    config = EvalConfig(
+        data=args.data,
+        out=args.out,
+        split=args.split,
+        num_clips=args.num_clips,
+        checkpoints=args.checkpoint or [],
+        vae=args.vae,
+        baselines=args.baseline or [],
+        weights_dir=args.weights_dir,
+        steps=args.steps,
+        seed=args.seed,
+        boxes=args.boxes,
+        device=args.device,
+        lpips_backbone=args.lpips_backbone,
+        side_by_side_clips=args.side_by_side_clips,
+    )
+    summary = run_evaluation(config)
+    print(markdown_report(summary))
+    print(f"hybridmem eval: wrote report.md, aggregate.json, reentry_psnr.png, side_by_side/ in {args.out}")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from hybridmem.eval.protocol import write_outputs
+    from hybridmem.eval.report import compare_paper_text, markdown_report, read_json, write_bytes_atomic
+
+    folder = Path(args.evaldir)
+    summary = read_json(folder / "aggregate.json")
+    write_outputs(folder, summary)  # re-renders report.md and the plot from aggregate.json
+    print(markdown_report(summary))
+    if args.compare_paper:
+        comparison = compare_paper_text(summary)
+        write_bytes_atomic(folder / "compare_paper.md", comparison.encode())
+        print("## Next to the paper (different scale and data)\n")
+        print(comparison)
+    return 0
+
+
+def register(subparsers) -> None:
+    # No choices= from the registries here: importing them pulls torch into `hybridmem --help`;
+    # EvalConfig.validate rejects unknown names with the list of valid ones.
+    parser = subparsers.add_parser(
+        "eval",
+        help="benchmark world models (PSNR, SSIM, LPIPS, DSC, VBench consistency) or print a report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint", action="append", help="world-model run folder; repeat for more methods"
+    )
+    parser.add_argument("--baseline", action="append", help="weight-free baseline: copy-last; repeatable")
+    parser.add_argument("--vae", help="VAE run folder (required with --checkpoint)")
+    parser.add_argument("--data", help="dataset folder holding split folders of clips")
+    parser.add_argument("--split", default="test", help="split folder under --data (default: test)")
+    parser.add_argument("--num-clips", type=int, help="first N clips in sorted order (default: all)")
+    parser.add_argument("--out", help="evaluation folder (created; rerun the same command to resume)")
+    parser.add_argument(
+        "--weights-dir",
+        help="folder with clip-vit-base-patch16/, dino-vitb16/, lpips/ (default: $HYBRIDMEM_WEIGHTS, "
+        "else ~/.cache/hybridmem/weights); metrics whose weights are missing are reported as not computed",
+    )
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the pipeline's)")
+    parser.add_argument("--seed", type=int, default=0, help="clip i is generated with seed + i (default 0)")
+    parser.add_argument(
+        "--boxes", default="gt", help="predicted-subject boxes for DSC: gt (default) or tracker"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for generation and metric models")
+    parser.add_argument("--lpips-backbone", default="alex", help="LPIPS network: alex (default) or vgg")
+    parser.add_argument("--side-by-side-clips", type=int, default=1, help="clips that get a comparison video")
+    parser.set_defaults(func=_run_or_fail(parser))
+
+    commands = parser.add_subparsers(dest="eval_command", metavar="{report}")
+    report = commands.add_parser("report", help="re-render and print the report of an evaluation folder")
+    report.add_argument("evaldir", help="folder written by `hybridmem eval --out`")
+    report.add_argument("--compare-paper", action="store_true", help="print ours next to the paper's Table 2")
+    report.set_defaults(func=report_command)
+
+
+def _run_or_fail(parser: argparse.ArgumentParser):
+    def checked(args: argparse.Namespace) -> int:
+        missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if not value]
+        if missing:
+            parser.error(f"{' and '.join(missing)} required (or use `hybridmem eval report EVALDIR`)")
+        return run(args)
+
+    return checked

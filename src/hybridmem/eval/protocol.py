@@ -1,0 +1,392 @@
+"""The evaluation protocol: generate each test clip's target segment with each method, cache it, score it.
+
+    from hybridmem.eval.protocol import EvalConfig, run_evaluation
+    run_evaluation(EvalConfig(data="runs/world", out="runs/eval", checkpoints=["runs/world_model/final"],
+                              vae="runs/vae/final", baselines=["copy-last"], num_clips=8))
+
+Each method gets the context frames, all cameras and the intrinsics of a clip and generates the target frames.
+Clip i (in sorted folder order) is generated with seed `seed + i`, so a rerun reproduces every generation.
+
+Output folder (EVALDIR):
+    generations/<method>/<clip>.npz   the generated target frames ("Tt H W 3" uint8, lossless) + seed/steps;
+                                      an existing file is reused, so an interrupted run resumes where it
+                                      stopped and metrics can be recomputed without generating again
+    clips/<method>/<clip>.json        every metric of one clip (+ per-frame PSNR/SSIM curves, re-entries)
+    aggregate.json                    config, box source, per-method means and counts
+    report.md                         Table 2 column order, then re-entry/background pixel metrics
+    reentry_psnr.png                  per-frame PSNR aligned on the re-entry frame, one line per method
+    side_by_side/<clip>.mp4, .gif     ground truth and each method, re-entry frame marked
+
+Metrics whose weights are missing are recorded as "not computed: weights not found at PATH".
+Shape letters: T frames (Tc context, Tt target), H/W pixels, S subjects.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hybridmem.errors import ConfigError, DataError
+from hybridmem.eval import metrics as pixel
+from hybridmem.eval import report
+
+BOX_SOURCES = {
+    "gt": "ground-truth boxes from the target masks (default: scores the subject where it should be)",
+    "tracker": "colour-histogram tracker on the generated frames, seeded from the last context box",
+}
+
+
+# --- methods --------------------------------------------------------------------------------------
+
+
+class CopyLastGenerator:
+    """Trivial baseline: every target frame is the last context frame (a frozen world)."""
+
+    name = "copy-last"
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        last = clip.frames[clip.context_frames - 1]
+        return np.repeat(last[None], clip.target_frames, axis=0)
+
+
+class PipelineGenerator:
+    """A trained world model through hybridmem.sample.pipeline.WorldPipeline."""
+
+    def __init__(
+        self, checkpoint: str, vae: str, device: str = "cpu", steps: int | None = None, name: str = ""
+    ):
+        from hybridmem.sample.pipeline import WorldPipeline
+
+        self.pipeline = WorldPipeline.from_checkpoint(checkpoint, vae, device=device)
+        self.steps = steps
+        self.name = name or Path(checkpoint).name
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        context, target = clip.context, clip.target
+        options = {} if self.steps is None else {"steps": self.steps}
+        return self.pipeline.generate(
+            clip.frames[context],
+            clip.cameras[context],
+            clip.cameras[target],
+            clip.intrinsics,
+            seed=seed,
+            progress=False,
+            **options,
+        )
+
+
+BASELINES = {"copy-last": CopyLastGenerator}
+
+
+def make_baseline(name: str):
+    if name not in BASELINES:
+        raise ConfigError(f"--baseline '{name}' is unknown; valid: {', '.join(sorted(BASELINES))}")
+    return BASELINES[name]()
+
+
+# --- generation cache -----------------------------------------------------------------------------
+
+
+def cache_path(out: Path, method: str, clip_id: str) -> Path:
+    return out / "generations" / method / f"{clip_id}.npz"
+
+
+def save_generation(path: Path, frames: "Tt H W 3", seed: int, steps: int | None) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, frames=frames, seed=np.int64(seed), steps=np.int64(-1 if steps is None else steps)
+    )
+    report.write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_generation(path: Path) -> np.ndarray | None:
+    """Cached frames, or None if there is no readable cache file (then the clip is generated again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            return archive["frames"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+# --- metric models --------------------------------------------------------------------------------
+
+
+@dataclass
+class MetricModels:
+    """Loaded weight-needing models, or for each the reason it is absent ("not computed: ...")."""
+
+    lpips: object = None
+    clip: object = None
+    dino: object = None
+    reasons: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, weights_dir, device: str = "cpu", lpips_backbone: str = "alex") -> MetricModels:
+        from hybridmem.eval.features import ClipEncoder, DinoEncoder, WeightsNotFound, resolve_weights_dir
+        from hybridmem.eval.lpips import load_lpips
+
+        folder = resolve_weights_dir(weights_dir)
+        models = cls()
+        loaders = {
+            "lpips": lambda: load_lpips(folder, lpips_backbone).to(device),
+            "clip": lambda: ClipEncoder.from_weights_dir(folder, device),
+            "dino": lambda: DinoEncoder.from_weights_dir(folder, device),
+        }
+        for name, loader in loaders.items():
+            try:
+                setattr(models, name, loader())
+            except WeightsNotFound as missing:
+                models.reasons[name] = f"not computed: weights not found at {missing.path}"
+        return models
+
+
+# --- one clip -------------------------------------------------------------------------------------
+
+
+def subject_boxes(clip, frames: slice) -> dict:
+    """subject id -> "T 4" pixel boxes over `frames`: from instance masks, else from the subject tracks."""
+    boxes = {}
+    for track in clip.subjects:
+        if clip.instance_ids is not None:
+            boxes[track.subject_id] = pixel.boxes_from_masks(clip.instance_ids[frames] == track.subject_id)
+        elif track.boxes is not None:
+            boxes[track.subject_id] = np.asarray(track.boxes[frames], dtype=np.float64)
+    return boxes
+
+
+def predicted_subject_boxes(
+    clip, predicted: "Tt H W 3", target_boxes: dict, context_boxes: dict, source: str
+):
+    """Boxes of each subject in the generated frames, in the frames where the ground truth shows it."""
+    if source == "gt":
+        return dict(target_boxes)
+    from hybridmem.eval.tracker import track_boxes
+
+    boxes = {}
+    for subject_id, gt_boxes in target_boxes.items():
+        seen = np.flatnonzero(~np.isnan(context_boxes.get(subject_id, np.full((1, 4), np.nan))).any(axis=1))
+        if seen.size == 0:  # never seen in the context: no template to seed the tracker
+            continue
+        last = int(seen[-1])
+        visible = ~np.isnan(gt_boxes).any(axis=1)
+        boxes[subject_id] = track_boxes(
+            predicted, clip.frames[last], context_boxes[subject_id][last], visible
+        )
+    return boxes
+
+
+def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source: str = "gt") -> dict:
+    """Every metric of one clip's generated target segment (see report.METRIC_KEYS)."""
+    if box_source not in BOX_SOURCES:
+        raise ConfigError(f"--boxes '{box_source}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+    ground_truth = clip.frames[clip.target]
+    context_frames = clip.frames[clip.context]
+    reentries = pixel.reentry_events(clip.events, clip.context_frames)
+    target_ids = None if clip.instance_ids is None else clip.instance_ids[clip.target]
+    # 1. pixel metrics
+    record = pixel.pixel_metrics(predicted, ground_truth, target_ids, reentries)
+    record["reentries"] = [{"subject_id": s, "target_frame": f} for s, f in reentries]
+    # 2. LPIPS
+    if models.lpips is not None:
+        from hybridmem.eval.lpips import lpips_per_frame
+
+        record["lpips"] = float(lpips_per_frame(models.lpips, predicted, ground_truth).mean())
+    else:
+        record["lpips"] = models.reasons.get("lpips", "not computed")
+    # 3. VBench consistency of the generated video
+    from hybridmem.eval import consistency
+
+    record["subject_consistency"] = (
+        consistency.subject_consistency(models.dino, predicted)
+        if models.dino is not None
+        else models.reasons["dino"]
+    )
+    record["background_consistency"] = (
+        consistency.background_consistency(models.clip, predicted)
+        if models.clip is not None
+        else models.reasons["clip"]
+    )
+    # 4. DSC
+    target_boxes = subject_boxes(clip, clip.target)
+    context_boxes = subject_boxes(clip, clip.context)
+    predicted_boxes = predicted_subject_boxes(clip, predicted, target_boxes, context_boxes, box_source)
+    # the tracker's boxes are kept so a reader can see where it found each subject
+    record["predicted_boxes"] = (
+        "gt" if box_source == "gt" else {str(s): boxes.tolist() for s, boxes in predicted_boxes.items()}
+    )
+    if models.clip is not None:
+        from hybridmem.eval.dsc import dsc_scores
+
+        record.update(
+            dsc_scores(
+                models.clip,
+                predicted,
+                ground_truth,
+                context_frames,
+                predicted_boxes,
+                target_boxes,
+                context_boxes,
+            )
+        )
+    else:
+        record["dsc_ctx"] = record["dsc_gt"] = models.reasons["clip"]
+    return record
+
+
+# --- the whole run --------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalConfig:
+    """Everything `hybridmem eval` needs; saved in aggregate.json."""
+
+    data: str
+    out: str
+    split: str = "test"
+    num_clips: int | None = None  # None: every clip of the split
+    checkpoints: list = field(default_factory=list)
+    vae: str | None = None
+    baselines: list = field(default_factory=list)
+    weights_dir: str | None = None
+    steps: int | None = None
+    seed: int = 0
+    boxes: str = "gt"
+    device: str = "cpu"
+    lpips_backbone: str = "alex"
+    side_by_side_clips: int = 1  # how many clips (those with a re-entry first) get a side-by-side video
+
+    def validate(self) -> None:
+        if not self.checkpoints and not self.baselines:
+            raise ConfigError(
+                "nothing to evaluate: give --checkpoint RUN (one or more) and/or --baseline copy-last"
+            )
+        if self.checkpoints and not self.vae:
+            raise ConfigError(
+                "--vae is required with --checkpoint (the VAE run the world model was trained on)"
+            )
+        if self.boxes not in BOX_SOURCES:
+            raise ConfigError(f"--boxes '{self.boxes}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+        if self.num_clips is not None and self.num_clips < 1:
+            raise ConfigError(f"--num-clips must be >= 1, got {self.num_clips}")
+        for name in self.baselines:
+            make_baseline(name)
+        from hybridmem.eval.lpips import BACKBONES
+
+        if self.lpips_backbone not in BACKBONES:
+            raise ConfigError(
+                f"--lpips-backbone '{self.lpips_backbone}' is unknown; valid: {', '.join(sorted(BACKBONES))}"
+            )
+
+
+def method_names(config: EvalConfig) -> list[str]:
+    """Checkpoint folder names (made unique with -2, -3 ...) then baseline names."""
+    names = []
+    for checkpoint in config.checkpoints:
+        base = Path(checkpoint).resolve().name or "checkpoint"
+        name, index = base, 2
+        while name in names:
+            name, index = f"{base}-{index}", index + 1
+        names.append(name)
+    return names + list(config.baselines)
+
+
+def list_clips(config: EvalConfig) -> list[Path]:
+    from hybridmem.data.encode import list_clip_folders
+
+    folders = list_clip_folders(config.data, config.split or None)
+    if not folders:
+        raise DataError(
+            f"{Path(config.data) / config.split}: no clip folders; generate data with `hybridmem world`"
+        )
+    return folders[: config.num_clips] if config.num_clips else folders
+
+
+def run_evaluation(
+    config: EvalConfig, *, generators: dict | None = None, clip_loader=None, progress=True
+) -> dict:
+    """Generate (or reuse), score, aggregate and report; returns the aggregate summary.
+
+    generators: method name -> object with generate(clip, seed); built from the config when None (tests pass
+    stand-ins). clip_loader: folder -> Clip, hybridmem.data.hmworld.load_clip when None.
+    """
+    config.validate()
+    out = Path(config.out)
+    if clip_loader is None:
+        from hybridmem.data.hmworld import load_clip as clip_loader
+    folders = list_clips(config)
+    names = method_names(config)
+    lazy = generators or {}
+    models = MetricModels.load(config.weights_dir, config.device, config.lpips_backbone)
+
+    def generator(method: str):
+        if method not in lazy:  # built on first use: a fully cached method never loads its checkpoint
+            if method in config.baselines:
+                lazy[method] = make_baseline(method)
+            else:
+                checkpoint = config.checkpoints[names.index(method)]
+                lazy[method] = PipelineGenerator(checkpoint, config.vae, config.device, config.steps, method)
+        return lazy[method]
+
+    # 1. per clip: generate or reuse, then score every method
+    records = {method: [] for method in names}
+    curves = {method: [] for method in names}
+    showcase = []
+    iterator = enumerate(folders)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=len(folders), desc="eval clips")
+    for index, folder in iterator:
+        clip = clip_loader(folder)
+        clip_id = Path(folder).name
+        reentries = pixel.reentry_events(clip.events, clip.context_frames)
+        seed = config.seed + index
+        predictions = {}
+        for method in names:
+            path = cache_path(out, method, clip_id)
+            predicted = load_generation(path)
+            if predicted is None or predicted.shape != clip.frames[clip.target].shape:
+                predicted = np.asarray(generator(method).generate(clip, seed), dtype=np.uint8)
+                pixel.check_videos(predicted, clip.frames[clip.target])
+                save_generation(path, predicted, seed, config.steps)
+            predictions[method] = predicted
+            record = evaluate_clip(clip, predicted, models, config.boxes)
+            record.update(clip=clip_id, method=method, seed=seed, source=str(folder))
+            report.write_json_atomic(out / "clips" / method / f"{clip_id}.json", record)
+            records[method].append(record)
+            curves[method] += [(record["psnr_per_frame"], frame) for _, frame in reentries]
+        showcase.append((0 if reentries else 1, index, clip_id, clip, predictions, reentries))
+    # 2. aggregate and report
+    summary = {
+        **asdict(config),
+        "box_source_text": BOX_SOURCES[config.boxes],
+        "num_clips": len(folders),
+        "clips": [Path(folder).name for folder in folders],
+        "methods": {method: report.aggregate_clips(records[method]) for method in names},
+        "reentry_curves": {method: curves[method] for method in names},
+    }
+    write_outputs(out, summary)
+    # 3. side-by-side videos: clips with a re-entry first
+    showcase.sort(key=lambda item: item[:2])
+    for _, _, clip_id, clip, predictions, reentries in showcase[: config.side_by_side_clips]:
+        first_reentry = reentries[0][1] if reentries else None
+        stem = out / "side_by_side" / clip_id
+        report.write_side_by_side(clip.frames[clip.target], predictions, first_reentry, stem, clip.fps)
+    return summary
+
+
+def write_outputs(out: Path, summary: dict) -> None:
+    """aggregate.json, report.md and reentry_psnr.png from a summary (also `hybridmem eval report`)."""
+    report.write_json_atomic(out / "aggregate.json", summary)
+    report.write_bytes_atomic(out / "report.md", report.markdown_report(summary).encode())
+    curves = {
+        method: [tuple(curve) for curve in items]
+        for method, items in summary.get("reentry_curves", {}).items()
+    }
+    report.plot_reentry_psnr(curves, out / "reentry_psnr.png")

@@ -1,0 +1,298 @@
+"""Benchmark outputs: atomic JSON, aggregates, the markdown table, the paper comparison, plots and videos.
+
+Per-clip metric values are a float, None (the region does not exist in that clip: no re-entry, no masks,
+subject never visible) or a string "not computed: ..." (the metric's weights are missing). Aggregates are
+means over the clips that have a float; a metric no clip could compute keeps its "not computed" string.
+
+Shape letters: T frames, H/W pixels, M methods.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from hybridmem.errors import DataError
+
+# The paper's Table 2 column order: (key in our JSON, column title).
+TABLE_COLUMNS = [
+    ("psnr", "PSNR"),
+    ("ssim", "SSIM"),
+    ("lpips", "LPIPS"),
+    ("dsc_ctx", "DSC_ctx"),
+    ("dsc_gt", "DSC_GT"),
+    ("subject_consistency", "Subject"),
+    ("background_consistency", "Background"),
+]
+# Our additional pixel metrics (see hybridmem.eval.metrics for the region definitions).
+EXTRA_COLUMNS = [
+    ("reentry_psnr", "Re-entry PSNR"),
+    ("reentry_ssim", "Re-entry SSIM"),
+    ("reentry_box_psnr", "Re-entry box PSNR"),
+    ("reentry_box_ssim", "Re-entry box SSIM"),
+    ("background_psnr", "BG PSNR"),
+    ("background_ssim", "BG SSIM"),
+]
+METRIC_KEYS = [key for key, _ in TABLE_COLUMNS + EXTRA_COLUMNS]
+NOT_COMPUTED = "not computed"
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def write_bytes_atomic(path: str | Path, payload: bytes) -> None:
+    """Write via a temp file in the same folder, then os.replace: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def json_ready(value):
+    """NaN -> None, numpy scalars -> Python, recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: str | Path, record: dict) -> None:
+    write_bytes_atomic(path, (json.dumps(json_ready(record), indent=2) + "\n").encode())
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: not found; run `hybridmem eval` with --out {path.parent} first") from error
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); delete it and rerun `hybridmem eval`") from error
+
+
+def paper_tables() -> dict:
+    """The paper's published tables (package data paper_tables.json)."""
+    return json.loads(resources.files("hybridmem.eval").joinpath("paper_tables.json").read_text())
+
+
+# --- aggregation ----------------------------------------------------------------------------------
+
+
+def aggregate_clips(clip_records: list[dict]) -> dict:
+    """Mean of each metric over the clips that have a number; counts; reasons for metrics never computed."""
+    metrics, counts = {}, {}
+    for key in METRIC_KEYS:
+        values = [record.get(key) for record in clip_records]
+        numbers = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+        reasons = sorted({v for v in values if isinstance(v, str)})
+        counts[key] = len(numbers)
+        if numbers:
+            metrics[key] = float(np.mean(numbers))
+        elif reasons:
+            metrics[key] = reasons[0]
+        else:
+            metrics[key] = None
+    return {"metrics": metrics, "counts": counts, "num_clips": len(clip_records)}
+
+
+def format_value(value, digits: int = 3) -> str:
+    if isinstance(value, str):
+        return NOT_COMPUTED
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _table(rows: dict, columns: list) -> list[str]:
+    lines = ["| Method | " + " | ".join(title for _, title in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for method, metrics in rows.items():
+        cells = [format_value(metrics.get(key)) for key, _ in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_report(summary: dict) -> str:
+    """The aggregate as markdown: Table 2 column order, then our re-entry and background metrics."""
+    methods = {name: entry["metrics"] for name, entry in summary["methods"].items()}
+    lines = [
+        "# hybridmem benchmark",
+        "",
+        f"Data: `{summary.get('data', '?')}` split `{summary.get('split', '?')}`, "
+        f"{summary.get('num_clips', '?')} clips, seed {summary.get('seed', '?')}, "
+        f"sampling steps {summary.get('steps', 'default')}.",
+        f"Predicted-subject boxes for DSC: {summary.get('box_source_text', summary.get('boxes', '?'))}.",
+        "",
+        "## Table 2 metrics (paper column order)",
+        "",
+        *_table(methods, TABLE_COLUMNS),
+        "",
+        "## Re-entry and background (pixel metrics)",
+        "",
+        *_table(methods, EXTRA_COLUMNS),
+        "",
+        "PSNR in dB, capped at 100 dB for identical frames. n/a: no clip has that region (no re-entry, no "
+        "masks). LPIPS lower is better; everything else higher is better.",
+    ]
+    reasons = sorted(
+        {
+            f"{key}: {value}"
+            for entry in methods.values()
+            for key, value in entry.items()
+            if isinstance(value, str)
+        }
+    )
+    if reasons:
+        lines += ["", "Not computed:", *[f"- {reason}" for reason in reasons]]
+    return "\n".join(lines) + "\n"
+
+
+def compare_paper_text(summary: dict, table: str = "table2") -> str:
+    """Our aggregate rows next to the paper's, labelled as a different scale and data."""
+    paper = paper_tables()[table]
+    columns = [(key, title) for key, title in TABLE_COLUMNS if key in paper["columns"]]
+    ours = {f"ours: {name}": entry["metrics"] for name, entry in summary["methods"].items()}
+    published = {
+        f"paper: {name}": dict(zip(paper["columns"], values, strict=True))
+        for name, values in paper["rows"].items()
+    }
+    lines = [
+        f"Paper: {paper['source']}.",
+        f"Paper scale: {paper['scale']}.",
+        f"Ours: {summary.get('num_clips', '?')} clips of `{summary.get('data', '?')}` "
+        f"(split {summary.get('split', '?')}); a different model scale and different data, so the numbers "
+        "are not directly comparable: compare the ordering of methods, not the values.",
+        "",
+        *_table({**ours, **published}, columns),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- plots and videos -----------------------------------------------------------------------------
+
+
+def reentry_aligned_curves(curves: list[tuple[list, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per-frame value aligned on each clip's re-entry frame: (offsets "K", means "K"), NaN-aware."""
+    if not curves:
+        return np.zeros(0), np.zeros(0)
+    low = min(-entry for _, entry in curves)
+    high = max(len(values) - entry for values, entry in curves)
+    offsets = np.arange(low, high)
+    stacked = np.full((len(curves), offsets.size), np.nan)
+    for row, (values, entry) in enumerate(curves):
+        values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        start = -entry - low
+        stacked[row, start : start + values.size] = values
+    with warnings.catch_warnings():  # an offset that no clip reaches is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return offsets, np.nanmean(stacked, axis=0)
+
+
+def plot_reentry_psnr(curves_by_method: dict, path: str | Path) -> None:
+    """PNG of mean per-frame PSNR against frames since re-entry (0 = re-entry frame), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for method, curves in curves_by_method.items():
+        offsets, means = reentry_aligned_curves(curves)
+        if offsets.size:
+            axis.plot(offsets, means, marker=".", label=f"{method} ({len(curves)} re-entries)")
+    axis.axvline(0, color="black", linestyle="--", linewidth=1)
+    axis.set_xlabel("target frame - re-entry frame")
+    axis.set_ylabel("PSNR (dB), mean over clips")
+    axis.set_title("Per-frame PSNR aligned on subject re-entry")
+    if curves_by_method and any(curves_by_method.values()):
+        axis.legend()
+    else:
+        axis.text(0.5, 0.5, "no re-entry in the evaluated clips", ha="center", transform=axis.transAxes)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temp, dpi=100)
+    plt.close(figure)
+    os.replace(temp, path)
+
+
+def _label(frame: "H W 3", text: str) -> "H W 3":
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, min(frame.shape[1], 7 * len(text) + 4), 12], fill=(0, 0, 0))
+    draw.text((2, 0), text, fill=(255, 255, 255))
+    return np.asarray(image)
+
+
+def side_by_side_frames(ground_truth: "T H W 3", predictions: dict, reentry_frame: int | None) -> "T H W' 3":
+    """Ground truth then each method, left to right, labelled; a red border on frames from re-entry on."""
+    columns = {"ground truth": ground_truth, **predictions}
+    frames = []
+    for index in range(ground_truth.shape[0]):
+        tiles = []
+        for name, video in columns.items():
+            tile = video[index].copy()
+            if reentry_frame is not None and index >= reentry_frame:
+                border = 3 if index == reentry_frame else 1
+                for edge in (np.s_[:border], np.s_[-border:], np.s_[:, :border], np.s_[:, -border:]):
+                    tile[edge] = (255, 0, 0)
+            tiles.append(_label(tile, name if reentry_frame != index else f"{name} RE-ENTRY"))
+        frames.append(np.concatenate(tiles, axis=1))
+    return np.stack(frames)
+
+
+def write_side_by_side(
+    ground_truth: "T H W 3", predictions: dict, reentry_frame: int | None, stem: str | Path, fps: float
+) -> list[Path]:
+    """stem.mp4 (H.264, crf 0) and stem.gif of the side-by-side strip, each written atomically."""
+    import imageio.v2 as imageio
+
+    frames = side_by_side_frames(ground_truth, predictions, reentry_frame)
+    # libx264 with yuv420p needs even sizes
+    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)))
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".mp4", ".gif"):
+        path = stem.with_suffix(suffix)
+        temp = path.with_name(f".{path.name}.tmp{suffix}")
+        if suffix == ".mp4":
+            writer = imageio.get_writer(
+                temp,
+                fps=fps,
+                codec="libx264",
+                macro_block_size=1,
+                ffmpeg_params=["-crf", "0"],
+                pixelformat="yuv420p",
+            )
+            for frame in frames:
+                writer.append_data(frame)
+            writer.close()
+        else:
+            imageio.mimsave(temp, list(frames), duration=1.0 / fps, loop=0)
+        os.replace(temp, path)
+        written.append(path)
+    return written
