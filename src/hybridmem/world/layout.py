@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -51,26 +52,25 @@ def pad_to_even(frames: "T H W C") -> "T H2 W2 C":
 
 
 def write_video(path: Path, frames: "T H W 3", fps: float, crf: int) -> None:
-    """H.264 mp4 (yuv420p) of uint8 RGB frames; odd sizes are padded (see module docstring)."""
-    import imageio.v2 as imageio
+    """H.264 mp4 (yuv420p) of uint8 RGB frames; odd sizes are padded (see module docstring).
+
+    Runs the ffmpeg binary of imageio-ffmpeg directly on raw RGB through a pipe: imageio's writer polls
+    with sleeps when it closes, which cost ~50 ms a video. One encoder thread: the workers already fill the
+    cores, and it keeps the output independent of the machine.
+    """
+    import imageio_ffmpeg
 
     frames = pad_to_even(np.ascontiguousarray(frames, dtype=np.uint8))
-    # macro_block_size=1 stops imageio from resizing to multiples of 16 behind our back.
-    writer = imageio.get_writer(
-        str(path),
-        format="FFMPEG",
-        fps=fps,
-        codec="libx264",
-        pixelformat="yuv420p",
-        macro_block_size=1,
-        ffmpeg_params=["-crf", str(crf)],
-        ffmpeg_log_level="error",
-    )
-    try:
-        for frame in frames:
-            writer.append_data(frame)
-    finally:
-        writer.close()
+    num_frames, height, width = frames.shape[:3]
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
+        "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-threads", "1",
+        "-frames:v", str(num_frames), str(path),
+    ]  # fmt: skip
+    result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed writing {path}: {result.stderr.decode(errors='replace').strip()}")
 
 
 def mask_frames(instance_ids: "T H W") -> "T H W 3":
