@@ -1,0 +1,1 @@
+"""Sampling: the Python API (pipeline.WorldPipeline) and the `hybridmem sample` command (cli.py)."""

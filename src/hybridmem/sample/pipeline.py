@@ -1,0 +1,246 @@
+"""Sampling from a trained world model: context video + cameras -> target video.
+
+    pipeline = WorldPipeline.from_checkpoint("runs/world_hydra", "runs/vae", device="auto")
+    frames = pipeline.generate(context_frames, context_cameras, target_cameras, intrinsics, seed=0, steps=50)
+
+Steps: encode the context with the VAE (posterior mean, normalised latents), take each latent frame's camera
+relative to the first target latent frame, draw seeded noise for the target latents, integrate the flow
+from t = 1 to t = 0 with the Euler sampler (diffusion/flow.py), denormalise and decode.
+
+Cameras are camera-to-world 4x4, OpenCV axes, metres, one per video frame; intrinsics (fx, fy, cx, cy) in
+pixels of the frames. Context and target segments must each have 4k+1 frames (the causal VAE).
+
+Shape glossary: Tc/Tt context/target video frames, H/W pixels, Fc/Ft latent frames, C latent channels,
+h/w latent grid, L caption tokens, Dc caption width.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from hybridmem.diffusion import flow
+from hybridmem.errors import CheckpointError, ConfigError, DataError
+from hybridmem.geometry import check_poses
+
+
+def check_frames(frames: np.ndarray, name: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise DataError(f"{name}: expected uint8 frames of shape (T, H, W, 3), got {tuple(frames.shape)}")
+    if frames.dtype != np.uint8:
+        raise DataError(f"{name}: expected uint8 RGB frames, got dtype {frames.dtype}")
+    return frames
+
+
+def check_intrinsics(intrinsics) -> np.ndarray:
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    if intrinsics.shape != (4,) or not np.all(np.isfinite(intrinsics)) or np.any(intrinsics[:2] <= 0):
+        raise DataError(
+            f"intrinsics: expected 4 finite numbers (fx, fy, cx, cy) in pixels with fx, fy > 0, "
+            f"got {intrinsics.tolist()}"
+        )
+    return intrinsics
+
+
+def segment_latent_cameras(
+    context_cameras: "Tc 4 4", target_cameras: "Tt 4 4", temporal_stride: int
+) -> "Fc+Ft 4 4":
+    """Cameras of the context's and the target's latent frames, relative to the first target latent frame."""
+    from hybridmem.data.encode import latent_cameras
+
+    cameras = np.concatenate([context_cameras, target_cameras])
+    relative, _, _ = latent_cameras(cameras, len(context_cameras), temporal_stride)
+    return relative
+
+
+class WorldPipeline:
+    """A world model and a VAE on one device, with default sampler settings."""
+
+    def __init__(self, world_model, vae, device="cpu", steps: int = 50, shift: float = 5.0):
+        if world_model.config.latent_channels != vae.config.latent_channels:
+            raise CheckpointError(
+                f"world model reads {world_model.config.latent_channels} latent channels but the VAE makes "
+                f"{vae.config.latent_channels}; pass the VAE the world model was trained with"
+            )
+        self.device = torch.device(device)
+        self.world_model = world_model.to(self.device).eval()
+        self.vae = vae.to(self.device).eval()
+        self.steps, self.shift = steps, shift
+
+    @classmethod
+    def from_checkpoint(
+        cls, world_run: str | Path, vae_run: str | Path, device: str = "auto", ema: bool = True, **defaults
+    ) -> WorldPipeline:
+        """Load from run folders, checkpoint folders or model folders (train/state.resolve_model_folder)."""
+        from hybridmem.models.checkpoint import load_model
+        from hybridmem.models.vae import VideoVAE
+        from hybridmem.models.world import WorldModel
+        from hybridmem.train.distributed import resolve_device
+        from hybridmem.train.state import resolve_model_folder
+
+        torch_device = resolve_device(device)
+        world_folder = resolve_model_folder(world_run, ema=ema)
+        vae_folder = resolve_model_folder(vae_run, ema=ema)
+        world_model = load_model(world_folder, map_location=torch_device)
+        vae = load_model(vae_folder, map_location=torch_device)
+        if not isinstance(world_model, WorldModel):
+            raise CheckpointError(f"{world_folder}: holds a {type(world_model).__name__}, not a WorldModel")
+        if not isinstance(vae, VideoVAE):
+            raise CheckpointError(f"{vae_folder}: holds a {type(vae).__name__}, not a VideoVAE")
+        return cls(world_model, vae, torch_device, **defaults)
+
+    @property
+    def temporal_stride(self) -> int:
+        return self.vae.config.temporal_factor
+
+    # 1. pieces (also used by long rollouts)
+
+    @torch.no_grad()
+    def encode(self, frames: "T H W 3") -> torch.Tensor:
+        """uint8 frames -> normalised latents "1 F C h w" (posterior mean)."""
+        video = torch.from_numpy(np.ascontiguousarray(frames)).float().to(self.device) / 127.5 - 1.0
+        video = rearrange(video, "t h w c -> 1 t c h w")
+        return self.vae.normalize(self.vae.encode(video).mode())  # 1 F C h w
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents "1 F C h w" -> uint8 frames "T H W 3"."""
+        video = self.vae.decode(self.vae.denormalize(latents))  # 1 T 3 H W
+        video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return rearrange(video[0], "t c h w -> t h w c").cpu().numpy()
+
+    def caption_input(self, caption_embedding) -> torch.Tensor | None:
+        """ "L Dc" embedding (or None) -> what the model takes: "1 L Dc", zeros "1 1 Dc" for no caption."""
+        caption_dim = self.world_model.config.caption_dim
+        if caption_embedding is None:
+            return torch.zeros(1, 1, caption_dim, device=self.device) if caption_dim else None
+        caption = torch.as_tensor(np.asarray(caption_embedding), dtype=torch.float32, device=self.device)
+        if not caption_dim:
+            raise ConfigError("caption embedding: this world model has no cross-attention (caption_dim 0)")
+        if caption.ndim != 2 or caption.shape[1] != caption_dim:
+            raise DataError(
+                f"caption embedding: expected shape (L, {caption_dim}), got {tuple(caption.shape)}"
+            )
+        return caption[None]
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        context_latents: torch.Tensor,
+        cameras: "F 4 4",
+        normalised_intrinsics: "4",
+        target_latent_frames: int,
+        seed: int,
+        steps: int | None = None,
+        shift: float | None = None,
+        guidance: float = 1.0,
+        caption_embedding=None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Target latents "1 Ft C h w" given clean context latents "1 Fc C h w" and per-latent cameras."""
+        _, _, channels, height, width = context_latents.shape
+        generator = torch.Generator().manual_seed(seed)
+        # noise drawn on the CPU: the same seed gives the same video on any device
+        noise = torch.randn(1, target_latent_frames, channels, height, width, generator=generator)
+        noise = noise.to(self.device)
+        camera_tensor = torch.as_tensor(np.asarray(cameras), dtype=torch.float32, device=self.device)[None]
+        intrinsics = torch.as_tensor(
+            np.asarray(normalised_intrinsics), dtype=torch.float32, device=self.device
+        )
+        intrinsics = intrinsics[None]  # 1 4
+        caption = self.caption_input(caption_embedding)
+        if guidance != 1.0 and caption_embedding is None:
+            raise ConfigError("guidance != 1 needs a caption embedding to guide with; pass guidance=1")
+
+        def velocity(x_t, t):
+            return self.world_model(context_latents, x_t, t, camera_tensor, intrinsics, caption)
+
+        def unconditional_velocity(x_t, t):
+            return self.world_model(
+                context_latents, x_t, t, camera_tensor, intrinsics, torch.zeros_like(caption)
+            )
+
+        return flow.sample(
+            velocity,
+            noise,
+            steps or self.steps,
+            self.shift if shift is None else shift,
+            guidance,
+            unconditional_velocity if guidance != 1.0 else None,
+            progress=progress,
+        )
+
+    # 2. the one-call API
+
+    def check_context(self, context_frames, context_cameras, intrinsics):
+        """Validated (frames, cameras, intrinsics) of the context; DataError naming the argument otherwise."""
+        context_frames = check_frames(context_frames, "context_frames")
+        context_cameras = check_poses(context_cameras, "context_cameras", num_frames=len(context_frames))
+        intrinsics = check_intrinsics(intrinsics)
+        self.check_segment_length(len(context_frames), "context_frames")
+        height, width = context_frames.shape[1:3]
+        factor = self.vae.config.spatial_factor
+        _, rows, cols = self.world_model.config.patch_size
+        if height % (factor * rows) or width % (factor * cols):
+            raise DataError(
+                f"context_frames: size {height}x{width} must be divisible by {factor * rows}x{factor * cols} "
+                "(VAE factor times DiT patch); crop or resize the video"
+            )
+        return context_frames, context_cameras, intrinsics
+
+    def check_segment_length(self, count: int, name: str) -> None:
+        stride = self.temporal_stride
+        if count < 1 or (count - 1) % stride:
+            raise DataError(
+                f"{name}: {count} frames; the VAE needs {stride}k+1 frames per segment "
+                f"(for example {stride * 2 + 1})"
+            )
+
+    def check_inputs(self, context_frames, context_cameras, target_cameras, intrinsics):
+        context_frames, context_cameras, intrinsics = self.check_context(
+            context_frames, context_cameras, intrinsics
+        )
+        target_cameras = check_poses(target_cameras, "target_cameras")
+        self.check_segment_length(len(target_cameras), "target_cameras")
+        return context_frames, context_cameras, target_cameras, intrinsics
+
+    def generate(
+        self,
+        context_frames: "Tc H W 3",
+        context_cameras: "Tc 4 4",
+        target_cameras: "Tt 4 4",
+        intrinsics: "4",
+        seed: int = 0,
+        steps: int | None = None,
+        shift: float | None = None,
+        guidance: float = 1.0,
+        caption_embedding=None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Generate the target video "Tt H W 3" uint8 seen from `target_cameras` (Tt = 4k+1)."""
+        from hybridmem.data.encode import normalised_intrinsics
+
+        context_frames, context_cameras, target_cameras, intrinsics = self.check_inputs(
+            context_frames, context_cameras, target_cameras, intrinsics
+        )
+        height, width = context_frames.shape[1:3]
+        context_latents = self.encode(context_frames)  # 1 Fc C h w
+        cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
+        target_latent_frames = (len(target_cameras) - 1) // self.temporal_stride + 1
+        latents = self.denoise(
+            context_latents,
+            cameras,
+            normalised_intrinsics(intrinsics, width, height),
+            target_latent_frames,
+            seed,
+            steps,
+            shift,
+            guidance,
+            caption_embedding,
+            progress,
+        )  # 1 Ft C h w
+        return self.decode(latents)

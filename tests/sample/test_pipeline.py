@@ -1,0 +1,207 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hybridmem.cli import main
+from hybridmem.data.clip import Clip
+from hybridmem.diffusion.rollout import generate_long, segment_lengths, segment_seed
+from hybridmem.errors import CheckpointError, ConfigError, DataError
+from hybridmem.geometry import look_at
+from hybridmem.models.checkpoint import save_model
+from hybridmem.models.memory import MemoryConfig
+from hybridmem.models.vae import build_vae
+from hybridmem.models.world import build_world_model
+from hybridmem.sample.pipeline import WorldPipeline
+
+SIZE = 32
+
+
+def cameras(count, offset=0.0):
+    return np.stack(
+        [look_at((0.2 * i + offset, 0.0, 1.0), (0.2 * i + offset, 5.0, 1.0)) for i in range(count)]
+    )
+
+
+def frames(count, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+INTRINSICS = np.array([20.0, 20.0, 16.0, 16.0])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    world = build_world_model("tiny", memory=MemoryConfig(kind="hydra"))
+    with torch.no_grad():  # a new model predicts zero velocity; perturb so outputs depend on inputs
+        for parameter in world.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    save_model(world, root / "world")
+    save_model(build_vae("tiny"), root / "vae")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline(models):
+    return WorldPipeline.from_checkpoint(models / "world", models / "vae", device="cpu", steps=3)
+
+
+def test_generate_shapes_and_determinism(pipeline):
+    context = frames(9)
+    out = pipeline.generate(context, cameras(9), cameras(5, 2.0), INTRINSICS, seed=1, progress=False)
+    assert out.shape == (5, SIZE, SIZE, 3) and out.dtype == np.uint8
+    again = pipeline.generate(context, cameras(9), cameras(5, 2.0), INTRINSICS, seed=1, progress=False)
+    other = pipeline.generate(context, cameras(9), cameras(5, 2.0), INTRINSICS, seed=2, progress=False)
+    assert np.array_equal(out, again) and not np.array_equal(out, other)
+
+
+def test_one_segment_rollout_equals_generate(pipeline):
+    context = frames(5)
+    direct = pipeline.generate(context, cameras(5), cameras(9, 1.0), INTRINSICS, seed=3, progress=False)
+    rolled = generate_long(
+        pipeline, context, cameras(5), cameras(9, 1.0), INTRINSICS, 9, seed=3, progress=False
+    )
+    assert np.array_equal(direct, rolled)
+
+
+def test_long_rollout_grows_the_memory(pipeline, monkeypatch):
+    seen = []
+    forward = pipeline.world_model.forward
+
+    def spy(context_latents, noisy_target, *args):
+        seen.append((context_latents.shape[1], noisy_target.shape[1]))
+        return forward(context_latents, noisy_target, *args)
+
+    monkeypatch.setattr(pipeline.world_model, "forward", spy)
+    out = generate_long(
+        pipeline, frames(5), cameras(5), cameras(14, 1.0), INTRINSICS, 9, seed=0, progress=False
+    )
+    assert out.shape == (14, SIZE, SIZE, 3)
+    # context 5 frames -> 2 latents; segments of 9 frames (3 latents) then 5 frames (2 latents)
+    assert sorted(set(seen)) == [(2, 3), (5, 2)]
+
+
+def test_segment_lengths_and_seeds():
+    assert segment_lengths(18, 9, 4) == [9, 9]
+    assert segment_lengths(14, 9, 4) == [9, 5]
+    with pytest.raises(DataError, match="remainder is 3"):
+        segment_lengths(12, 9, 4)
+    with pytest.raises(ConfigError, match="4k\\+1"):
+        segment_lengths(9, 8, 4)
+    assert segment_seed(7, 0) == 7 and segment_seed(7, 1) != segment_seed(7, 2)
+
+
+def test_bad_inputs_raise_clear_errors(pipeline):
+    with pytest.raises(DataError, match="context_cameras"):
+        pipeline.generate(frames(9), cameras(9)[:, :3], cameras(5), INTRINSICS, progress=False)
+    with pytest.raises(DataError, match="context_cameras.*9"):
+        pipeline.generate(frames(9), cameras(8), cameras(5), INTRINSICS, progress=False)
+    with pytest.raises(DataError, match="4k\\+1"):
+        pipeline.generate(frames(8), cameras(8), cameras(5), INTRINSICS, progress=False)
+    with pytest.raises(DataError, match="target_cameras"):
+        pipeline.generate(frames(9), cameras(9), cameras(6), INTRINSICS, progress=False)
+    with pytest.raises(DataError, match="intrinsics"):
+        pipeline.generate(frames(9), cameras(9), cameras(5), INTRINSICS[:3], progress=False)
+    with pytest.raises(DataError, match="divisible"):
+        pipeline.generate(frames(9)[:, :24], cameras(9), cameras(5), INTRINSICS, progress=False)
+
+
+def test_bad_checkpoints_raise(models, tmp_path):
+    with pytest.raises(CheckpointError, match="no model here"):
+        WorldPipeline.from_checkpoint(tmp_path / "nothing", models / "vae")
+    with pytest.raises(CheckpointError, match="not a WorldModel"):
+        WorldPipeline.from_checkpoint(models / "vae", models / "vae")
+    wide = tmp_path / "wide"
+    save_model(build_world_model("tiny", latent_channels=8), wide)
+    with pytest.raises(CheckpointError, match="latent channels"):
+        WorldPipeline.from_checkpoint(wide, models / "vae")
+    mismatched = tmp_path / "mismatched"
+    save_model(build_world_model("tiny"), mismatched)
+    document = json.loads((mismatched / "config.json").read_text())
+    document["config"]["dim"] = 128
+    (mismatched / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="do not match"):
+        WorldPipeline.from_checkpoint(mismatched, models / "vae")
+    (mismatched / "model.safetensors").write_bytes(b"truncated")
+    document["config"]["dim"] = 64
+    (mismatched / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        WorldPipeline.from_checkpoint(mismatched, models / "vae")
+
+
+def test_cli_samples_a_clip_with_side_by_side(models, tmp_path):
+    from hybridmem.data.hmworld import read_video
+    from hybridmem.world.layout import write_clip
+
+    clip = Clip(frames=frames(14), cameras=cameras(14), intrinsics=INTRINSICS, context_frames=9, fps=8.0)
+    write_clip(clip, tmp_path / "clip")
+    out = tmp_path / "out" / "sample.mp4"
+    code = main(
+        [
+            "sample",
+            "--clip",
+            str(tmp_path / "clip"),
+            "--checkpoint",
+            str(models / "world"),
+            "--vae",
+            str(models / "vae"),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert read_video(out).shape == (5, SIZE, SIZE, 3)
+    assert read_video(out.with_name("sample_side_by_side.mp4")).shape == (5, SIZE, 3 * SIZE, 3)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sample.mp4", "sample_side_by_side.mp4"]
+
+
+def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, capsys):
+    import imageio.v2 as imageio
+
+    video = tmp_path / "ctx.mp4"
+    imageio.mimwrite(video, list(frames(8)), fps=8, macro_block_size=1)  # 8 frames: not 4k+1
+    cams = tmp_path / "cams.json"
+    cams.write_text(
+        json.dumps(
+            {"intrinsics": INTRINSICS.tolist(), "context": cameras(8).tolist(), "target": cameras(5).tolist()}
+        )
+    )
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"previous result")
+    args = [
+        "sample",
+        "--video",
+        str(video),
+        "--cameras",
+        str(cams),
+        "--checkpoint",
+        str(models / "world"),
+        "--vae",
+        str(models / "vae"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 2
+    assert "4k+1" in capsys.readouterr().err
+    cams.write_text(json.dumps({"intrinsics": INTRINSICS.tolist(), "context": [[1, 2]], "target": []}))
+    assert main(args) == 2
+    assert "'context' must be a list of 4x4" in capsys.readouterr().err
+    imageio.mimwrite(video, list(frames(9)), fps=8, macro_block_size=1)
+    cams.write_text(
+        json.dumps(
+            {"intrinsics": INTRINSICS.tolist(), "context": cameras(9).tolist(), "target": cameras(5).tolist()}
+        )
+    )
+    assert main([*args, "--checkpoint", str(tmp_path)]) == 2
+    assert "no model here" in capsys.readouterr().err
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "ctx.mp4", "out.mp4"]
