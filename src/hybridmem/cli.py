@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "hybridmem.world.cli",
     "hybridmem.data.encode",
     "hybridmem.train.cli",
+    "hybridmem.sample.cli",
 ]
 
 
