@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "hybridmem.data.encode",
     "hybridmem.train.cli",
     "hybridmem.sample.cli",
+    "hybridmem.eval.cli",
 ]
 
 

@@ -11,15 +11,15 @@ from hybridmem.world.layout import write_clip
 CONTEXT, TARGET, HEIGHT, WIDTH = 4, 4, 40, 48
 
 
-def make_clip(seed: int) -> Clip:
+def make_clip(seed: int, context=CONTEXT, target=TARGET, height=HEIGHT, width=WIDTH, step=4) -> Clip:
     """Textured background; a red square leaves the view in the context and re-enters at target frame 1."""
     rng = np.random.default_rng(seed)
-    total = CONTEXT + TARGET
-    background = rng.integers(40, 120, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    total = context + target
+    background = rng.integers(40, 120, size=(height, width, 3), dtype=np.uint8)
     frames = np.repeat(background[None], total, axis=0)
-    ids = np.zeros((total, HEIGHT, WIDTH), dtype=np.uint8)
-    for t in (0, 1, 5, 6, 7):
-        x = 6 + 4 * t
+    ids = np.zeros((total, height, width), dtype=np.uint8)
+    for t in [0, 1, *range(context + 1, total)]:
+        x = 6 + step * t
         frames[t, 12:24, x : x + 10] = (230, 40, 40)
         ids[t, 12:24, x : x + 10] = 1
     track = SubjectTrack(
@@ -28,11 +28,11 @@ def make_clip(seed: int) -> Clip:
     return Clip(
         frames=frames,
         cameras=np.repeat(np.eye(4)[None], total, axis=0),
-        intrinsics=np.array([40.0, 40.0, WIDTH / 2, HEIGHT / 2]),
-        context_frames=CONTEXT,
+        intrinsics=np.array([40.0, 40.0, width / 2, height / 2]),
+        context_frames=context,
         fps=8.0,
         subjects=[track],
-        events=[Event(1, "exit", 2), Event(1, "entry", 5)],
+        events=[Event(1, "exit", 2), Event(1, "entry", context + 1)],
         instance_ids=ids,
     )
 
@@ -150,3 +150,36 @@ def test_config_errors_list_valid_names(dataset, tmp_path):
         run_evaluation(_config(dataset, tmp_path, tmp_path, boxes="magic"), progress=False)
     with pytest.raises(ConfigError, match="--vae"):
         run_evaluation(_config(dataset, tmp_path, tmp_path, vae=None), progress=False)
+
+
+def test_real_pipeline_generations_are_cached_and_seeded(tmp_path):
+    """Integration with hybridmem.sample.pipeline on a tiny random world model (4k+1-frame segments)."""
+    import torch
+
+    from hybridmem.models.checkpoint import save_model
+    from hybridmem.models.vae import build_vae
+    from hybridmem.models.world import build_world_model
+
+    torch.manual_seed(0)
+    save_model(build_world_model("tiny"), tmp_path / "runs" / "world")
+    save_model(build_vae("tiny"), tmp_path / "runs" / "vae")
+    data = tmp_path / "data"
+    write_clip(make_clip(0, context=5, target=5, height=32, width=32, step=2), data / "test" / "000000")
+    outputs = []
+    for name in ("a", "b"):
+        config = EvalConfig(
+            data=str(data),
+            out=str(tmp_path / name),
+            checkpoints=[str(tmp_path / "runs" / "world")],
+            vae=str(tmp_path / "runs" / "vae"),
+            weights_dir=str(tmp_path / "no_weights"),
+            steps=2,
+            side_by_side_clips=0,
+        )
+        summary = run_evaluation(config, progress=False)
+        assert isinstance(summary["methods"]["world"]["metrics"]["psnr"], float)
+        with np.load(tmp_path / name / "generations" / "world" / "000000.npz") as archive:
+            outputs.append(archive["frames"])
+            assert int(archive["seed"]) == 0 and int(archive["steps"]) == 2
+    assert outputs[0].shape == (5, 32, 32, 3)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
