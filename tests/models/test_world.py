@@ -11,6 +11,16 @@ from hybridmem.models.world import WORLD_PRESETS, DiTConfig, WorldModel, build_w
 CAMERA_PARAMETERS = ("context_camera_encoder", "target_camera_encoder", "camera_projector")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one intra-op thread: on a small shared CI machine two threads per test process oversubscribe
+    the cores and a training loop gets many times slower (measured 14 s vs 240 s for the VAE fit test)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def randomize(model: torch.nn.Module, seed: int, skip: tuple[str, ...] = ()) -> None:
     """Replace the zero/identity init by small random weights (a new model predicts exactly zero), except
     parameters whose name contains one of `skip`."""
