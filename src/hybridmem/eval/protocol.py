@@ -210,7 +210,7 @@ def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source:
     record["background_consistency"] = (
         consistency.background_consistency(models.clip, predicted)
         if models.clip is not None
-        else models.reasons["clip"]
+        else models.reasons.get("clip", "not computed")
     )
     # 4. DSC
     target_boxes = subject_boxes(clip, clip.target)
@@ -235,7 +235,7 @@ def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source:
             )
         )
     else:
-        record["dsc_ctx"] = record["dsc_gt"] = models.reasons["clip"]
+        record["dsc_ctx"] = record["dsc_gt"] = models.reasons.get("clip", "not computed")
     return record
 
 
