@@ -199,7 +199,7 @@ def plan_clip(
     radii = np.array([body_radius(name) for name in subject_names])
     best = None
     for _ in range(24):
-        distance = rng.uniform(5.0, 9.0) + 0.5 * look_height
+        distance = rng.uniform(4.0, 7.5) + 0.5 * look_height
         azimuth = rng.uniform(0, 2 * np.pi)
         eye = np.array(
             [

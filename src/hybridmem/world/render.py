@@ -167,11 +167,9 @@ def instance_data(transforms: "N 4 4", colors: "N 3", colors2: "N 3", patterns: 
     return np.concatenate([columns, colors, colors2, patterns, ids], axis=-1).astype(np.float32)
 
 
-def resolve_ids(samples: "H ss W ss", num_ids: int) -> "H W":
-    """Majority id of each pixel's samples; a tie goes to sample (ss//2, ss//2) if tied, else the smallest."""
+def resolve_ids_reference(samples: "H ss W ss", num_ids: int) -> "H W":
+    """Slow, obvious form of `resolve_ids`: count every id in every pixel."""
     height, ss, width, _ = samples.shape
-    if ss == 1:
-        return samples[:, 0, :, 0].copy()
     blocks = samples.transpose(0, 2, 1, 3).reshape(height, width, ss * ss)  # "H W ss*ss"
     counts = np.stack([(blocks == value).sum(-1) for value in range(num_ids)])  # "V H W"
     winners = counts == counts.max(0, keepdims=True)  # "V H W"
@@ -180,10 +178,35 @@ def resolve_ids(samples: "H ss W ss", num_ids: int) -> "H W":
     return np.where(centre_wins, centre, np.argmax(winners, axis=0)).astype(np.uint8)
 
 
+def resolve_ids(samples: "H ss W ss", num_ids: int) -> "H W":
+    """Majority id of each pixel's samples; a tie goes to sample (ss//2, ss//2) if tied, else the smallest.
+
+    Fast path: almost every pixel's samples agree (min == max); only edge pixels are voted on.
+    """
+    ss = samples.shape[1]
+    centre = samples[:, ss // 2, :, ss // 2]
+    if ss == 1:
+        return centre.copy()
+    lowest, highest = centre.copy(), centre.copy()
+    for i in range(ss):
+        for j in range(ss):
+            np.minimum(lowest, samples[:, i, :, j], out=lowest)
+            np.maximum(highest, samples[:, i, :, j], out=highest)
+    resolved = lowest
+    rows, cols = np.nonzero(lowest != highest)
+    if len(rows):
+        mixed = samples[rows, :, cols, :][:, :, None, :]  # "M ss 1 ss": one row of one-pixel images
+        resolved[rows, cols] = resolve_ids_reference(mixed, num_ids)[:, 0]
+    return resolved
+
+
 def downsample_colour(samples: "H ss W ss 3") -> "H W 3":
     """Box filter with integer rounding (exact, so the bytes do not depend on float summation order)."""
     ss = samples.shape[1]
-    total = samples.astype(np.uint32).sum(axis=(1, 3))
+    total = np.zeros(samples[:, 0, :, 0].shape, np.uint32)
+    for i in range(ss):
+        for j in range(ss):
+            total += samples[:, i, :, j]
     return ((total + (ss * ss) // 2) // (ss * ss)).astype(np.uint8)
 
 
@@ -312,8 +335,8 @@ class Renderer:
         self.scene_program["u_shadow_static"].value = 0
         self.scene_program["u_shadow_dynamic"].value = 1
 
-    def _static_instances(self, plan: ClipPlan) -> dict[str, np.ndarray]:
-        """Scenery plus the ground slab, grouped by primitive."""
+    def _static_instances(self, plan: ClipPlan) -> list[tuple[str, np.ndarray]]:
+        """(primitive, instance rows) of the scenery, grouped by primitive, then the ground slab alone."""
         layout = plan.layout
         ground = np.diag([2 * GROUND_HALF_SIZE, 2 * GROUND_HALF_SIZE, 0.1, 1.0])
         ground[2, 3] = -0.05  # top face at z = 0
@@ -323,7 +346,8 @@ class Renderer:
         patterns = np.concatenate([layout.patterns, [[5.0, 0.0, 0.0, 0.0]]])
         primitives = np.array([*layout.primitives, "cube"])
         rows = instance_data(transforms, colors, colors2, patterns, np.zeros(len(primitives)))
-        return {name: rows[primitives == name] for name in PRIMITIVES if np.any(primitives == name)}
+        groups = [(name, rows[:-1][primitives[:-1] == name]) for name in PRIMITIVES]
+        return [(name, group) for name, group in groups if len(group)] + [("cube", rows[-1:])]
 
     def _subject_instances(self, plan: ClipPlan):
         """Per subject and primitive: instance rows "T n 27", and every part's world corners "T P*8 3"."""
@@ -358,11 +382,12 @@ class Renderer:
         T, S, H, W = plan.num_frames, plan.num_subjects, self.height, self.width
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.CULL_FACE)
+        ctx.depth_func = "<="  # the sky sits exactly on the far plane (depth 1) and fills what is left
         resources = []
 
         # 1. upload the scenery once; one dynamic instance buffer per (subject, primitive)
         static_vaos, static_depth_vaos = [], []
-        for primitive, rows in self._static_instances(plan).items():
+        for primitive, rows in self._static_instances(plan):
             buffer = ctx.buffer(rows.tobytes())
             static_vaos.append((self._vertex_array(self.scene_program, primitive, buffer), len(rows)))
             static_depth_vaos.append((self._vertex_array(self.depth_program, primitive, buffer), len(rows)))
@@ -414,27 +439,26 @@ class Renderer:
                 for _, rows, _, depth_vao in draws:
                     depth_vao.render(instances=rows.shape[1])
 
-            # 4. sky, then the lit scene
+            # 4. the lit scene, nearest things first so early depth tests skip hidden fragments: subjects,
+            #    scenery, ground, and last the sky wherever the depth buffer is still clear
             pose = plan.cameras[t]
             world_to_camera = invert_pose(pose)
             self.main_fbo.use()
             self.main_fbo.viewport = (0, 0, W * ss, H * ss)
             self.main_fbo.clear(depth=1.0)
-            ctx.disable(moderngl.DEPTH_TEST)
-            self.sky_program["u_camera_rotation"].write(_gl(pose[:3, :3]))
-            self.sky_program["u_intrinsics"].value = tuple(float(v) for v in intrinsics_ss)
-            self.sky_vao.render(moderngl.TRIANGLES)
-            ctx.enable(moderngl.DEPTH_TEST)
             self.scene_program["u_view_proj"].write(_gl(projection @ world_to_camera))
             self.scene_program["u_view_z"].value = tuple(float(v) for v in world_to_camera[2])
             self.scene_program["u_eye"].value = tuple(float(v) for v in pose[:3, 3])
             self.shadow_maps["static"].use(location=0)
             self.shadow_maps["dynamic"].use(location=1)
-            for vao, count in static_vaos:
-                vao.render(instances=count)
             for draws in subject_draws:
                 for _, rows, scene_vao, _ in draws:
                     scene_vao.render(instances=rows.shape[1])
+            for vao, count in static_vaos:
+                vao.render(instances=count)
+            self.sky_program["u_camera_rotation"].write(_gl(pose[:3, :3]))
+            self.sky_program["u_intrinsics"].value = tuple(float(v) for v in intrinsics_ss)
+            self.sky_vao.render(moderngl.TRIANGLES)
 
             # 5. read back and resolve the supersamples
             viewport = (0, 0, W * ss, H * ss)
@@ -448,35 +472,68 @@ class Renderer:
             depth[t] = z.reshape(H, ss, W, ss)[:, ss // 2, :, ss // 2]
 
             # 6. each subject alone, through a window that holds its whole projection
-            for s, draws in enumerate(subject_draws):
-                window = projected_window(subject_corners[s][t], pose, plan.intrinsics, W, H)
-                if window is not None:
-                    full_pixels[s, t] = self._solo_pixels(
-                        draws, window, pose, world_to_camera, plan.intrinsics
-                    )
+            windows = [
+                projected_window(corners[t], pose, plan.intrinsics, W, H) for corners in subject_corners
+            ]
+            full_pixels[:, t] = self._solo_pixels(
+                subject_draws, static_depth_vaos[-1], windows, world_to_camera, plan.intrinsics
+            )
 
         for resource in resources:
             resource.release()
         return RenderedClip(frames=frames, instance_ids=instance_ids, depth=depth, full_pixels=full_pixels)
 
-    def _solo_pixels(self, draws, window, pose, world_to_camera, intrinsics) -> int:
-        """Pixels one subject covers inside `window` (x0, y0, x1, y1), same sample grid and id rule."""
+    def _solo_pixels(self, subject_draws, ground, windows, world_to_camera, intrinsics) -> np.ndarray:
+        """Pixels each subject covers alone inside its window (x0, y0, x1, y1); same samples and id rule.
+
+        The ground is drawn too (as id 0, after the subject like in the main pass): feet that dip below it
+        while striding are never visible, so they do not count. Windows are packed in shelves into one id
+        target and read back together (one GPU sync per batch).
+        """
         ss = self.supersample
-        x0, y0, x1, y1 = window
-        width, height = (x1 - x0) * ss, (y1 - y0) * ss
+        atlas_width, atlas_height = self.solo_fbo.size
+        counts = np.zeros(len(windows), np.int64)
+        placed = []  # (subject, window, x, y) in the current batch
+        cursor_x = cursor_y = shelf = 0
+
+        def flush():
+            if not placed:
+                return
+            used = max(y + (w[3] - w[1]) * ss for _, w, _, y in placed)
+            pixels = self.solo_fbo.read((0, 0, atlas_width, used), components=1)
+            samples = np.frombuffer(pixels, np.uint8).reshape(used, atlas_width)
+            for s, (x0, y0, x1, y1), x, y in placed:
+                block = samples[y : y + (y1 - y0) * ss, x : x + (x1 - x0) * ss]
+                counts[s] = np.count_nonzero(resolve_ids(block.reshape(y1 - y0, ss, x1 - x0, ss), 2))
+            placed.clear()
+
         fx, fy, cx, cy = intrinsics
-        shifted = np.array([fx, fy, cx - x0, cy - y0]) * ss
         self.solo_fbo.use()
-        self.solo_fbo.viewport = (0, 0, width, height)
-        self.solo_fbo.clear(depth=1.0, viewport=(0, 0, width, height))
-        self.depth_program["u_view_proj"].write(
-            _gl(projection_matrix(shifted, width, height) @ world_to_camera)
-        )
-        for _, rows, _, depth_vao in draws:
-            depth_vao.render(instances=rows.shape[1])
-        samples = np.frombuffer(self.solo_fbo.read((0, 0, width, height), components=1), np.uint8)
-        resolved = resolve_ids(samples.reshape(y1 - y0, ss, x1 - x0, ss), 2)
-        return int(np.count_nonzero(resolved))
+        for s, window in enumerate(windows):
+            if window is None:
+                continue
+            x0, y0, x1, y1 = window
+            width, height = (x1 - x0) * ss, (y1 - y0) * ss
+            if cursor_x + width > atlas_width:  # next shelf
+                cursor_x, cursor_y, shelf = 0, cursor_y + shelf, 0
+            if cursor_y + height > atlas_height:  # atlas full: read this batch, start over
+                flush()
+                cursor_x = cursor_y = shelf = 0
+            rect = (cursor_x, cursor_y, width, height)
+            self.solo_fbo.clear(depth=1.0, viewport=rect)
+            self.solo_fbo.viewport = rect
+            shifted = np.array([fx, fy, cx - x0, cy - y0]) * ss
+            view_proj = projection_matrix(shifted, width, height) @ world_to_camera
+            self.depth_program["u_view_proj"].write(_gl(view_proj))
+            self.depth_program["u_id"].value = 1.0
+            for _, rows, _, depth_vao in subject_draws[s]:
+                depth_vao.render(instances=rows.shape[1])
+            self.depth_program["u_id"].value = 0.0
+            ground[0].render(instances=ground[1])
+            placed.append((s, window, cursor_x, cursor_y))
+            cursor_x, shelf = cursor_x + width, max(shelf, height)
+        flush()
+        return counts
 
     # -------------------------------------------------------------------------------------- lifecycle
 

@@ -239,6 +239,7 @@ void main() {
 
 DEPTH_FRAGMENT = """
 #version 330
+uniform float u_id;  // solo passes: 1 for the subject, 0 for the ground that hides its feet
 layout(location = 0) out float f_id;
-void main() { f_id = 1.0 / 255.0; }
+void main() { f_id = u_id / 255.0; }
 """
