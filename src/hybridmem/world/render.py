@@ -30,7 +30,7 @@ from hybridmem.world.subjects import build_body
 
 NEAR, FAR = 0.05, 600.0
 GROUND_HALF_SIZE = 300.0  # metres; fog hides its edge
-SHADOW_SIZE = 1024
+SHADOW_SIZE = {"static": 1024, "dynamic": 512}  # texels; the dynamic map covers only the walk area
 MAX_WINDOW = 3  # a solo pass window spans at most this many image widths/heights (subjects at the lens)
 _UNIT_CORNERS = np.array([[x, y, z, 1.0] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 
@@ -284,7 +284,7 @@ class Renderer:
         # 3. shadow maps: scenery (drawn once per clip) and subjects (every frame)
         self.shadow_maps, self.shadow_fbos = {}, {}
         for kind in ("static", "dynamic"):
-            texture = ctx.depth_texture((SHADOW_SIZE, SHADOW_SIZE))
+            texture = ctx.depth_texture((SHADOW_SIZE[kind], SHADOW_SIZE[kind]))
             texture.compare_func = "<="
             texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
             texture.repeat_x = texture.repeat_y = False
