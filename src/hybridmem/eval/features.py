@@ -11,11 +11,13 @@ WEIGHTS is `--weights-dir`, else the environment variable HYBRIDMEM_WEIGHTS, els
 "not computed: weights not found at PATH" in the report.
 
 Preprocessing (S = the model's configured image size, 224 for the B/16 models; read from the config):
-- CLIP image embeddings (background consistency), as VBench's clip_transform: resize the shorter side to S
-  (bicubic, antialiased), centre-crop S x S, CLIP mean/std; embedding = visual_projection(post-layernorm
-  class token), the same as CLIP's encode_image.
-- DINO (subject consistency), as VBench's dino_transform: resize the shorter side to S (bilinear), no crop,
-  ImageNet mean/std, position embeddings interpolated; feature = the final-layernorm class token.
+- CLIP image embeddings (background consistency), as VBench's clip_transform: resize the shorter side
+  to S (bicubic, antialiased), centre-crop S x S, CLIP mean/std; embedding = visual_projection(post-
+  layernorm class token), the same as CLIP's encode_image. (VBench itself loads CLIP ViT-B/32 here; we use
+  the ViT-B/16 folder that DSC needs, one model for both.)
+- DINO (subject consistency), as VBench's dino_transform: resize the shorter side to S (bilinear, no
+  antialiasing), no crop, ImageNet mean/std, position embeddings interpolated; feature = the
+  final-layernorm class token.
 - CLIP patch tokens (DSC): the whole frame resized (squashed) to S x S, bicubic antialiased, CLIP mean/std,
   so that a pixel box maps onto the patch grid by scaling x by grid_w / W and y by grid_h / H; tokens are the
   vision tower's last hidden state without the class token (before the pooled-output layernorm).
@@ -75,14 +77,14 @@ def frames_to_float(frames: "T H W 3") -> "T 3 H W":
     return rearrange(torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0, "t h w c -> t c h w")
 
 
-def resize_shorter_side(images: "T 3 H W", size: int, mode: str) -> torch.Tensor:
+def resize_shorter_side(images: "T 3 H W", size: int, mode: str, antialias: bool = True) -> torch.Tensor:
     """Resize so the shorter side is `size` (torchvision Resize(int) rounding: int(size * long / short))."""
     height, width = images.shape[-2:]
     if height <= width:
         new_h, new_w = size, int(size * width / height)
     else:
         new_h, new_w = int(size * height / width), size
-    return F.interpolate(images, size=(new_h, new_w), mode=mode, antialias=True, align_corners=False)
+    return F.interpolate(images, size=(new_h, new_w), mode=mode, antialias=antialias, align_corners=False)
 
 
 def centre_crop(images: "T 3 H W", size: int) -> "T 3 S S":
@@ -159,7 +161,8 @@ class DinoEncoder:
 
     @torch.no_grad()
     def class_features(self, frames: "T H W 3") -> "T D":
-        images = resize_shorter_side(frames_to_float(frames), self.image_size, "bilinear")
+        # VBench's dino_transform: Resize(224, antialias=False), bilinear
+        images = resize_shorter_side(frames_to_float(frames), self.image_size, "bilinear", antialias=False)
         images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
         features = []
         for start in range(0, images.shape[0], self.batch_size):

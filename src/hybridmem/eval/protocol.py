@@ -205,7 +205,7 @@ def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source:
     record["subject_consistency"] = (
         consistency.subject_consistency(models.dino, predicted)
         if models.dino is not None
-        else models.reasons["dino"]
+        else models.reasons.get("dino", "not computed")
     )
     record["background_consistency"] = (
         consistency.background_consistency(models.clip, predicted)
