@@ -7,8 +7,11 @@ same pixel density, which counts `full_pixels` (the pixels it would cover unoccl
 
 Anti-aliasing: colour is box-averaged over each pixel's ss x ss samples. Ids are never blended: a pixel takes
 the id held by most of its samples; a tie goes to the sample at (ss // 2, ss // 2) when it is among the tied
-ids, else to the smallest tied id. The solo passes use the same rule, so an unoccluded subject's mask equals
-its full-pixel count exactly. Depth is the camera-z of sample (ss // 2, ss // 2) (+inf on the sky).
+ids, else to the smallest tied id. The solo passes use the same rule and, for a subject wholly in the image,
+the main pass's exact transform, so an unoccluded subject's mask equals its full-pixel count exactly; a
+subject cut by the border is counted through a shifted projection, where an edge sample may round the other
+way (at most a pixel or so). The ground is drawn in the solo passes too, so a foot dipping below it while
+striding never counts. Depth is the camera-z of sample (ss // 2, ss // 2) (+inf on the sky).
 
 Shape letters: T frames, H/W output pixels, S subjects.
 """
@@ -446,7 +449,8 @@ class Renderer:
             self.main_fbo.use()
             self.main_fbo.viewport = (0, 0, W * ss, H * ss)
             self.main_fbo.clear(depth=1.0)
-            self.scene_program["u_view_proj"].write(_gl(projection @ world_to_camera))
+            view_proj = projection @ world_to_camera
+            self.scene_program["u_view_proj"].write(_gl(view_proj))
             self.scene_program["u_view_z"].value = tuple(float(v) for v in world_to_camera[2])
             self.scene_program["u_eye"].value = tuple(float(v) for v in pose[:3, 3])
             self.shadow_maps["static"].use(location=0)
@@ -476,14 +480,14 @@ class Renderer:
                 projected_window(corners[t], pose, plan.intrinsics, W, H) for corners in subject_corners
             ]
             full_pixels[:, t] = self._solo_pixels(
-                subject_draws, static_depth_vaos[-1], windows, world_to_camera, plan.intrinsics
+                subject_draws, static_depth_vaos[-1], windows, world_to_camera, view_proj, plan.intrinsics
             )
 
         for resource in resources:
             resource.release()
         return RenderedClip(frames=frames, instance_ids=instance_ids, depth=depth, full_pixels=full_pixels)
 
-    def _solo_pixels(self, subject_draws, ground, windows, world_to_camera, intrinsics) -> np.ndarray:
+    def _solo_pixels(self, subject_draws, ground, windows, world_to_camera, main_view_proj, intrinsics):
         """Pixels each subject covers alone inside its window (x0, y0, x1, y1); same samples and id rule.
 
         The ground is drawn too (as id 0, after the subject like in the main pass): feet that dip below it
@@ -521,10 +525,18 @@ class Renderer:
                 cursor_x = cursor_y = shelf = 0
             rect = (cursor_x, cursor_y, width, height)
             self.solo_fbo.clear(depth=1.0, viewport=rect)
-            self.solo_fbo.viewport = rect
-            shifted = np.array([fx, fy, cx - x0, cy - y0]) * ss
-            view_proj = projection_matrix(shifted, width, height) @ world_to_camera
-            self.depth_program["u_view_proj"].write(_gl(view_proj))
+            self.solo_fbo.scissor = rect
+            if x0 >= 0 and y0 >= 0 and x1 <= self.width and y1 <= self.height:
+                # wholly in the image: the main pass's exact transform, moved onto this slot by the viewport,
+                # so edge samples rasterize exactly as they did in the main pass
+                image_size = (self.width * ss, self.height * ss)
+                self.solo_fbo.viewport = (cursor_x - x0 * ss, cursor_y - y0 * ss, *image_size)
+                self.depth_program["u_view_proj"].write(_gl(main_view_proj))
+            else:
+                self.solo_fbo.viewport = rect
+                shifted = np.array([fx, fy, cx - x0, cy - y0]) * ss
+                view_proj = projection_matrix(shifted, width, height) @ world_to_camera
+                self.depth_program["u_view_proj"].write(_gl(view_proj))
             self.depth_program["u_id"].value = 1.0
             for _, rows, _, depth_vao in subject_draws[s]:
                 depth_vao.render(instances=rows.shape[1])
@@ -533,6 +545,7 @@ class Renderer:
             placed.append((s, window, cursor_x, cursor_y))
             cursor_x, shelf = cursor_x + width, max(shelf, height)
         flush()
+        self.solo_fbo.scissor = None
         return counts
 
     # -------------------------------------------------------------------------------------- lifecycle
