@@ -140,7 +140,7 @@ def markdown_report(summary: dict) -> str:
         "",
         f"Data: `{summary.get('data', '?')}` split `{summary.get('split', '?')}`, "
         f"{summary.get('num_clips', '?')} clips, seed {summary.get('seed', '?')}, "
-        f"sampling steps {summary.get('steps', 'default')}.",
+        f"sampling steps {summary.get('steps') or 'pipeline default'}.",
         f"Predicted-subject boxes for DSC: {summary.get('box_source_text', summary.get('boxes', '?'))}.",
         "",
         "## Table 2 metrics (paper column order)",
