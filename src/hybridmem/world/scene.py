@@ -172,7 +172,7 @@ def build_scene(rng: np.random.Generator, name: str) -> SceneLayout:
 
     # 4. trees
     for _ in range(rng.integers(template.trees[0], template.trees[1] + 1)):
-        x, y = _ring_point(rng, h + 3.0, h + 16.0)
+        x, y = _ring_point(rng, h + 3.0, h + 12.0)
         scale = rng.uniform(0.75, 1.35)
         foliage = _jitter(rng, template.foliage_colors[rng.integers(len(template.foliage_colors))], 0.1)
         trunk = _jitter(rng, (0.36, 0.24, 0.14), 0.1)

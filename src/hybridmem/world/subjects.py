@@ -390,6 +390,7 @@ def body_points(name: str, positions: "T 3", headings: "T", phase: "T") -> "T P 
     return build_body(name).transforms(positions, headings, phase)[..., :3, 3]
 
 
+@lru_cache(maxsize=None)
 def body_radius(name: str) -> float:
     """Radius of a vertical cylinder around the body-frame origin that contains the whole body (metres)."""
     body = build_body(name)
@@ -402,7 +403,9 @@ def body_radius(name: str) -> float:
     return float(np.max(np.linalg.norm(points[..., :2], axis=-1)))
 
 
+@lru_cache(maxsize=None)
 def body_height(name: str) -> float:
+    """Highest point of the body over a gait cycle (metres)."""
     body = build_body(name)
     local = body.local_transforms(np.linspace(0, 2 * np.pi, 9))
     corners = np.array([[x, y, z, 1.0] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
