@@ -215,39 +215,72 @@ def select_top_k(
 # ------------------------------------------------------------------------------------------------ attend
 
 
+def key_table(keys: torch.Tensor, memory_keys: torch.Tensor | None) -> torch.Tensor:
+    """Every key a query may read, one row per token: "B h F P d" (+ "B h S P' d") -> "(B T) h d".
+
+    T = F P + S P': the sequence's tokens first, then the memory slices' tokens. One gather from this table
+    builds a chunk's whole key set, instead of gathering window and memory apart and concatenating them:
+    every extra copy of the gathered keys costs memory traffic comparable to the attention itself on CPU.
+    """
+    parts = [rearrange(keys, "b h f p d -> b (f p) h d")]
+    if memory_keys is not None:
+        parts.append(rearrange(memory_keys, "b h s p d -> b (s p) h d"))
+    return rearrange(torch.cat(parts, dim=1), "b t h d -> (b t) h d")
+
+
+def token_indices(
+    frames: torch.Tensor,
+    tokens_per_frame: int,
+    chosen: torch.Tensor | None,
+    tokens_per_slice: int,
+    memory_start: int,
+    table_rows: int,
+    batch: int,
+) -> torch.Tensor:
+    """Rows of `key_table` each query frame reads: "B Qc L", L = Wn P + K P', window tokens first.
+
+    frames: "Qc Wn" window latent frames; chosen: "B Qc K" retrieved candidates, or None (no memory);
+    memory_start: F P, the first memory row of a batch element; table_rows: T, the rows of one batch
+    element (batch element b's rows start at b T).
+    """
+    device = frames.device
+    frame_rows = frames[..., None] * tokens_per_frame + torch.arange(tokens_per_frame, device=device)
+    rows = rearrange(frame_rows, "q w p -> 1 q (w p)").expand(batch, -1, -1)  # B Qc (Wn P)
+    if chosen is not None:
+        slice_rows = memory_start + chosen[..., None] * tokens_per_slice
+        slice_rows = slice_rows + torch.arange(tokens_per_slice, device=device)  # B Qc K P'
+        rows = torch.cat([rows, rearrange(slice_rows, "b q k p -> b q (k p)")], dim=-1)  # B Qc L
+    return rows + torch.arange(batch, device=device)[:, None, None] * table_rows  # B Qc L
+
+
 def attend_frames(
     queries: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    frames: torch.Tensor,
-    memory_keys: torch.Tensor | None,
-    memory_values: torch.Tensor | None,
-    chosen: torch.Tensor | None,
+    key_rows: torch.Tensor,
+    value_rows: torch.Tensor,
+    rows: torch.Tensor,
     valid: torch.Tensor | None,
+    tokens_per_slice: int,
 ) -> torch.Tensor:
-    """One chunk of `frame_attention`: queries "B h Qc P d", frames "Qc Wn", chosen/valid "B Qc K"."""
-    batch = queries.shape[0]
-    # 1. window keys and values: B h Qc Wn P d -> (B Qc) h (Wn P) d
-    chunk_keys = [rearrange(keys[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
-    chunk_values = [rearrange(values[:, :, frames], "b h q w p d -> (b q) h (w p) d")]
+    """One chunk of `frame_attention`: queries "B h Qc P d" attend to rows "B Qc L" of the tables.
+
+    key_rows, value_rows: "(B T) h d" from `key_table`; valid: "B Qc K", False for a retrieved slot that
+    must be masked out. Returns "B h Qc P d".
+    """
+    batch, _, num_queries, _, _ = queries.shape
+    length = rows.shape[-1]
+    # 1. one gather per table: "(B Qc L) h d", viewed as "(B Qc) h L d" (SDPA reads the strides)
+    flat_rows = rearrange(rows, "b q l -> (b q l)")
+    chunk_keys = rearrange(key_rows.index_select(0, flat_rows), "(n l) h d -> n h l d", l=length)
+    chunk_values = rearrange(value_rows.index_select(0, flat_rows), "(n l) h d -> n h l d", l=length)
+    # 2. mask retrieved slots that are not valid (fewer eligible candidates than K)
     mask = None
-    # 2. retrieved candidates: advanced indexing puts (B Qc K) first -> B Qc K h P' d
-    if chosen is not None:
-        rows = torch.arange(batch, device=chosen.device)[:, None, None]
-        chunk_keys.append(rearrange(memory_keys[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
-        chunk_values.append(rearrange(memory_values[rows, :, chosen], "b q k h p d -> (b q) h (k p) d"))
-        if not bool(valid.all()):
-            window_tokens = chunk_keys[0].shape[-2]
-            memory_mask = valid.repeat_interleave(memory_keys.shape[-2], dim=-1)  # B Qc (K P')
-            memory_mask = rearrange(memory_mask, "b q m -> (b q) 1 1 m")
-            window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (window_tokens,))
-            mask = torch.cat([window_mask, memory_mask], dim=-1)  # (B Qc) 1 1 L
+    if valid is not None and not bool(valid.all()):
+        memory_mask = valid.repeat_interleave(tokens_per_slice, dim=-1)  # B Qc (K P')
+        window_mask = memory_mask.new_ones(batch, num_queries, length - memory_mask.shape[-1])
+        mask = rearrange(torch.cat([window_mask, memory_mask], dim=-1), "b q l -> (b q) 1 1 l")
     # 3. one attention call for the whole chunk
     attended = F.scaled_dot_product_attention(
-        rearrange(queries, "b h q p d -> (b q) h p d"),
-        torch.cat(chunk_keys, dim=-2),
-        torch.cat(chunk_values, dim=-2),
-        attn_mask=mask,
+        rearrange(queries, "b h q p d -> (b q) h p d"), chunk_keys, chunk_values, attn_mask=mask
     )  # (B Qc) h P d
     return rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
 
@@ -267,8 +300,8 @@ def frame_attention(
 
     queries: "B h Q P d"; keys, values: "B h F P d" (all latent frames); window_idx: "Q Wn" into F;
     memory_keys, memory_values: "B h S P' d"; indices, valid: "B Q K". Returns "B h Q P d".
-    All query frames of a chunk are gathered with index tensors and sent to one scaled_dot_product_attention
-    call, so the cost is linear in Q for fixed Wn and K.
+    All query frames of a chunk gather their keys with one index tensor and go to one
+    scaled_dot_product_attention call, so the cost is linear in Q for fixed Wn and K.
 
     query_chunk (latent frames, 0 = all at once) bounds memory: only one chunk's gathered keys and values
     exist at a time. Under autograd each chunk is also recomputed in backward (activation checkpointing)
@@ -276,21 +309,33 @@ def frame_attention(
     of k and v over the sequence, several times what full attention keeps.
     """
     num_queries = queries.shape[2]
-    chunk = query_chunk if query_chunk > 0 else num_queries
+    _, _, num_frames, tokens_per_frame, _ = keys.shape
     use_memory = memory_keys is not None and indices is not None and indices.shape[-1] > 0
+    tokens_per_slice = memory_keys.shape[-2] if use_memory else 0
+    key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) h d
+    value_rows = key_table(values, memory_values if use_memory else None)
+    table_rows = key_rows.shape[0] // keys.shape[0]
+    chunk = query_chunk if query_chunk > 0 else num_queries
     recompute = query_chunk > 0 and torch.is_grad_enabled()
     outputs = []
     for begin in range(0, num_queries, chunk):
         end = min(begin + chunk, num_queries)
+        rows = token_indices(
+            window_idx[begin:end],
+            tokens_per_frame,
+            indices[:, begin:end] if use_memory else None,
+            tokens_per_slice,
+            num_frames * tokens_per_frame,
+            table_rows,
+            keys.shape[0],
+        )  # B Qc L
         arguments = (
             queries[:, :, begin:end],
-            keys,
-            values,
-            window_idx[begin:end],
-            memory_keys if use_memory else None,
-            memory_values if use_memory else None,
-            indices[:, begin:end] if use_memory else None,
+            key_rows,
+            value_rows,
+            rows,
             valid[:, begin:end] if use_memory else None,
+            tokens_per_slice,
         )
         if recompute:
             outputs.append(checkpoint(attend_frames, *arguments, use_reentrant=False))
