@@ -390,7 +390,7 @@ def body_points(name: str, positions: "T 3", headings: "T", phase: "T") -> "T P 
     return build_body(name).transforms(positions, headings, phase)[..., :3, 3]
 
 
-@lru_cache(maxsize=None)
+@cache
 def body_radius(name: str) -> float:
     """Radius of a vertical cylinder around the body-frame origin that contains the whole body (metres)."""
     body = build_body(name)
@@ -403,7 +403,7 @@ def body_radius(name: str) -> float:
     return float(np.max(np.linalg.norm(points[..., :2], axis=-1)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def body_height(name: str) -> float:
     """Highest point of the body over a gait cycle (metres)."""
     body = build_body(name)
