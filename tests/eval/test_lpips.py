@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridmem.errors import ConfigError
+from hybridmem.errors import ConfigError, DataError
 from hybridmem.eval.features import WeightsNotFound
 from hybridmem.eval.lpips import LPIPS, load_lpips, lpips_per_frame
 
@@ -48,6 +48,13 @@ def test_vgg_distance_is_computed_from_loaded_weights(tmp_path):
     rng = np.random.default_rng(1)
     video = rng.integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8)
     assert lpips_per_frame(model, video, 255 - video)[0] != 0.0
+
+
+def test_frames_below_the_backbone_minimum_raise_data_error():
+    video = np.zeros((1, 30, 40, 3), dtype=np.uint8)
+    with pytest.raises(DataError, match="at least 31 px"):
+        lpips_per_frame(LPIPS("alex"), video, video)
+    assert lpips_per_frame(LPIPS("vgg"), video, video)[0] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_missing_files_raise_weights_not_found(tmp_path):

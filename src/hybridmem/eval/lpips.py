@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.eval.features import WeightsNotFound
 
 # LPIPS' ScalingLayer constants: ImageNet mean/std re-expressed for inputs in [-1, 1].
@@ -69,6 +69,9 @@ def vgg16_features() -> nn.Sequential:
             in_channels = item
     return nn.Sequential(*layers)
 
+
+# Smallest frame side each backbone can take up to its last tap (its pooling shrinks the map below 1 cell).
+MIN_FRAME_SIDE = {"alex": 31, "vgg": 16}
 
 # backbone name -> (builder, indices of the ReLUs whose outputs LPIPS compares, their channel counts,
 #                   head file name, backbone file name)
@@ -181,6 +184,12 @@ def load_lpips(weights_dir: str | Path, backbone: str = "alex") -> LPIPS:
 @torch.no_grad()
 def lpips_per_frame(model: LPIPS, pred: "T H W 3", target: "T H W 3", batch_size: int = 8) -> np.ndarray:
     """LPIPS distance per frame ("T") between two uint8 videos (0 for identical frames)."""
+    smallest = MIN_FRAME_SIDE[model.backbone_name]
+    if min(pred.shape[1:3]) < smallest:
+        raise DataError(
+            f"LPIPS-{model.backbone_name} needs frames of at least {smallest} px a side, got "
+            f"{pred.shape[1]}x{pred.shape[2]}; evaluate at a larger resolution or use --lpips-backbone vgg"
+        )
     device = next(model.parameters()).device
     distances = []
     for start in range(0, pred.shape[0], batch_size):
