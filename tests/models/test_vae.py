@@ -147,3 +147,22 @@ def test_short_fit_reconstructs_better_than_init():
     with torch.no_grad():
         error_after = (vae.decode(vae.encode(clip).mode()) - clip).pow(2).mean().item()
     assert error_after < 0.2 * error_at_init
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_streamed_encode_and_decode_equal_whole_clip(chunk):
+    # The fast-memory path (cached causal state, chunk latent frames at a time) against the whole clip.
+    torch.manual_seed(5)
+    vae = build_vae("tiny", base_channels=8)
+    clip = torch.rand(1, 13, 3, 16, 24) * 2 - 1
+    latents = torch.randn(1, 4, 4, 2, 3)
+    with torch.no_grad():
+        whole = vae.encode(clip)
+        streamed = vae.encode(clip, chunk=chunk)
+        torch.testing.assert_close(streamed.mean, whole.mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(streamed.logvar, whole.logvar, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            vae.decode(latents, chunk=chunk), vae.decode(latents), atol=1e-5, rtol=1e-5
+        )
+    with pytest.raises(ConfigError, match="chunk"):
+        vae.encode(clip, chunk=-1)

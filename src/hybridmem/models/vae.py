@@ -101,7 +101,13 @@ class VAEConfig:
 
 
 class CausalConv3d(nn.Conv3d):
-    """Conv3d on "B c T H W" that pads time only on the past side (zeros) and space symmetrically."""
+    """Conv3d on "B c T H W" that pads time only on the past side (zeros) and space symmetrically.
+
+    Streaming: given a `cache` dict, a clip may be fed in consecutive chunks. Each call keeps the last
+    kernel_t - stride_t frames of its time-padded input, which the next chunk's first window reaches back
+    into, so chunked outputs equal whole-clip outputs (chunk lengths must keep windows aligned: the VAE
+    feeds the first frame alone, then groups of temporal_factor frames).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=(3, 3, 3), stride=(1, 1, 1)):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
@@ -109,8 +115,20 @@ class CausalConv3d(nn.Conv3d):
         # F.pad order: (w left, w right, h top, h bottom, t past, t future)
         self.causal_padding = (kernel_w // 2, kernel_w // 2, kernel_h // 2, kernel_h // 2, kernel_t - 1, 0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.causal_padding))
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        if cache is None:
+            return super().forward(F.pad(x, self.causal_padding))
+        kernel_t, stride_t = self.kernel_size[0], self.stride[0]
+        previous = cache.get(self)
+        if previous is None:  # first chunk: zero past, as in the whole-clip path
+            padded = F.pad(x, (0, 0, 0, 0, kernel_t - 1, 0))  # B c T+k-1 H W
+        else:
+            padded = torch.cat([previous, x], dim=2)  # B c keep+T H W
+        if (padded.shape[2] - kernel_t) % stride_t:
+            raise ValueError(f"streaming chunk of {x.shape[2]} frames does not align with stride {stride_t}")
+        keep = kernel_t - stride_t
+        cache[self] = padded[:, :, padded.shape[2] - keep :]  # B c keep H W
+        return super().forward(F.pad(padded, self.causal_padding[:4]))
 
 
 class ChannelNorm(nn.Module):
@@ -138,10 +156,10 @@ class ResBlock(nn.Module):
         self.conv2 = CausalConv3d(out_channels, out_channels)
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         """x "B c T H W" -> "B c' T H W"."""
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(F.silu(self.norm1(x)), cache)
+        h = self.conv2(F.silu(self.norm2(h)), cache)
         return self.skip(x) + h
 
 
@@ -159,11 +177,11 @@ class Downsample(nn.Module):
             # alone and T = 2m+1 frames give m+1 outputs.
             self.temporal_conv = CausalConv3d(channels, out_channels, (3, 1, 1), stride=(2, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         if self.spatial:
             x = self.spatial_conv(F.pad(x, (0, 1, 0, 1)))  # B c' T H/2 W/2 (asymmetric pad: even H, W)
         if self.temporal:
-            x = self.temporal_conv(x)  # B c' (T-1)/2+1 H W
+            x = self.temporal_conv(x, cache)  # B c' (T-1)/2+1 H W
         return x
 
 
@@ -182,12 +200,14 @@ class Upsample(nn.Module):
         else:
             self.out_conv = nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         if self.temporal:
-            doubled = self.temporal_conv(x)  # B 2c T H W
+            first_chunk = cache is None or self.temporal_conv not in cache
+            doubled = self.temporal_conv(x, cache)  # B 2c T H W
             x = rearrange(doubled, "b (two c) t hh ww -> b c (t two) hh ww", two=2)  # B c 2T H W
             # Latent j becomes frames 2j-1, 2j; latent 0 only frame 0, so the first of its pair is dropped.
-            x = x[:, :, 1:]  # B c 2T-1 H W
+            if first_chunk:
+                x = x[:, :, 1:]  # B c 2T-1 H W
         if self.spatial:
             x = F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")  # B c T 2H 2W
         return self.out_conv(x)  # B c' T' H' W'
@@ -214,21 +234,21 @@ class Encoder(nn.Module):
             channels = config.channels(level)
             blocks = [ResBlock(channels, channels, config.eps) for _ in range(config.num_res_blocks)]
             blocks.append(Downsample(channels, config.channels(level + 1), *_level_kinds(config, level)))
-            self.levels.append(nn.Sequential(*blocks))
+            self.levels.append(nn.ModuleList(blocks))
         deepest = config.channels(config.num_levels)
-        self.middle = nn.Sequential(
-            ResBlock(deepest, deepest, config.eps), ResBlock(deepest, deepest, config.eps)
-        )
+        self.middle = nn.ModuleList([ResBlock(deepest, deepest, config.eps) for _ in range(2)])
         self.norm_out = ChannelNorm(deepest, config.eps)
         self.conv_out = CausalConv3d(deepest, 2 * config.latent_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """frames "B 3 T H W" -> moments "B 2C F h w"."""
-        x = self.conv_in(x)  # B c T H W
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """frames "B 3 T H W" -> moments "B 2C F h w" (cache: streaming state, see CausalConv3d)."""
+        x = self.conv_in(x, cache)  # B c T H W
         for level in self.levels:
-            x = level(x)  # B c' T' H' W'
-        x = self.middle(x)  # B c F h w
-        return self.conv_out(F.silu(self.norm_out(x)))  # B 2C F h w
+            for layer in level:
+                x = layer(x, cache)  # B c' T' H' W'
+        for block in self.middle:
+            x = block(x, cache)  # B c F h w
+        return self.conv_out(F.silu(self.norm_out(x)), cache)  # B 2C F h w
 
 
 class Decoder(nn.Module):
@@ -236,24 +256,25 @@ class Decoder(nn.Module):
         super().__init__()
         deepest = config.channels(config.num_levels)
         self.conv_in = CausalConv3d(config.latent_channels, deepest)
-        self.middle = nn.Sequential(
-            ResBlock(deepest, deepest, config.eps), ResBlock(deepest, deepest, config.eps)
-        )
+        self.middle = nn.ModuleList([ResBlock(deepest, deepest, config.eps) for _ in range(2)])
         self.levels = nn.ModuleList()
         for level in reversed(range(config.num_levels)):
             channels = config.channels(level)
             blocks = [Upsample(config.channels(level + 1), channels, *_level_kinds(config, level))]
             blocks += [ResBlock(channels, channels, config.eps) for _ in range(config.num_res_blocks)]
-            self.levels.append(nn.Sequential(*blocks))
+            self.levels.append(nn.ModuleList(blocks))
         self.norm_out = ChannelNorm(config.channels(0), config.eps)
         self.conv_out = CausalConv3d(config.channels(0), config.image_channels)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """latents "B C F h w" -> frames "B 3 T H W"."""
-        x = self.middle(self.conv_in(z))  # B c F h w
+    def forward(self, z: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """latents "B C F h w" -> frames "B 3 T H W" (cache: streaming state, see CausalConv3d)."""
+        x = self.conv_in(z, cache)  # B c F h w
+        for block in self.middle:
+            x = block(x, cache)  # B c F h w
         for level in self.levels:
-            x = level(x)  # B c' T' H' W'
-        return self.conv_out(F.silu(self.norm_out(x)))  # B 3 T H W
+            for layer in level:
+                x = layer(x, cache)  # B c' T' H' W'
+        return self.conv_out(F.silu(self.norm_out(x)), cache)  # B 3 T H W
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,6 +309,15 @@ class DiagonalGaussian:
         return kl.flatten(1).mean(1)
 
 
+def _stream_chunks(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Split "B c T H W" on time into the first step alone and then `size` steps at a time (0 = no split)."""
+    if not isinstance(size, int) or size < 0:
+        raise ConfigError(f"chunk must be a non-negative int (0 = whole clip at once), got {size!r}")
+    if size == 0 or x.shape[2] <= 1:
+        return [x]
+    return [x[:, :, :1], *torch.split(x[:, :, 1:], size, dim=2)]
+
+
 class VideoVAE(nn.Module):
     config_class = VAEConfig
 
@@ -316,21 +346,34 @@ class VideoVAE(nn.Module):
                 f"{config.spatial_factor}; crop or resize the video"
             )
 
-    def encode(self, frames: torch.Tensor) -> DiagonalGaussian:
-        """frames "B T 3 H W" in [-1, 1], T = 4k+1 -> posterior over latents "B F C h w", F = k+1."""
+    def encode(self, frames: torch.Tensor, chunk: int = 0) -> DiagonalGaussian:
+        """frames "B T 3 H W" in [-1, 1], T = 4k+1 -> posterior over latents "B F C h w", F = k+1.
+
+        chunk > 0 streams the clip through the encoder `chunk` latent frames at a time (the first frame
+        alone, then groups of 4*chunk frames) with cached causal state: same result, activation memory
+        bounded by the chunk instead of the clip. 0 = the whole clip at once.
+        """
         self.check_frames(frames)
-        moments = self.encoder(rearrange(frames, "b t c hh ww -> b c t hh ww"))  # B 2C F h w
+        video = rearrange(frames, "b t c hh ww -> b c t hh ww")  # B 3 T H W
+        pieces = _stream_chunks(video, chunk * self.config.temporal_factor)
+        cache = {} if len(pieces) > 1 else None
+        moments = torch.cat([self.encoder(piece, cache) for piece in pieces], dim=2)  # B 2C F h w
         mean, logvar = rearrange(moments, "b (two c) f hh ww -> two b f c hh ww", two=2)  # B F C h w each
         return DiagonalGaussian(mean, logvar)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents "B F C h w" -> frames "B T 3 H W", T = 4(F-1)+1 (unclamped; roughly [-1, 1])."""
+    def decode(self, latents: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+        """latents "B F C h w" -> frames "B T 3 H W", T = 4(F-1)+1 (unclamped; roughly [-1, 1]).
+
+        chunk > 0 streams `chunk` latent frames at a time (after the first alone), as in encode.
+        """
         if latents.ndim != 5 or latents.shape[2] != self.config.latent_channels:
             raise ConfigError(
                 f"latents: expected shape (B, F, {self.config.latent_channels}, h, w), "
                 f"got {tuple(latents.shape)}"
             )
-        frames = self.decoder(rearrange(latents, "b f c hh ww -> b c f hh ww"))  # B 3 T H W
+        pieces = _stream_chunks(rearrange(latents, "b f c hh ww -> b c f hh ww"), chunk)
+        cache = {} if len(pieces) > 1 else None
+        frames = torch.cat([self.decoder(piece, cache) for piece in pieces], dim=2)  # B 3 T H W
         return rearrange(frames, "b c t hh ww -> b t c hh ww")  # B T 3 H W
 
     def forward(self, frames: torch.Tensor, generator: torch.Generator | None = None):
