@@ -413,13 +413,15 @@ class WorldModel(nn.Module):
         )  # B F' 6 D
 
         # 3. cameras: with temporal patches, a token frame takes the camera of its last latent frame
-        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].to(x.dtype)  # B F' 4 4
+        # Geometry stays float32 even in a bf16 model (metres need the mantissa); encoders get their dtype.
+        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B F' 4 4
         camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B F' 12
+        camera_12 = camera_12.to(self.blocks[0].context_camera_encoder.weight.dtype)
         ctx = MemoryContext(
             grid=(frames, height, width),
             context_frames=context_frames,
             cameras=token_cameras,
-            intrinsics=intrinsics,
+            intrinsics=None if intrinsics is None else intrinsics.float(),
         )
         caption_tokens = (
             self.caption_embedding(caption) if self.caption_embedding is not None else None
