@@ -260,3 +260,16 @@ def test_wan_preset_geometry_on_meta_device():
     parameters = sum(parameter.numel() for parameter in model.parameters())
     # Wan2.1-1.3B (~1.42e9) plus per-block camera encoders and projectors (~7e7)
     assert 1.4e9 < parameters < 1.6e9
+
+
+def test_bfloat16_autocast_with_float64_cameras():
+    model = build_world_model("tiny")
+    randomize(model, seed=8)
+    inputs = make_inputs()
+    inputs["cameras"] = inputs["cameras"].double()  # as loaded from numpy
+    reference = model(**inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        velocity = model(**inputs)
+    assert velocity.dtype == torch.bfloat16
+    relative_error = (velocity.float() - reference).abs().mean() / reference.abs().mean()
+    assert relative_error < 0.05
