@@ -205,3 +205,23 @@ def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, ca
     assert "no model here" in capsys.readouterr().err
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "ctx.mp4", "out.mp4"]
+
+
+def test_caption_guidance(models):
+    from hybridmem.models.checkpoint import load_model
+
+    torch.manual_seed(1)
+    world = build_world_model("tiny", caption_dim=6)
+    with torch.no_grad():
+        for parameter in world.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    pipeline = WorldPipeline(world, load_model(models / "vae"), "cpu", steps=2)
+    caption = np.random.default_rng(0).normal(size=(3, 6))
+    args = (frames(5), cameras(5), cameras(5, 1.0), INTRINSICS)
+    plain = pipeline.generate(*args, caption_embedding=caption, progress=False)
+    guided = pipeline.generate(*args, caption_embedding=caption, guidance=4.0, progress=False)
+    assert plain.shape == guided.shape and not np.array_equal(plain, guided)
+    with pytest.raises(ConfigError, match="caption embedding"):
+        pipeline.generate(*args, guidance=4.0, progress=False)
+    with pytest.raises(DataError, match="caption embedding"):
+        pipeline.generate(*args, caption_embedding=caption[:, :4], progress=False)

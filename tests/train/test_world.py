@@ -94,3 +94,27 @@ def test_bad_flags_name_the_flag(latent_cache, tmp_path):
 def test_other_memories_train(latent_cache, tmp_path, memory):
     result = train_world(config(latent_cache, tmp_path / memory, memory=memory, steps=2, save_every=0))
     assert all(torch.isfinite(torch.tensor(result["losses"])))
+
+
+def test_gradient_checkpointing_gives_the_same_losses(latent_cache, tmp_path):
+    plain = train_world(config(latent_cache, tmp_path / "plain", memory="full", steps=2, save_every=0))
+    recomputed = train_world(
+        config(latent_cache, tmp_path / "ckpt", memory="full", steps=2, save_every=0, grad_checkpointing=True)
+    )
+    torch.testing.assert_close(torch.tensor(recomputed["losses"]), torch.tensor(plain["losses"]))
+
+
+def test_bf16_autocast_on_cpu(latent_cache, tmp_path):
+    result = train_world(config(latent_cache, tmp_path / "bf16", memory="full", steps=1, precision="bf16"))
+    assert torch.isfinite(torch.tensor(result["losses"])).all()
+
+
+def test_sample_latents_needs_logvar(latent_cache, tmp_path):
+    with pytest.raises(ConfigError, match="--store-logvar"):
+        train_world(config(latent_cache, tmp_path / "run", sample_latents=True))
+    with_logvar = make_latent_cache(tmp_path / "cache", clips=2, logvar=True)
+    mean_only = train_world(config(with_logvar, tmp_path / "mean", memory="full", steps=1))
+    sampled = train_world(
+        config(with_logvar, tmp_path / "sampled", memory="full", steps=1, sample_latents=True)
+    )
+    assert sampled["losses"] != mean_only["losses"]

@@ -34,6 +34,7 @@ class WorldTrainConfig:
     ema_decay: float = 0.999
     shift: float = 5.0  # training timestep shift (the paper's scheduler uses 5)
     timestep_distribution: str = "uniform"  # or "logit_normal"
+    sample_latents: bool = False  # draw x_0 from the cached posterior (needs `encode --store-logvar`)
     precision: str = "fp32"
     grad_checkpointing: bool = False
     save_every: int = 500  # also saved at the last step
@@ -96,6 +97,11 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--shift", type=float, default=defaults.shift, help="timestep shift (paper: 5)")
     parser.add_argument(
         "--timestep-distribution", default=defaults.timestep_distribution, help="uniform | logit_normal"
+    )
+    parser.add_argument(
+        "--sample-latents",
+        action="store_true",
+        help="train on posterior samples instead of the posterior mean (cache made with --store-logvar)",
     )
     parser.add_argument("--precision", default=defaults.precision, help="fp32 | bf16 | fp16 (CUDA only)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward")

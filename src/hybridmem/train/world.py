@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from hybridmem.diffusion import flow
-from hybridmem.errors import CheckpointError
+from hybridmem.errors import CheckpointError, ConfigError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
@@ -66,6 +66,16 @@ def flow_loss(model, batch: dict, t: torch.Tensor, noise: torch.Tensor, caption)
         batch["context_latents"], noisy_target, t, batch["cameras"], batch["intrinsics"], caption
     )  # B Ft C h w
     return flow.flow_matching_loss(velocity, target_latents, noise)
+
+
+def sample_posterior(batch: dict, generator: torch.Generator) -> dict:
+    """Replace the cached posterior means by samples mean + exp(logvar / 2) * eps (VAE latent noise)."""
+    batch = dict(batch)
+    for name in ("context", "target"):
+        mean, logvar = batch[f"{name}_latents"], batch[f"{name}_logvar"]
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)
+        batch[f"{name}_latents"] = mean + torch.exp(0.5 * logvar) * eps
+    return batch
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -114,6 +124,11 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         dataset = LatentCacheDataset(config.cache)
         first = dataset[0]
         latent_channels = first["target_latents"].shape[1]
+        if config.sample_latents and "target_logvar" not in first:
+            raise ConfigError(
+                f"--sample-latents: {config.cache} holds posterior means only; encode it again with "
+                "`hybridmem encode --store-logvar` or drop --sample-latents"
+            )
         if config.val_cache:
             val_items = list(LatentCacheDataset(config.val_cache))
         else:
@@ -226,6 +241,8 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = common.learning_rate(step, config.lr, config.warmup)
             # 5a. noise the target only; the context stays clean
+            if config.sample_latents:
+                batch = sample_posterior(batch, generator)
             t = flow.sample_timesteps(size, generator, config.shift, config.timestep_distribution).to(device)
             noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
             with common.autocast(config.precision, device):
