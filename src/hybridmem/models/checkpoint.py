@@ -136,6 +136,10 @@ def read_config(folder: str | os.PathLike) -> tuple[str, dict]:
         ) from error
     if not isinstance(document, dict) or not {"format", "class", "config"} <= set(document):
         raise CheckpointError(f"{path}: expected keys 'format', 'class', 'config'; re-save with save_model")
+    if not isinstance(document["config"], dict):
+        raise CheckpointError(
+            f"{path}: 'config' must be a mapping of field names to values; re-save the model"
+        )
     if document["format"] != FORMAT:
         raise CheckpointError(
             f"{path}: checkpoint format {document['format']} is not supported (expected {FORMAT})"
