@@ -163,7 +163,7 @@ def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cp
     try:
         config = model_class.config_class.from_dict(config_dict)
         model = model_class(config)
-    except ConfigError as error:
+    except (ConfigError, TypeError, ValueError) as error:  # TypeError: a field of the wrong JSON type
         raise CheckpointError(f"{folder / CONFIG_FILE}: invalid {class_name} config: {error}") from error
 
     weights_path = folder / WEIGHTS_FILE
