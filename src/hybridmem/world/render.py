@@ -388,103 +388,106 @@ class Renderer:
         ctx.depth_func = "<="  # the sky sits exactly on the far plane (depth 1) and fills what is left
         resources = []
 
-        # 1. upload the scenery once; one dynamic instance buffer per (subject, primitive)
-        static_vaos, static_depth_vaos = [], []
-        for primitive, rows in self._static_instances(plan):
-            buffer = ctx.buffer(rows.tobytes())
-            static_vaos.append((self._vertex_array(self.scene_program, primitive, buffer), len(rows)))
-            static_depth_vaos.append((self._vertex_array(self.depth_program, primitive, buffer), len(rows)))
-            resources += [buffer, static_vaos[-1][0], static_depth_vaos[-1][0]]
-        subject_rows, subject_corners = self._subject_instances(plan)
-        subject_draws = []  # per subject: list of (buffer, rows "T n 27", scene vao, depth vao)
-        for per_primitive in subject_rows:
-            draws = []
-            for primitive, rows in sorted(per_primitive.items()):
-                buffer = ctx.buffer(reserve=rows[0].nbytes)
-                draws.append(
-                    (
-                        buffer,
-                        rows,
-                        self._vertex_array(self.scene_program, primitive, buffer),
-                        self._vertex_array(self.depth_program, primitive, buffer),
-                    )
+        try:
+            # 1. upload the scenery once; one dynamic instance buffer per (subject, primitive)
+            static_vaos, static_depth_vaos = [], []
+            for primitive, rows in self._static_instances(plan):
+                buffer = ctx.buffer(rows.tobytes())
+                static_vaos.append((self._vertex_array(self.scene_program, primitive, buffer), len(rows)))
+                static_depth_vaos.append(
+                    (self._vertex_array(self.depth_program, primitive, buffer), len(rows))
                 )
-                resources += [buffer, draws[-1][2], draws[-1][3]]
-            subject_draws.append(draws)
+                resources += [buffer, static_vaos[-1][0], static_depth_vaos[-1][0]]
+            subject_rows, subject_corners = self._subject_instances(plan)
+            subject_draws = []  # per subject: list of (buffer, rows "T n 27", scene vao, depth vao)
+            for per_primitive in subject_rows:
+                draws = []
+                for primitive, rows in sorted(per_primitive.items()):
+                    buffer = ctx.buffer(reserve=rows[0].nbytes)
+                    draws.append(
+                        (
+                            buffer,
+                            rows,
+                            self._vertex_array(self.scene_program, primitive, buffer),
+                            self._vertex_array(self.depth_program, primitive, buffer),
+                        )
+                    )
+                    resources += [buffer, draws[-1][2], draws[-1][3]]
+                subject_draws.append(draws)
 
-        # 2. shadow maps: scenery once, over the scenery's extent; subjects each frame over the walk area
-        half = plan.layout.walk_half_size
-        light_static = light_matrix(plan.layout.sun_direction, [0, 0, 0], half + 30.0)
-        light_dynamic = light_matrix(plan.layout.sun_direction, [0, 0, 0], half + 6.0)
-        self._set_scene_uniforms(plan, light_static, light_dynamic)
-        self.shadow_fbos["static"].use()
-        self.shadow_fbos["static"].clear(depth=1.0)
-        self.depth_program["u_view_proj"].write(_gl(light_static))
-        for vao, count in static_depth_vaos:
-            vao.render(instances=count)
-
-        intrinsics_ss = np.asarray(plan.intrinsics) * ss
-        projection = projection_matrix(intrinsics_ss, W * ss, H * ss)
-        frames = np.empty((T, H, W, 3), np.uint8)
-        instance_ids = np.empty((T, H, W), np.uint8)
-        depth = np.empty((T, H, W), np.float32)
-        full_pixels = np.zeros((S, T), np.int64)
-        for t in range(T):
-            for draws in subject_draws:
-                for buffer, rows, _, _ in draws:
-                    buffer.write(rows[t].tobytes())
-
-            # 3. subjects' shadows
-            self.shadow_fbos["dynamic"].use()
-            self.shadow_fbos["dynamic"].clear(depth=1.0)
-            self.depth_program["u_view_proj"].write(_gl(light_dynamic))
-            for draws in subject_draws:
-                for _, rows, _, depth_vao in draws:
-                    depth_vao.render(instances=rows.shape[1])
-
-            # 4. the lit scene, nearest things first so early depth tests skip hidden fragments: subjects,
-            #    scenery, ground, and last the sky wherever the depth buffer is still clear
-            pose = plan.cameras[t]
-            world_to_camera = invert_pose(pose)
-            self.main_fbo.use()
-            self.main_fbo.viewport = (0, 0, W * ss, H * ss)
-            self.main_fbo.clear(depth=1.0)
-            view_proj = projection @ world_to_camera
-            self.scene_program["u_view_proj"].write(_gl(view_proj))
-            self.scene_program["u_view_z"].value = tuple(float(v) for v in world_to_camera[2])
-            self.scene_program["u_eye"].value = tuple(float(v) for v in pose[:3, 3])
-            self.shadow_maps["static"].use(location=0)
-            self.shadow_maps["dynamic"].use(location=1)
-            for draws in subject_draws:
-                for _, rows, scene_vao, _ in draws:
-                    scene_vao.render(instances=rows.shape[1])
-            for vao, count in static_vaos:
+            # 2. shadow maps: scenery once, over the scenery's extent; subjects each frame over the walk area
+            half = plan.layout.walk_half_size
+            light_static = light_matrix(plan.layout.sun_direction, [0, 0, 0], half + 30.0)
+            light_dynamic = light_matrix(plan.layout.sun_direction, [0, 0, 0], half + 6.0)
+            self._set_scene_uniforms(plan, light_static, light_dynamic)
+            self.shadow_fbos["static"].use()
+            self.shadow_fbos["static"].clear(depth=1.0)
+            self.depth_program["u_view_proj"].write(_gl(light_static))
+            for vao, count in static_depth_vaos:
                 vao.render(instances=count)
-            self.sky_program["u_camera_rotation"].write(_gl(pose[:3, :3]))
-            self.sky_program["u_intrinsics"].value = tuple(float(v) for v in intrinsics_ss)
-            self.sky_vao.render(moderngl.TRIANGLES)
 
-            # 5. read back and resolve the supersamples
-            viewport = (0, 0, W * ss, H * ss)
-            color = np.frombuffer(self.main_fbo.read(viewport, components=3, attachment=0), np.uint8)
-            ids = np.frombuffer(self.main_fbo.read(viewport, components=1, attachment=1), np.uint8)
-            z = np.frombuffer(
-                self.main_fbo.read(viewport, components=1, attachment=2, dtype="f4"), np.float32
-            )
-            frames[t] = downsample_colour(color.reshape(H, ss, W, ss, 3))
-            instance_ids[t] = resolve_ids(ids.reshape(H, ss, W, ss), S + 1)
-            depth[t] = z.reshape(H, ss, W, ss)[:, ss // 2, :, ss // 2]
+            intrinsics_ss = np.asarray(plan.intrinsics) * ss
+            projection = projection_matrix(intrinsics_ss, W * ss, H * ss)
+            frames = np.empty((T, H, W, 3), np.uint8)
+            instance_ids = np.empty((T, H, W), np.uint8)
+            depth = np.empty((T, H, W), np.float32)
+            full_pixels = np.zeros((S, T), np.int64)
+            for t in range(T):
+                for draws in subject_draws:
+                    for buffer, rows, _, _ in draws:
+                        buffer.write(rows[t].tobytes())
 
-            # 6. each subject alone, through a window that holds its whole projection
-            windows = [
-                projected_window(corners[t], pose, plan.intrinsics, W, H) for corners in subject_corners
-            ]
-            full_pixels[:, t] = self._solo_pixels(
-                subject_draws, static_depth_vaos[-1], windows, world_to_camera, view_proj, plan.intrinsics
-            )
+                # 3. subjects' shadows
+                self.shadow_fbos["dynamic"].use()
+                self.shadow_fbos["dynamic"].clear(depth=1.0)
+                self.depth_program["u_view_proj"].write(_gl(light_dynamic))
+                for draws in subject_draws:
+                    for _, rows, _, depth_vao in draws:
+                        depth_vao.render(instances=rows.shape[1])
 
-        for resource in resources:
-            resource.release()
+                # 4. the lit scene, nearest things first so early depth tests skip hidden fragments: subjects,
+                #    scenery, ground, and last the sky wherever the depth buffer is still clear
+                pose = plan.cameras[t]
+                world_to_camera = invert_pose(pose)
+                self.main_fbo.use()
+                self.main_fbo.viewport = (0, 0, W * ss, H * ss)
+                self.main_fbo.clear(depth=1.0)
+                view_proj = projection @ world_to_camera
+                self.scene_program["u_view_proj"].write(_gl(view_proj))
+                self.scene_program["u_view_z"].value = tuple(float(v) for v in world_to_camera[2])
+                self.scene_program["u_eye"].value = tuple(float(v) for v in pose[:3, 3])
+                self.shadow_maps["static"].use(location=0)
+                self.shadow_maps["dynamic"].use(location=1)
+                for draws in subject_draws:
+                    for _, rows, scene_vao, _ in draws:
+                        scene_vao.render(instances=rows.shape[1])
+                for vao, count in static_vaos:
+                    vao.render(instances=count)
+                self.sky_program["u_camera_rotation"].write(_gl(pose[:3, :3]))
+                self.sky_program["u_intrinsics"].value = tuple(float(v) for v in intrinsics_ss)
+                self.sky_vao.render(moderngl.TRIANGLES)
+
+                # 5. read back and resolve the supersamples
+                viewport = (0, 0, W * ss, H * ss)
+                color = np.frombuffer(self.main_fbo.read(viewport, components=3, attachment=0), np.uint8)
+                ids = np.frombuffer(self.main_fbo.read(viewport, components=1, attachment=1), np.uint8)
+                z = np.frombuffer(
+                    self.main_fbo.read(viewport, components=1, attachment=2, dtype="f4"), np.float32
+                )
+                frames[t] = downsample_colour(color.reshape(H, ss, W, ss, 3))
+                instance_ids[t] = resolve_ids(ids.reshape(H, ss, W, ss), S + 1)
+                depth[t] = z.reshape(H, ss, W, ss)[:, ss // 2, :, ss // 2]
+
+                # 6. each subject alone, through a window that holds its whole projection
+                windows = [
+                    projected_window(corners[t], pose, plan.intrinsics, W, H) for corners in subject_corners
+                ]
+                full_pixels[:, t] = self._solo_pixels(
+                    subject_draws, static_depth_vaos[-1], windows, world_to_camera, view_proj, plan.intrinsics
+                )
+        finally:  # per-clip GL objects go even when a frame fails
+            for resource in resources:
+                resource.release()
         return RenderedClip(frames=frames, instance_ids=instance_ids, depth=depth, full_pixels=full_pixels)
 
     def _solo_pixels(self, subject_draws, ground, windows, world_to_camera, main_view_proj, intrinsics):
