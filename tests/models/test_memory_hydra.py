@@ -162,6 +162,21 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
     assert not torch.allclose(out[:, :, 2 * tokens : 3 * tokens], poisoned_out[:, :, 2 * tokens : 3 * tokens])
 
 
+@pytest.mark.parametrize("query_chunk", [0, 2])
+def test_gradients_equal_the_per_frame_loop(query_chunk):
+    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=query_chunk)
+    twin = loop_twin(memory)
+    gradients = []
+    for module in (memory, twin):
+        inputs = x.clone().requires_grad_()
+        handle.zero_grad()
+        module(*handle.qkv(inputs), inputs, handle, ctx).square().sum().backward()
+        weight = next(p for n, p in module.named_parameters() if n == "tokenizer.conv.weight")
+        gradients.append((inputs.grad, weight.grad, handle.k.weight.grad.clone()))
+    for fast, slow in zip(*gradients, strict=True):
+        assert torch.allclose(fast, slow, atol=1e-4, rtol=1e-4)
+
+
 def test_odd_grid_with_kernel_222():
     memory, handle, x, (q, k, v), ctx = make_case(grid=(7, 3, 5), window=3, top_k=2)
     tokens = memory.tokenizer(x)

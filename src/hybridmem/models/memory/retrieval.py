@@ -24,7 +24,6 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
-from torch.utils.checkpoint import checkpoint
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -253,36 +252,110 @@ def token_indices(
     return rows + torch.arange(batch, device=device)[:, None, None] * table_rows  # B Qc L
 
 
-def attend_frames(
-    queries: torch.Tensor,
-    key_rows: torch.Tensor,
-    value_rows: torch.Tensor,
-    rows: torch.Tensor,
-    valid: torch.Tensor | None,
-    tokens_per_slice: int,
-) -> torch.Tensor:
-    """One chunk of `frame_attention`: queries "B h Qc P d" attend to rows "B Qc L" of the tables.
+def slot_mask(valid: torch.Tensor | None, tokens_per_slice: int, length: int) -> torch.Tensor | None:
+    """Which of the L gathered keys each query frame may read: "B Q L" bool, or None when all of them.
 
-    key_rows, value_rows: "(B T) h d" from `key_table`; valid: "B Qc K", False for a retrieved slot that
-    must be masked out. Returns "B h Qc P d".
+    valid: "B Q K" retrieved slots; the window's Wn P keys, first in every row, are always readable.
     """
-    batch, _, num_queries, _, _ = queries.shape
-    length = rows.shape[-1]
-    # 1. one gather per table: "(B Qc L) h d", viewed as "(B Qc) h L d" (SDPA reads the strides)
-    flat_rows = rearrange(rows, "b q l -> (b q l)")
-    chunk_keys = rearrange(key_rows.index_select(0, flat_rows), "(n l) h d -> n h l d", l=length)
-    chunk_values = rearrange(value_rows.index_select(0, flat_rows), "(n l) h d -> n h l d", l=length)
-    # 2. mask retrieved slots that are not valid (fewer eligible candidates than K)
-    mask = None
-    if valid is not None and not bool(valid.all()):
-        memory_mask = valid.repeat_interleave(tokens_per_slice, dim=-1)  # B Qc (K P')
-        window_mask = memory_mask.new_ones(batch, num_queries, length - memory_mask.shape[-1])
-        mask = rearrange(torch.cat([window_mask, memory_mask], dim=-1), "b q l -> (b q) 1 1 l")
-    # 3. one attention call for the whole chunk
-    attended = F.scaled_dot_product_attention(
-        rearrange(queries, "b h q p d -> (b q) h p d"), chunk_keys, chunk_values, attn_mask=mask
-    )  # (B Qc) h P d
-    return rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
+    if valid is None or bool(valid.all()):
+        return None
+    memory_mask = valid.repeat_interleave(tokens_per_slice, dim=-1)  # B Q (K P')
+    window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (length - memory_mask.shape[-1],))
+    return torch.cat([window_mask, memory_mask], dim=-1)  # B Q L
+
+
+class GatheredAttention(torch.autograd.Function):
+    """Query frames attend to rows of a key table, chunk by chunk, without keeping the gathered keys.
+
+    queries "B h Q P d"; key_rows, value_rows "(B T) h d"; rows "B Q L" long; mask "B Q L" bool or None;
+    chunk: query frames per step. Returns "B h Q P d".
+
+    Why a Function and not autograd through index_select: autograd would keep every chunk's gathered keys
+    and values for backward ((Wn P + K P') / P times k and v: several times what full attention keeps) and
+    give each chunk's gradient its own zero-filled copy of the table. Here forward gathers into one reused
+    buffer, backward re-gathers each chunk, recomputes its attention (as activation checkpointing would)
+    and adds its key/value gradients into one table-sized buffer with index_add_. Memory stays bounded by
+    one chunk, and the gradient equals autograd's (tests compare against the per-frame loop).
+    """
+
+    @staticmethod
+    def _chunks(num_queries: int, chunk: int):
+        for begin in range(0, num_queries, chunk):
+            yield begin, min(begin + chunk, num_queries)
+
+    @staticmethod
+    def _gather(table, flat_rows, buffer, length):
+        gathered = torch.index_select(table, 0, flat_rows, out=buffer[: flat_rows.shape[0]])  # (n l) h d
+        return gathered, rearrange(gathered, "(n l) h d -> n h l d", l=length)
+
+    @staticmethod
+    def _chunk_mask(mask, begin, end):
+        if mask is None:
+            return None
+        chunk_mask = mask[:, begin:end]  # B Qc L
+        return None if bool(chunk_mask.all()) else rearrange(chunk_mask, "b q l -> (b q) 1 1 l")
+
+    @staticmethod
+    def forward(ctx, queries, key_rows, value_rows, rows, mask, chunk):
+        batch, _, num_queries, _, _ = queries.shape
+        length = rows.shape[-1]
+        out = torch.empty_like(queries)  # B h Q P d
+        key_buffer = key_rows.new_empty((batch * min(chunk, num_queries) * length,) + key_rows.shape[1:])
+        value_buffer = torch.empty_like(key_buffer)
+        for begin, end in GatheredAttention._chunks(num_queries, chunk):
+            # 1. gather the chunk's keys and values: "(B Qc L) h d" viewed as "(B Qc) h L d"
+            flat_rows = rearrange(rows[:, begin:end], "b q l -> (b q l)")
+            _, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
+            _, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
+            # 2. one attention call for every query frame of the chunk
+            attended = F.scaled_dot_product_attention(
+                rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d"),
+                chunk_keys,
+                chunk_values,
+                attn_mask=GatheredAttention._chunk_mask(mask, begin, end),
+            )  # (B Qc) h P d
+            out[:, :, begin:end] = rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
+        ctx.save_for_backward(queries, key_rows, value_rows, rows, mask)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        queries, key_rows, value_rows, rows, mask = ctx.saved_tensors
+        batch, _, num_queries, _, _ = queries.shape
+        length = rows.shape[-1]
+        grad_queries = torch.empty_like(queries)
+        grad_key_rows, grad_value_rows = torch.zeros_like(key_rows), torch.zeros_like(value_rows)
+        key_buffer = key_rows.new_empty((batch * min(ctx.chunk, num_queries) * length,) + key_rows.shape[1:])
+        value_buffer = torch.empty_like(key_buffer)
+        for begin, end in GatheredAttention._chunks(num_queries, ctx.chunk):
+            # 1. re-gather and recompute the chunk's attention with autograd on
+            flat_rows = rearrange(rows[:, begin:end], "b q l -> (b q l)")
+            flat_keys, _ = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
+            flat_values, _ = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
+            with torch.enable_grad():
+                chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
+                chunk_queries = chunk_queries.detach().requires_grad_()
+                flat_keys, flat_values = (
+                    flat_keys.detach().requires_grad_(),
+                    flat_values.detach().requires_grad_(),
+                )
+                attended = F.scaled_dot_product_attention(
+                    chunk_queries,
+                    rearrange(flat_keys, "(n l) h d -> n h l d", l=length),
+                    rearrange(flat_values, "(n l) h d -> n h l d", l=length),
+                    attn_mask=GatheredAttention._chunk_mask(mask, begin, end),
+                )  # (B Qc) h P d
+                grad_chunk = rearrange(grad_out[:, :, begin:end], "b h q p d -> (b q) h p d")
+                grad_q, grad_k, grad_v = torch.autograd.grad(
+                    attended, (chunk_queries, flat_keys, flat_values), grad_chunk
+                )
+            # 2. scatter: queries by slice, keys and values back onto the table rows they came from
+            grad_queries[:, :, begin:end] = rearrange(grad_q, "(b q) h p d -> b h q p d", b=batch)
+            grad_key_rows.index_add_(0, flat_rows, grad_k)  # (B Qc L) h d
+            grad_value_rows.index_add_(0, flat_rows, grad_v)
+        return grad_queries, grad_key_rows, grad_value_rows, None, None, None
 
 
 def frame_attention(
@@ -301,44 +374,28 @@ def frame_attention(
     queries: "B h Q P d"; keys, values: "B h F P d" (all latent frames); window_idx: "Q Wn" into F;
     memory_keys, memory_values: "B h S P' d"; indices, valid: "B Q K". Returns "B h Q P d".
     All query frames of a chunk gather their keys with one index tensor and go to one
-    scaled_dot_product_attention call, so the cost is linear in Q for fixed Wn and K.
-
-    query_chunk (latent frames, 0 = all at once) bounds memory: only one chunk's gathered keys and values
-    exist at a time. Under autograd each chunk is also recomputed in backward (activation checkpointing)
-    instead of keeping its gathered keys, which would otherwise add up to (Wn P + K P') / P times the size
-    of k and v over the sequence, several times what full attention keeps.
+    scaled_dot_product_attention call, so the cost is linear in Q for fixed Wn and K. query_chunk (latent
+    frames, 0 = all at once) bounds memory: only one chunk's gathered keys exist at a time, in forward and
+    in backward (GatheredAttention).
     """
-    num_queries = queries.shape[2]
+    batch, _, num_queries, _, _ = queries.shape
     _, _, num_frames, tokens_per_frame, _ = keys.shape
     use_memory = memory_keys is not None and indices is not None and indices.shape[-1] > 0
     tokens_per_slice = memory_keys.shape[-2] if use_memory else 0
+    # 1. tables of every readable key and value, and the rows each query frame reads
     key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) h d
     value_rows = key_table(values, memory_values if use_memory else None)
-    table_rows = key_rows.shape[0] // keys.shape[0]
+    table_rows = key_rows.shape[0] // batch
+    rows = token_indices(
+        window_idx,
+        tokens_per_frame,
+        indices if use_memory else None,
+        tokens_per_slice,
+        num_frames * tokens_per_frame,
+        table_rows,
+        batch,
+    )  # B Q L
+    mask = slot_mask(valid if use_memory else None, tokens_per_slice, rows.shape[-1])  # B Q L or None
+    # 2. attend, chunk by chunk
     chunk = query_chunk if query_chunk > 0 else num_queries
-    recompute = query_chunk > 0 and torch.is_grad_enabled()
-    outputs = []
-    for begin in range(0, num_queries, chunk):
-        end = min(begin + chunk, num_queries)
-        rows = token_indices(
-            window_idx[begin:end],
-            tokens_per_frame,
-            indices[:, begin:end] if use_memory else None,
-            tokens_per_slice,
-            num_frames * tokens_per_frame,
-            table_rows,
-            keys.shape[0],
-        )  # B Qc L
-        arguments = (
-            queries[:, :, begin:end],
-            key_rows,
-            value_rows,
-            rows,
-            valid[:, begin:end] if use_memory else None,
-            tokens_per_slice,
-        )
-        if recompute:
-            outputs.append(checkpoint(attend_frames, *arguments, use_reentrant=False))
-        else:
-            outputs.append(attend_frames(*arguments))  # B h Qc P d
-    return torch.cat(outputs, dim=2)  # B h Q P d
+    return GatheredAttention.apply(queries, key_rows, value_rows, rows, mask, chunk)  # B h Q P d
