@@ -8,7 +8,8 @@ Semantics follow torchvision.ops.roi_align (Mask R-CNN's RoIAlign) with `aligned
   regular sub-grid; grid = `sampling_ratio` per side, or ceil(box size / bins) when sampling_ratio <= 0;
 - a sample more than one cell outside the map contributes 0; otherwise its coordinate is clamped to the map.
 
-Shape letters: B batch, C channels, H/W feature grid, R boxes, h/w output bins, g sub-samples.
+Shape letters: B batch, C channels, H/W feature grid, R boxes, h/w output bins, g sub-samples per bin
+side, Ny/Nx samples per box along y/x (h g, w g).
 """
 
 from __future__ import annotations
@@ -32,6 +33,40 @@ def _bilinear_weights(coords: torch.Tensor, size: int) -> tuple:
     return low, high, 1.0 - frac_high, frac_high, valid
 
 
+def _sample_coords(start: torch.Tensor, bin_size: torch.Tensor, bins: int, grid: int) -> torch.Tensor:
+    """Box starts and bin sizes "R" -> sample positions "R (bins grid)": bin * size + sub-sample centre."""
+    dtype = start.dtype
+    offsets = (
+        torch.arange(bins, dtype=dtype)[:, None] + (torch.arange(grid, dtype=dtype)[None, :] + 0.5) / grid
+    )
+    return start[:, None] + bin_size[:, None] * offsets.flatten()[None, :]
+
+
+def _pool(
+    features: "B C H W", batch_index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, grid: tuple
+) -> torch.Tensor:
+    """Bilinear samples at ys "R Ny" x xs "R Nx" of map batch_index "R", averaged per bin -> "R C h w"."""
+    _, _, height, width = features.shape
+    y_low, y_high, wy_low, wy_high, y_valid = _bilinear_weights(ys, height)
+    x_low, x_high, wx_low, wx_high, x_valid = _bilinear_weights(xs, width)
+    b = batch_index[:, None, None]  # "R 1 1"
+
+    def corner(y_index, x_index, y_weight, x_weight):
+        values = features[b, :, y_index[:, :, None], x_index[:, None, :]]  # "R Ny Nx C"
+        return values * (y_weight[:, :, None] * x_weight[:, None, :])[..., None]
+
+    samples = (
+        corner(y_low, x_low, wy_low, wx_low)
+        + corner(y_low, x_high, wy_low, wx_high)
+        + corner(y_high, x_low, wy_high, wx_low)
+        + corner(y_high, x_high, wy_high, wx_high)
+    )  # "R Ny Nx C"
+    samples = samples * (y_valid[:, :, None] & x_valid[:, None, :]).to(samples.dtype)[..., None]
+    grid_h, grid_w = grid
+    binned = rearrange(samples, "r (h gh) (w gw) c -> r c h w (gh gw)", gh=grid_h, gw=grid_w)
+    return binned.sum(-1) / max(grid_h * grid_w, 1)
+
+
 def roi_align(
     features: "B C H W",
     boxes: "R 5",
@@ -42,44 +77,29 @@ def roi_align(
 ) -> "R C h w":
     """Average of bilinear samples per bin for each box; boxes rows are (batch index, x0, y0, x1, y1)."""
     out_h, out_w = output_size
-    _, channels, height, width = features.shape
     offset = 0.5 if aligned else 0.0
-    pooled = features.new_zeros((boxes.shape[0], channels, out_h, out_w))
-    # One box at a time: the adaptive sub-grid size differs per box; within a box everything is batched.
-    for index, (batch_index, x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        start_x, start_y = x0 * spatial_scale - offset, y0 * spatial_scale - offset
-        box_w, box_h = (x1 - x0) * spatial_scale, (y1 - y0) * spatial_scale
-        if not aligned:  # legacy: force malformed boxes to 1x1
-            box_w, box_h = max(box_w, 1.0), max(box_h, 1.0)
-        bin_w, bin_h = box_w / out_w, box_h / out_h
-        grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(box_h / out_h)
-        grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(box_w / out_w)
-        if grid_h * grid_w == 0:  # empty box with adaptive sampling: torchvision returns zeros too
+    boxes = boxes.to(features.dtype)
+    batch_index = boxes[:, 0].long()
+    # 1. boxes in feature coordinates and bin sizes
+    start_x, start_y = boxes[:, 1] * spatial_scale - offset, boxes[:, 2] * spatial_scale - offset
+    box_w, box_h = (boxes[:, 3] - boxes[:, 1]) * spatial_scale, (boxes[:, 4] - boxes[:, 2]) * spatial_scale
+    if not aligned:  # legacy: force malformed boxes to 1x1
+        box_w, box_h = box_w.clamp(min=1.0), box_h.clamp(min=1.0)
+    bin_w, bin_h = box_w / out_w, box_h / out_h
+    # 2. a fixed sub-grid: every box at once
+    if sampling_ratio > 0:
+        grid = (sampling_ratio, sampling_ratio)
+        ys = _sample_coords(start_y, bin_h, out_h, sampling_ratio)  # "R (h g)"
+        xs = _sample_coords(start_x, bin_w, out_w, sampling_ratio)  # "R (w g)"
+        return _pool(features, batch_index, ys, xs, grid)
+    # 3. adaptive sub-grid (ceil(box size / bins) per side): one box at a time
+    pooled = features.new_zeros((boxes.shape[0], features.shape[1], out_h, out_w))
+    for index in range(boxes.shape[0]):
+        grid_h, grid_w = math.ceil(box_h[index] / out_h), math.ceil(box_w[index] / out_w)
+        if grid_h * grid_w == 0:  # empty box: torchvision returns zeros too
             continue
-        # 1. sample coordinates: bin index * bin size + sub-sample centre
-        dtype = features.dtype
-        ys = (
-            start_y
-            + torch.arange(out_h, dtype=dtype)[:, None] * bin_h
-            + (torch.arange(grid_h, dtype=dtype)[None, :] + 0.5) * bin_h / grid_h
-        ).flatten()  # "(h g)"
-        xs = (
-            start_x
-            + torch.arange(out_w, dtype=dtype)[:, None] * bin_w
-            + (torch.arange(grid_w, dtype=dtype)[None, :] + 0.5) * bin_w / grid_w
-        ).flatten()  # "(w g)"
-        y_low, y_high, wy_low, wy_high, y_valid = _bilinear_weights(ys, height)
-        x_low, x_high, wx_low, wx_high, x_valid = _bilinear_weights(xs, width)
-        # 2. bilinear interpolation on the sample grid (outer products of the per-axis weights)
-        fmap = features[int(batch_index)]  # "C H W"
-        samples = (
-            fmap[:, y_low][:, :, x_low] * (wy_low[:, None] * wx_low[None, :])
-            + fmap[:, y_low][:, :, x_high] * (wy_low[:, None] * wx_high[None, :])
-            + fmap[:, y_high][:, :, x_low] * (wy_high[:, None] * wx_low[None, :])
-            + fmap[:, y_high][:, :, x_high] * (wy_high[:, None] * wx_high[None, :])
-        )  # "C (h gh) (w gw)"
-        samples = samples * (y_valid[:, None] & x_valid[None, :]).to(dtype)
-        # 3. average the sub-samples of each bin
-        samples = rearrange(samples, "c (h gh) (w gw) -> c h w (gh gw)", gh=grid_h, gw=grid_w)
-        pooled[index] = samples.sum(-1) / max(grid_h * grid_w, 1)
+        one = slice(index, index + 1)
+        ys = _sample_coords(start_y[one], bin_h[one], out_h, grid_h)
+        xs = _sample_coords(start_x[one], bin_w[one], out_w, grid_w)
+        pooled[index] = _pool(features, batch_index[one], ys, xs, (grid_h, grid_w))[0]
     return pooled
