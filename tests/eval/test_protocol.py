@@ -113,6 +113,11 @@ def test_tiny_run_writes_every_report_file_and_resumes(dataset, tmp_path, tiny_w
         _config(dataset, out, tiny_weights), generators={"oracle": Refuses()}, progress=False
     )
     assert again["methods"] == json.loads(json.dumps(summary["methods"]))
+    # a cache made with another seed is not silently reused
+    with pytest.raises(ConfigError, match="cached generation was made with"):
+        run_evaluation(
+            _config(dataset, out, out / "none", seed=5), generators={"oracle": Refuses()}, progress=False
+        )
 
 
 def test_missing_weights_are_reported_not_computed(dataset, tmp_path):

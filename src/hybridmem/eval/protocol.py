@@ -95,23 +95,40 @@ def cache_path(out: Path, method: str, clip_id: str) -> Path:
     return out / "generations" / method / f"{clip_id}.npz"
 
 
-def save_generation(path: Path, frames: "Tt H W 3", seed: int, steps: int | None) -> None:
+def save_generation(path: Path, frames: "Tt H W 3", seed: int, steps: int | None, source: str) -> None:
+    """Frames plus what made them (seed, steps, checkpoint or baseline), so a rerun can check it."""
     buffer = io.BytesIO()
     np.savez_compressed(
-        buffer, frames=frames, seed=np.int64(seed), steps=np.int64(-1 if steps is None else steps)
+        buffer,
+        frames=frames,
+        seed=np.int64(seed),
+        steps=np.int64(-1 if steps is None else steps),
+        source=np.array(source),
     )
     report.write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_generation(path: Path) -> np.ndarray | None:
-    """Cached frames, or None if there is no readable cache file (then the clip is generated again)."""
+def load_generation(path: Path, seed: int, steps: int | None, source: str) -> np.ndarray | None:
+    """Cached frames; None if there is no readable cache file (then the clip is generated again).
+
+    Raises ConfigError when the cache was made with another seed, step count or checkpoint: reusing it
+    would silently report the old setting.
+    """
     if not path.is_file():
         return None
     try:
         with np.load(path) as archive:
-            return archive["frames"]
+            frames = archive["frames"]
+            made_with = (int(archive["seed"]), int(archive["steps"]), str(archive["source"]))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
+    wanted = (seed, -1 if steps is None else steps, source)
+    if made_with != wanted:
+        raise ConfigError(
+            f"{path}: cached generation was made with (seed, steps, source) = {made_with}, this run asks for "
+            f"{wanted}; use another --out, or delete {path.parent} to regenerate"
+        )
+    return frames
 
 
 # --- metric models --------------------------------------------------------------------------------
@@ -350,11 +367,17 @@ def run_evaluation(
         predictions = {}
         for method in names:
             path = cache_path(out, method, clip_id)
-            predicted = load_generation(path)
+            # what made the frames: a baseline's name or the checkpoint's absolute path
+            source = (
+                method
+                if method in config.baselines
+                else str(Path(config.checkpoints[names.index(method)]).resolve())
+            )
+            predicted = load_generation(path, seed, config.steps, source)
             if predicted is None or predicted.shape != clip.frames[clip.target].shape:
                 predicted = np.asarray(generator(method).generate(clip, seed), dtype=np.uint8)
                 pixel.check_videos(predicted, clip.frames[clip.target])
-                save_generation(path, predicted, seed, config.steps)
+                save_generation(path, predicted, seed, config.steps, source)
             predictions[method] = predicted
             record = evaluate_clip(clip, predicted, models, config.boxes)
             record.update(clip=clip_id, method=method, seed=seed, source=str(folder))
