@@ -135,3 +135,20 @@ def test_ema_tracks_weights():
     ema.update(model)
     torch.testing.assert_close(ema.model.weight, torch.full((1, 2), 0.75))
     assert not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_resolve_model_folder(tmp_path):
+    model, optimizer = make()
+    run = tmp_path / "run"
+    with pytest.raises(CheckpointError, match="no model here"):
+        train_state.resolve_model_folder(run)
+    folder = save(run, 4, model, optimizer, ema_model=model)
+    for name in ("model", "ema"):
+        (folder / name / "config.json").write_text("{}")
+    assert train_state.resolve_model_folder(run) == folder / "ema"
+    assert train_state.resolve_model_folder(run, ema=False) == folder / "model"
+    assert train_state.resolve_model_folder(folder / "model") == folder / "model"
+    train_state.save_final_model(model, run / "final", save_model_fn=save_linear)
+    (run / "final" / "config.json").write_text("{}")
+    assert train_state.resolve_model_folder(run) == run / "final"
+    assert train_state.resolve_model_folder(run, ema=False) == folder / "model"

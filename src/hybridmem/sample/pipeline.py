@@ -75,7 +75,10 @@ class WorldPipeline:
     def from_checkpoint(
         cls, world_run: str | Path, vae_run: str | Path, device: str = "auto", ema: bool = True, **defaults
     ) -> WorldPipeline:
-        """Load from run folders, checkpoint folders or model folders (train/state.resolve_model_folder)."""
+        """Load from run folders, checkpoint folders or model folders (train/state.resolve_model_folder).
+
+        ema: the world model's EMA weights (RUN/final); False takes the live weights of the newest checkpoint.
+        """
         from hybridmem.models.checkpoint import load_model
         from hybridmem.models.vae import VideoVAE
         from hybridmem.models.world import WorldModel
@@ -84,7 +87,7 @@ class WorldPipeline:
 
         torch_device = resolve_device(device)
         world_folder = resolve_model_folder(world_run, ema=ema)
-        vae_folder = resolve_model_folder(vae_run, ema=ema)
+        vae_folder = resolve_model_folder(vae_run)  # final/: the VAE with its latent normalisation
         world_model = load_model(world_folder, map_location=torch_device)
         vae = load_model(vae_folder, map_location=torch_device)
         if not isinstance(world_model, WorldModel):

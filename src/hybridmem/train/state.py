@@ -208,8 +208,9 @@ def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
     """A folder `models.checkpoint.load_model` can read, from any of the paths a user may pass.
 
     - a model folder (config.json + model.safetensors): itself
-    - a training checkpoint RUN/checkpoints/step_N: its ema/ (or model/ with ema=False or no EMA)
-    - a training run RUN: RUN/final when it exists, else its newest checkpoint as above
+    - a training checkpoint RUN/checkpoints/step_N: its ema/ (model/ with ema=False or without an EMA)
+    - a training run RUN: RUN/final (the trainer's final EMA weights, or the VAE with its latent
+      normalisation), or with ema=False the live weights of its newest checkpoint
     """
     path = Path(path)
     if (path / "config.json").is_file():
@@ -218,9 +219,9 @@ def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
         if ema and (path / "ema" / "config.json").is_file():
             return path / "ema"
         return path / "model"
-    if (path / "final" / "config.json").is_file():
-        return path / "final"
     latest = latest_checkpoint(path)
+    if (path / "final" / "config.json").is_file() and (ema or latest is None):
+        return path / "final"
     if latest is not None:
         return resolve_model_folder(latest, ema)
     raise CheckpointError(

@@ -275,6 +275,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
             if ctx.is_main and config.val_every and (done % config.val_every == 0 or done == config.steps):
                 last_psnr = validation_psnr(vae, val_windows, device)
                 logger.log(done, {"val_psnr": last_psnr})
+                logger.message(f"step {done}: validation reconstruction PSNR {last_psnr:.2f} dB")
             if (config.save_every and done % config.save_every == 0) or done == config.steps:
                 save(done)
 

@@ -271,13 +271,12 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                     {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm)},
                 )
             if ctx.is_main and config.val_every and (step % config.val_every == 0 or step == config.steps):
-                logger.log(
-                    step,
-                    {
-                        "val_loss": validation_loss(model, val_items, config, device),
-                        "val_loss_ema": validation_loss(ema.model, val_items, config, device),
-                    },
+                val_loss = validation_loss(model, val_items, config, device)
+                val_loss_ema = validation_loss(ema.model, val_items, config, device)
+                logger.message(
+                    f"step {step}: validation loss {val_loss:.4f} (EMA weights {val_loss_ema:.4f})"
                 )
+                logger.log(step, {"val_loss": val_loss, "val_loss_ema": val_loss_ema})
             if (config.save_every and step % config.save_every == 0) or step == config.steps:
                 save(step)
 
