@@ -384,7 +384,9 @@ def run_evaluation(
             report.write_json_atomic(out / "clips" / method / f"{clip_id}.json", record)
             records[method].append(record)
             curves[method] += [(record["psnr_per_frame"], frame) for _, frame in reentries]
+        # keep only the clips the side-by-side videos will show (re-entry first), so memory stays bounded
         showcase.append((0 if reentries else 1, index, clip_id, clip, predictions, reentries))
+        showcase = sorted(showcase, key=lambda item: item[:2])[: config.side_by_side_clips]
     # 2. aggregate and report
     summary = {
         **asdict(config),
@@ -396,8 +398,7 @@ def run_evaluation(
     }
     write_outputs(out, summary)
     # 3. side-by-side videos: clips with a re-entry first
-    showcase.sort(key=lambda item: item[:2])
-    for _, _, clip_id, clip, predictions, reentries in showcase[: config.side_by_side_clips]:
+    for _, _, clip_id, clip, predictions, reentries in showcase:
         first_reentry = reentries[0][1] if reentries else None
         stem = out / "side_by_side" / clip_id
         report.write_side_by_side(clip.frames[clip.target], predictions, first_reentry, stem, clip.fps)
