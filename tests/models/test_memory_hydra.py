@@ -9,7 +9,7 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import HydraLoopReference, MemoryConfig, MemoryContext, build_memory
+from hybridmem.models.memory import HydraLoopReference, MemoryConfig, MemoryContext, build_memory, retrieval
 from hybridmem.models.memory.retrieval import inside_window, window_indices
 
 
@@ -162,9 +162,11 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
     assert not torch.allclose(out[:, :, 2 * tokens : 3 * tokens], poisoned_out[:, :, 2 * tokens : 3 * tokens])
 
 
-@pytest.mark.parametrize("query_chunk", [0, 2])
-def test_gradients_equal_the_per_frame_loop(query_chunk):
-    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=query_chunk)
+@pytest.mark.parametrize("cpu_flash", [True, False])
+@pytest.mark.parametrize("query_chunk, top_k", [(0, 2), (2, 2), (3, 4)])  # top_k 4: some slots masked
+def test_gradients_equal_the_per_frame_loop(query_chunk, top_k, cpu_flash, monkeypatch):
+    monkeypatch.setattr(retrieval, "USE_CPU_FLASH", cpu_flash and retrieval.USE_CPU_FLASH)
+    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=top_k, query_chunk=query_chunk)
     twin = loop_twin(memory)
     gradients = []
     for module in (memory, twin):
