@@ -6,7 +6,7 @@ import torch
 
 from hybridmem.cli import main
 from hybridmem.data.clip import Clip
-from hybridmem.diffusion.rollout import generate_long, segment_lengths, segment_seed
+from hybridmem.diffusion.rollout import generate_long, padded_length, segment_lengths, segment_seed
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.geometry import look_at
 from hybridmem.models.checkpoint import save_model
@@ -77,18 +77,20 @@ def test_long_rollout_grows_the_memory(pipeline, monkeypatch):
 
     monkeypatch.setattr(pipeline.world_model, "forward", spy)
     out = generate_long(
-        pipeline, frames(5), cameras(5), cameras(14, 1.0), INTRINSICS, 9, seed=0, progress=False
+        pipeline, frames(5), cameras(5), cameras(12, 1.0), INTRINSICS, 9, seed=0, progress=False
     )
-    assert out.shape == (14, SIZE, SIZE, 3)
-    # context 5 frames -> 2 latents; segments of 9 frames (3 latents) then 5 frames (2 latents)
+    assert out.shape == (12, SIZE, SIZE, 3)
+    # context 5 frames -> 2 latents; segments of 9 frames (3 latents), then 3 frames padded to 5 (2 latents)
     assert sorted(set(seen)) == [(2, 3), (5, 2)]
 
 
 def test_segment_lengths_and_seeds():
     assert segment_lengths(18, 9, 4) == [9, 9]
     assert segment_lengths(14, 9, 4) == [9, 5]
-    with pytest.raises(DataError, match="remainder is 3"):
-        segment_lengths(12, 9, 4)
+    assert segment_lengths(12, 9, 4) == [9, 3]
+    assert [padded_length(n, 4) for n in (1, 2, 3, 4, 5, 6)] == [1, 5, 5, 5, 5, 9]
+    with pytest.raises(DataError, match="at least one"):
+        segment_lengths(0, 9, 4)
     with pytest.raises(ConfigError, match="4k\\+1"):
         segment_lengths(9, 8, 4)
     assert segment_seed(7, 0) == 7 and segment_seed(7, 1) != segment_seed(7, 2)

@@ -22,20 +22,25 @@ from hybridmem.geometry import check_poses, latent_frame_indices, relative_poses
 
 
 def segment_lengths(num_frames: int, segment_frames: int, temporal_stride: int) -> list[int]:
-    """Split `num_frames` into segments of `segment_frames` (each s*k+1) and a shorter last one."""
+    """Split `num_frames` (any count >= 1) into segments of `segment_frames` (s*k+1) and a shorter last one.
+
+    The last segment may have any length; generate_long pads it to the next s*k+1 frames and drops the
+    padding afterwards.
+    """
     if segment_frames < 1 or (segment_frames - 1) % temporal_stride:
         raise ConfigError(
             f"segment_frames={segment_frames} must be of the form {temporal_stride}k+1 (e.g. "
             f"{temporal_stride * 4 + 1})"
         )
+    if num_frames < 1:
+        raise DataError("target_cameras: need at least one target camera")
     full, remainder = divmod(num_frames, segment_frames)
-    if remainder and (remainder - 1) % temporal_stride:
-        raise DataError(
-            f"target_cameras: {num_frames} frames cannot be split into segments of {segment_frames} frames "
-            f"and a last segment of {temporal_stride}k+1 frames (the remainder is {remainder}); "
-            "add or drop target cameras"
-        )
     return [segment_frames] * full + ([remainder] if remainder else [])
+
+
+def padded_length(length: int, temporal_stride: int) -> int:
+    """The smallest s*k+1 >= length: what the causal VAE can decode."""
+    return length + (-(length - 1)) % temporal_stride
 
 
 def segment_seed(seed: int, index: int) -> int:
@@ -83,7 +88,10 @@ def generate_long(
     outputs, start = [], 0
     for index, length in enumerate(lengths):
         segment_cameras = target_cameras[start : start + length]
-        segment_latent_cameras = segment_cameras[latent_frame_indices(length, stride)]  # Ft 4 4
+        # a last segment of another length is padded with its last camera, and the padding dropped below
+        padding = padded_length(length, stride) - length
+        segment_cameras = np.concatenate([segment_cameras, np.repeat(segment_cameras[-1:], padding, axis=0)])
+        segment_latent_cameras = segment_cameras[latent_frame_indices(len(segment_cameras), stride)]  # Ft 4 4
         if max_memory_latents is not None:
             memory_latents = memory_latents[:, -max_memory_latents:]
             memory_cameras = memory_cameras[-max_memory_latents:]
@@ -100,7 +108,7 @@ def generate_long(
             shift,
             progress=progress,
         )  # 1 Ft C h w
-        outputs.append(pipeline.decode(latents))
+        outputs.append(pipeline.decode(latents)[:length])
         memory_latents = torch.cat([memory_latents, latents], dim=1)  # 1 F+Ft C h w
         memory_cameras = np.concatenate([memory_cameras, segment_latent_cameras])
         start += length
