@@ -142,6 +142,10 @@ def test_malformed_our_layout_raises(tmp_path):
     (folder / "character.json").write_text(json.dumps({"subjects": [{"id": 1, "positions": [[0, 0, 0]]}]}))
     with pytest.raises(DataError, match="character.json"):
         hmworld.load_clip(folder, load_frames=False)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    (folder / "metadata.json").write_text(json.dumps({**metadata, "fps": "fast"}))
+    with pytest.raises(DataError, match="metadata.json: field 'fps'"):
+        hmworld.load_clip(folder, load_frames=False)
     (folder / "metadata.json").write_text("{not json")
     with pytest.raises(DataError, match="neither layout|metadata.json"):
         hmworld.load_clip(folder)

@@ -60,6 +60,20 @@ def _field(record: dict, key: str, path: Path):
     return record[key]
 
 
+def _positive_int(record: dict, key: str, path: Path) -> int:
+    value = _field(record, key, path)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{path}: field '{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(record: dict, key: str, path: Path) -> float:
+    value = _field(record, key, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise DataError(f"{path}: field '{key}' must be a positive number, got {value!r}")
+    return float(value)
+
+
 def _array(values, path: Path, key: str, shape_tail: tuple = (), dtype=np.float64) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=dtype)
@@ -197,7 +211,7 @@ def _load_released(folder: Path, horizontal_fov_deg: float | None) -> Clip:
         cameras=np.concatenate([cond_poses, tgt_poses]),
         intrinsics=intrinsics_from_fov(width, height, fov),
         context_frames=len(cond_video),
-        fps=float(record.get("fps", 0.0)) or _video_fps(folder / "cond.mp4"),
+        fps=_video_fps(folder / "cond.mp4"),
         instance_ids=instance_ids,
         caption=caption_path.read_text().strip() if caption_path.is_file() else "",
         metadata=metadata,
@@ -210,9 +224,12 @@ def _video_fps(path: Path) -> float:
 
     reader = imageio.get_reader(str(path), format="FFMPEG")
     try:
-        return float(reader.get_meta_data().get("fps", 0.0))
+        fps = float(reader.get_meta_data().get("fps") or 0.0)
     finally:
         reader.close()
+    if not fps > 0:
+        raise DataError(f"{path}: the video does not state a frame rate")
+    return fps
 
 
 # 3. our layout
@@ -221,13 +238,12 @@ def _video_fps(path: Path) -> float:
 def _load_ours(folder: Path, load_frames: bool) -> Clip:
     metadata_path = folder / "metadata.json"
     metadata = _read_json(metadata_path)
-    width, height = (
-        int(_field(metadata, "width", metadata_path)),
-        int(_field(metadata, "height", metadata_path)),
+    width, height, context, target = (
+        _positive_int(metadata, key, metadata_path)
+        for key in ("width", "height", "context_frames", "target_frames")
     )
-    context = int(_field(metadata, "context_frames", metadata_path))
-    target = int(_field(metadata, "target_frames", metadata_path))
     total = context + target
+    fps = _positive_number(metadata, "fps", metadata_path)
     # 1. cameras
     camera_path = folder / "camera.json"
     camera = _read_json(camera_path)
@@ -324,7 +340,7 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
         cameras=cameras,
         intrinsics=intrinsics,
         context_frames=context,
-        fps=float(_field(metadata, "fps", metadata_path)),
+        fps=fps,
         subjects=subjects,
         events=events,
         instance_ids=instance_ids,
