@@ -54,3 +54,59 @@ def test_two_ranks_hold_identical_weights(tmp_path):
     assert rank0["losses"] != rank1["losses"]
     assert [p.name for p in train_state.list_checkpoints(tmp_path / "run")] == ["step_00000003"]
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def vae_worker(rank, world_size, port, data, out, results):
+    from hybridmem.train.config import VaeTrainConfig
+    from hybridmem.train.vae import train_vae
+
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    config = VaeTrainConfig(
+        data=str(data),
+        out=str(out),
+        preset="tiny",
+        steps=2,
+        batch_size=1,
+        frames=5,
+        warmup=1,
+        save_every=0,
+        norm_windows=2,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+    )
+    result = train_vae(config)
+    torch.save(
+        {"weights": result["model"].state_dict(), "losses": result["losses"]}, results / f"vae{rank}.pt"
+    )
+
+
+def test_two_ranks_train_the_vae_in_step(tmp_path):
+    import numpy as np
+
+    from hybridmem.data.clip import Clip
+    from hybridmem.world.layout import write_clip
+
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        clip = Clip(
+            frames=rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8),
+            cameras=np.tile(np.eye(4), (9, 1, 1)),
+            intrinsics=np.array([8.0, 8.0, 8.0, 8.0]),
+            context_frames=5,
+            fps=8.0,
+        )
+        write_clip(clip, tmp_path / "data" / "train" / f"{index:06d}")
+    mp.spawn(vae_worker, args=(2, free_port(), tmp_path / "data", tmp_path / "run", tmp_path), nprocs=2)
+    rank0, rank1 = torch.load(tmp_path / "vae0.pt"), torch.load(tmp_path / "vae1.pt")
+    for name, weight in rank0["weights"].items():
+        assert torch.equal(weight, rank1["weights"][name]), name
+    assert rank0["losses"] != rank1["losses"]
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
