@@ -247,3 +247,13 @@ def test_resume_after_killing_a_run(tmp_path):
     for name in names:
         load_clip(out / "train" / name)  # complete and readable
     assert [entry["clip"] for entry in gen.read_manifest(out)] == [f"train/{name}" for name in names]
+
+
+def test_renderer_start_failure_is_reported_not_retried(tmp_path, monkeypatch):
+    def broken_renderer(config):
+        raise RuntimeError("no EGL display")
+
+    monkeypatch.setattr(gen, "_make_renderer", broken_renderer)
+    with pytest.raises(RuntimeError, match="no EGL display"):
+        gen.generate(WorldConfig(**TINY), tmp_path, num_clips=1, split="train", progress=False)
+    assert not (tmp_path / "train" / "000000").exists()

@@ -288,12 +288,21 @@ def _make_renderer(config: WorldConfig):
 
 
 def _init_worker(config_dict: dict) -> None:
-    """Runs once in each spawned worker: one Renderer (one GL context) per process."""
-    config = WorldConfig.from_dict(config_dict)
-    _WORKER.update(config=config, split_plan=splits.split_plan(config), renderer=_make_renderer(config))
+    """Runs once in each spawned worker: one Renderer (one GL context) per process.
+
+    A failure is kept and raised by the first task instead: a Pool whose initializer raises respawns the
+    worker forever, so the run would hang instead of reporting, say, a missing EGL driver.
+    """
+    try:
+        config = WorldConfig.from_dict(config_dict)
+        _WORKER.update(config=config, split_plan=splits.split_plan(config), renderer=_make_renderer(config))
+    except Exception as error:  # re-raised by _work, where the parent sees it
+        _WORKER["error"] = error
 
 
 def _work(task: tuple[str, int, str]) -> dict:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     split, clip_index, folder = task
     return generate_clip(
         _WORKER["renderer"], _WORKER["config"], _WORKER["split_plan"], split, clip_index, Path(folder)
