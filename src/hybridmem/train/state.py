@@ -16,6 +16,7 @@ folder whose state.json parses.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -248,3 +249,11 @@ def save_final_model(
     else:
         temp.rename(folder)
     return folder
+
+
+def write_json_atomically(path: str | Path, document: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    temp.write_text(json.dumps(document, indent=2))
+    os.replace(temp, path)

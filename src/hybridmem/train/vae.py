@@ -19,7 +19,6 @@ Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channel
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from functools import lru_cache
@@ -33,7 +32,7 @@ from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import VaeTrainConfig
 
-RESUME_FIXED = ("preset", "batch_size", "seed", "data", "split", "frames")
+RESUME_FIXED = ("preset", "batch_size", "seed", "split", "frames")
 
 
 class ClipWindows:
@@ -206,7 +205,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
             progress=config.progress,
         )
         if ctx.is_main:
-            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            train_state.write_json_atomically(out / "train_config.json", dataclasses.asdict(config))
             logger.message(
                 f"VAE '{config.preset}': {common.parameter_count(vae) / 1e6:.2f}M parameters, "
                 f"{len(data)} clips, ranks {ctx.world_size}, device {device}, starting at step {start_step}"

@@ -22,7 +22,6 @@ Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
 
 # Flags that define the model or the data order: a resumed run must keep them.
-RESUME_FIXED = ("memory", "preset", "batch_size", "seed", "cache", "timestep_distribution")
+RESUME_FIXED = ("memory", "preset", "batch_size", "seed", "timestep_distribution")
 
 
 def build_model(config: WorldTrainConfig, latent_channels: int):
@@ -192,7 +191,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         )
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            train_state.write_json_atomically(out / "train_config.json", dataclasses.asdict(config))
             logger.message(
                 f"world model '{config.preset}' memory '{config.memory}': "
                 f"{common.parameter_count(model) / 1e6:.2f}M parameters, {len(dataset)} clips, "
