@@ -34,7 +34,7 @@ class MemoryConfig:
     fov_points: int = 256  # fov: Monte Carlo points sampled in the query frustum
     fov_near: float = 0.5  # fov: depth range of those points, metres
     fov_far: float = 30.0
-    query_chunk: int = 0  # latent frames per attention chunk (bounds memory); 0 = all at once
+    query_chunk: int = 8  # latent frames per attention chunk (bounds memory, same result); 0 = all at once
 
     def validate(self) -> MemoryConfig:
         if self.kind not in MEMORIES:

@@ -1,0 +1,326 @@
+"""Time one attention layer (q/k/v projections + one memory) for every memory variant.
+
+    .venv/bin/python benchmarks/attention.py --json runs/bench/attention.json            # full grid
+    .venv/bin/python benchmarks/attention.py --json runs/bench/attention_quick.json --quick
+
+Variants: full, window, fov, hydra (gathered fast path) and hydra-loop (per-frame loop reference), at
+16/40/80/160 latent frames of 64 (8x8) and 256 (16x16) tokens, dim 256, 4 heads, batch 1, half the frames
+context. Each row runs in its own subprocess so that:
+- peak_mb is the growth of the process's peak resident memory (resource.getrusage ru_maxrss) from just
+  before the first forward to after the forward+backward: what the layer itself needed, allocator slack
+  included, without the interpreter and torch themselves;
+- fwd_ms / fwdbwd_ms are medians over up to `--repeats` runs (fewer past --row-budget-s) after one
+  warm-up each (forward under no_grad, forward+backward with a sum loss into the input and every parameter);
+- gflop is counted by torch.utils.flop_counter.FlopCounterMode over the warm-up forward (gflop_fwdbwd: the
+  warm-up forward+backward, recomputation included). FlopCounterMode has no formula for the CPU
+  flash-attention kernel, so this script registers the standard SDPA formulas for it.
+Rows whose estimated forward+backward time exceeds --max-seconds are reported as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+VARIANTS = ("full", "window", "fov", "hydra", "hydra-loop")
+FRAMES = (16, 40, 80, 160)
+TOKENS = (64, 256)
+QUICK_FRAMES = (16, 160)
+QUICK_TOKENS = (64,)
+ASSUMED_GFLOPS = 40.0  # throughput assumed when estimating a row's time to decide whether to skip it
+
+
+def estimated_attention_gflop(variant: str, frames: int, tokens: int, dim: int, args) -> float:
+    """Forward attention GFLOP (4 N L D), the term that decides whether a row fits the time budget."""
+    if variant == "full":
+        keys = frames * tokens
+    elif variant == "window":
+        keys = min(args.window, frames) * tokens
+    elif variant == "fov":
+        keys = (min(args.window, frames) + args.top_k) * tokens
+    else:
+        kernel = args.tokenizer_kernel
+        keys = min(args.window, frames) * tokens + args.top_k * tokens // (kernel[1] * kernel[2])
+    return 4.0 * frames * tokens * keys * dim / 1e9
+
+
+# ------------------------------------------------------------------------------------ one row (child)
+
+
+def build_layer(variant: str, dim: int, heads: int, args):
+    from einops import rearrange
+    from torch import nn
+
+    from hybridmem.models.memory import HydraLoopReference, MemoryConfig, build_memory
+
+    class Handle(nn.Module):
+        """The block's attention, reduced to what a memory needs: linear q/k/v, no rope, no norm."""
+
+        def __init__(self):
+            super().__init__()
+            self.num_heads, self.head_dim = heads, dim // heads
+            self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
+
+        def split(self, t):
+            return rearrange(t, "b m (h d) -> b h m d", h=heads)
+
+        def project_kv(self, tokens, positions):
+            return self.split(self.k(tokens)), self.split(self.v(tokens))
+
+    kind = "hydra" if variant == "hydra-loop" else variant
+    config = MemoryConfig(
+        kind=kind,
+        window=args.window,
+        top_k=args.top_k,
+        tokenizer_kernel=tuple(args.tokenizer_kernel),
+        query_chunk=args.query_chunk,
+    )
+    memory = build_memory(config, dim, heads)
+    if variant == "hydra-loop":
+        memory = HydraLoopReference(config.validate(), dim, heads)
+    handle = Handle()
+
+    def layer(x, ctx):
+        tokens = rearrange(x, "b f h w d -> b (f h w) d")
+        q = handle.split(handle.q(tokens))
+        k, v = handle.project_kv(tokens, None)
+        return memory(q, k, v, x, handle, ctx)
+
+    parameters = list(handle.parameters()) + list(memory.parameters())
+    return layer, parameters
+
+
+def orbit_cameras(frames: int):
+    """A camera panning back and forth (two sweeps), so later frames look again at what earlier ones saw."""
+    import numpy as np
+    import torch
+
+    from hybridmem.geometry import look_at
+
+    angles = 1.2 * np.sin(np.linspace(0, 2 * np.pi, frames))
+    poses = [look_at([0, 0, 1.5], [np.cos(a), np.sin(a), 1.5]) for a in angles]
+    cameras = torch.tensor(np.stack(poses), dtype=torch.float32)[None]  # 1 F 4 4
+    return cameras, torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+
+
+def register_cpu_sdpa_flops():
+    """FlopCounterMode knows the CUDA SDPA kernels, not the CPU flash kernel: give it the same formulas."""
+    import torch
+    from torch.utils import flop_counter
+
+    forward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    backward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if forward_op in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(forward_op)
+    def _forward(query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    @flop_counter.register_flop_formula(backward_op)
+    def _backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def timed(function, repeats: int, budget_s: float) -> float:
+    """Median milliseconds of `function` over up to `repeats` runs, stopping early past `budget_s`."""
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - begin) * 1e3)
+        if time.perf_counter() - start > budget_s:
+            break
+    return statistics.median(times)
+
+
+def run_row(spec: dict) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hybridmem.models.memory import MemoryContext
+
+    args = argparse.Namespace(**spec["args"])
+    variant, frames, tokens, dim = spec["variant"], spec["frames"], spec["tokens_per_frame"], spec["dim"]
+    side = math.isqrt(tokens)
+    torch.manual_seed(0)
+    register_cpu_sdpa_flops()
+    layer, parameters = build_layer(variant, dim, args.heads, args)
+    cameras, intrinsics = orbit_cameras(frames)
+    ctx = MemoryContext(
+        grid=(frames, side, side), context_frames=frames // 2, cameras=cameras, intrinsics=intrinsics
+    )
+    x = torch.randn(1, frames, side, side, dim, generator=torch.Generator().manual_seed(1))
+    x_grad = x.clone().requires_grad_()
+
+    def forward():
+        with torch.no_grad():
+            layer(x, ctx)
+
+    def forward_backward():
+        for parameter in parameters:
+            parameter.grad = None
+        x_grad.grad = None
+        layer(x_grad, ctx).sum().backward()
+
+    # 1. warm-ups, which also count FLOPs and set the peak memory: growth of the high-water mark over a
+    #    forward and a forward+backward
+    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    gflop = counter.get_total_flops() / 1e9
+    with FlopCounterMode(display=False) as counter:
+        forward_backward()
+    gflop_fwdbwd = counter.get_total_flops() / 1e9
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
+    # 2. time
+    fwd_ms = timed(forward, args.repeats, args.row_budget_s)
+    fwdbwd_ms = timed(forward_backward, args.repeats, args.row_budget_s)
+    return {
+        "variant": variant,
+        "frames": frames,
+        "tokens_per_frame": tokens,
+        "dim": dim,
+        "fwd_ms": round(fwd_ms, 2),
+        "fwdbwd_ms": round(fwdbwd_ms, 2),
+        "peak_mb": round(peak_mb, 1),
+        "gflop": round(gflop, 3),
+        "gflop_fwdbwd": round(gflop_fwdbwd, 3),
+    }
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def summarise(rows: list[dict], frames: int) -> list[str]:
+    """The goals at `frames` latent frames, per token count: speedups, FLOP ratio, memory ratio."""
+    lines = []
+    by_key = {(r["variant"], r["frames"], r["tokens_per_frame"]): r for r in rows if "fwd_ms" in r}
+    for tokens in sorted({r["tokens_per_frame"] for r in rows}):
+        hydra, full = by_key.get(("hydra", frames, tokens)), by_key.get(("full", frames, tokens))
+        loop = by_key.get(("hydra-loop", frames, tokens))
+        if hydra is None:
+            continue
+        parts = [f"{frames} frames x {tokens} tokens:"]
+        if full is not None:
+            flop_ratio = full["gflop"] / hydra["gflop"]
+            flop_ratio_bwd = full["gflop_fwdbwd"] / hydra["gflop_fwdbwd"]
+            parts.append(
+                f"hydra vs full fwd {full['fwd_ms'] / hydra['fwd_ms']:.1f}x (FLOP ratio {flop_ratio:.1f}x), "
+                f"fwd+bwd {full['fwdbwd_ms'] / hydra['fwdbwd_ms']:.1f}x (FLOP ratio {flop_ratio_bwd:.1f}x), "
+                f"peak memory {hydra['peak_mb'] / max(full['peak_mb'], 1e-3):.2f}x full's;"
+            )
+        if loop is not None:
+            parts.append(
+                f"hydra vs loop fwd {loop['fwd_ms'] / hydra['fwd_ms']:.1f}x, "
+                f"fwd+bwd {loop['fwdbwd_ms'] / hydra['fwdbwd_ms']:.1f}x"
+            )
+        lines.append(" ".join(parts))
+    return lines
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2)
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", help="write the rows here (atomically)")
+    parser.add_argument("--quick", action="store_true", help="16 and 160 frames of 64 tokens, 1 repeat")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--tokenizer-kernel", type=int, nargs=3, default=[2, 2, 2])
+    parser.add_argument("--query-chunk", type=int, default=8, help="latent frames per attention chunk")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
+    parser.add_argument("--row-budget-s", type=float, default=20.0, help="stop repeating a row past this")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=400.0,
+        help=f"skip rows whose estimated fwd+bwd time (at {ASSUMED_GFLOPS:.0f} GFLOP/s) exceeds this",
+    )
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print its JSON
+    args = parser.parse_args(argv)
+    if args.row:
+        print(json.dumps(run_row(json.loads(args.row))))
+        return 0
+    if args.quick:
+        args.repeats = 1
+        args.max_seconds = min(args.max_seconds, 30.0)
+    frames_list = QUICK_FRAMES if args.quick else FRAMES
+    tokens_list = QUICK_TOKENS if args.quick else TOKENS
+    row_args = {
+        key: getattr(args, key)
+        for key in ("heads", "window", "top_k", "tokenizer_kernel", "query_chunk", "repeats", "row_budget_s")
+    }
+    rows = []
+    for tokens in tokens_list:
+        for frames in frames_list:
+            for variant in args.variants:
+                row = {"variant": variant, "frames": frames, "tokens_per_frame": tokens, "dim": args.dim}
+                estimate_s = 3.5 * estimated_attention_gflop(variant, frames, tokens, args.dim, args)
+                estimate_s /= ASSUMED_GFLOPS
+                if estimate_s > args.max_seconds:
+                    row["skipped"] = (
+                        f"estimated fwd+bwd {estimate_s:.0f} s > --max-seconds {args.max_seconds:.0f}"
+                    )
+                else:
+                    spec = dict(row, args=row_args)
+                    result = subprocess.run(
+                        [sys.executable, os.path.abspath(__file__), "--row", json.dumps(spec)],
+                        capture_output=True,
+                        text=True,
+                    )
+                    if result.returncode != 0:
+                        row["skipped"] = f"failed (exit {result.returncode}): {result.stderr.strip()[-400:]}"
+                    else:
+                        row = json.loads(result.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    summary = summarise(rows, max(frames_list))
+    for line in summary:
+        print(line)
+    if args.json:
+        import torch
+
+        write_json_atomic(
+            args.json,
+            {
+                "machine": {
+                    "platform": platform.platform(),
+                    "processor": platform.processor(),
+                    "cpus": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                },
+                "settings": {k: v for k, v in vars(args).items() if k not in ("json", "row")},
+                "peak_mb": "growth of ru_maxrss over a forward and a forward+backward, one process per row",
+                "rows": rows,
+                "summary": summary,
+            },
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
