@@ -289,6 +289,8 @@ class EvalConfig:
             )
         if self.boxes not in BOX_SOURCES:
             raise ConfigError(f"--boxes '{self.boxes}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+        if self.side_by_side_clips < 0:
+            raise ConfigError(f"--side-by-side-clips must be >= 0, got {self.side_by_side_clips}")
         if self.num_clips is not None and self.num_clips < 1:
             raise ConfigError(f"--num-clips must be >= 1, got {self.num_clips}")
         for name in self.baselines:
