@@ -152,7 +152,9 @@ def markdown_report(summary: dict) -> str:
         *_table(methods, EXTRA_COLUMNS),
         "",
         "PSNR in dB, capped at 100 dB for identical frames. n/a: no clip has that region (no re-entry, no "
-        "masks). LPIPS lower is better; everything else higher is better.",
+        "masks). LPIPS lower is better; everything else higher is better. Subject/Background (VBench) reward "
+        "temporal stability, so a frozen video scores 1: read them with PSNR and DSC. DSC compares every "
+        "frame with every frame, so even a perfect prediction scores the subject's self-similarity, not 1.",
     ]
     reasons = sorted(
         {
