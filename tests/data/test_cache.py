@@ -143,6 +143,12 @@ def test_encode_split_resumes_and_skips_done_clips(tmp_path, monkeypatch):
     assert summary == {"encoded": 2, "skipped": 1, "total": 3}
     assert loaded == ["000000", "000002"]
     assert cache.cached_clip_ids(out) == ["000000", "000001", "000002"]
+    sharded = tmp_path / "sharded"
+    for shard in ((1, 2), (0, 2)):
+        encode.encode_split(tmp_path / "data", "vae", sharded, "train", "cpu", progress=False, shard=shard)
+        if shard == (1, 2):
+            assert cache.cached_clip_ids(sharded) == ["000001"]
+    assert cache.cached_clip_ids(sharded) == ["000000", "000001", "000002"]
     with pytest.raises(DataError, match="another VAE"):
         encode.encode_split(tmp_path / "data", "vae", out, "train", "cpu", store_logvar=True, progress=False)
     with pytest.raises(DataError, match="splits found"):

@@ -62,8 +62,10 @@ def write_clip_entry(
 def write_index(cache_dir: str | Path, index: dict) -> None:
     path = Path(cache_dir) / INDEX_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".json.tmp")
-    temp.write_text(json.dumps({"format": CACHE_FORMAT, **index}, indent=2))
+    # a unique temp name: encode shards running side by side write the same index concurrently
+    handle, temp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(handle, "w") as file:
+        file.write(json.dumps({"format": CACHE_FORMAT, **index}, indent=2))
     os.replace(temp, path)
 
 

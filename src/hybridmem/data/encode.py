@@ -2,6 +2,7 @@
 
     hybridmem encode --data runs/world --vae runs/vae/final --out runs/cache/train --split train
     hybridmem encode --data runs/world --vae runs/vae/final --out runs/cache/val --split val --store-logvar
+    hybridmem encode --data /data/hmw --vae runs/vae --out /data/cache/train --shard 3/16   # one job of 16
 
 Context and target segments are encoded separately by the causal VAE (each must have 4k+1 frames), so the
 first latent frame of each segment stands for one video frame. Latents are the posterior mean (the mode);
@@ -122,8 +123,13 @@ def encode_split(
     device: str = "auto",
     store_logvar: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
-    """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}."""
+    """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}.
+
+    shard (i, N): only the clips whose position in the sorted split is i mod N, so N jobs (any job array,
+    any machines sharing the cache folder) together encode the split once.
+    """
 
     from hybridmem.data.cache import cached_clip_ids, read_index, write_clip_entry, write_index
     from hybridmem.data.hmworld import load_clip
@@ -132,7 +138,8 @@ def encode_split(
     from hybridmem.train.state import resolve_model_folder
 
     # 1. inputs and the cache index (a cache belongs to one VAE: refuse to mix)
-    folders = list_clip_folders(data_dir, split)
+    index_in_shard, shard_count = shard
+    folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
     torch_device = resolve_device(device)
     vae_dir = resolve_model_folder(vae_dir)
     vae = load_model(vae_dir, map_location=torch_device)
@@ -171,8 +178,17 @@ def encode_split(
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridmem.world.generate import parse_shard
+
     summary = encode_split(
-        args.data, args.vae, args.out, args.split or None, args.device, args.store_logvar, progress=True
+        args.data,
+        args.vae,
+        args.out,
+        args.split or None,
+        args.device,
+        args.store_logvar,
+        progress=True,
+        shard=parse_shard(args.shard),
     )
     print(f"encode: {summary['encoded']} clips encoded, {summary['skipped']} already cached -> {args.out}")
     return 0
@@ -191,4 +207,7 @@ def register(subparsers) -> None:
     parser.add_argument("--split", default="train", help="split folder under --data; '' for DATA itself")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--store-logvar", action="store_true", help="also store the posterior log-variance")
+    parser.add_argument(
+        "--shard", default="0/1", help="i/N: encode only clips i, i+N, i+2N, ... of the split"
+    )
     parser.set_defaults(func=run)
