@@ -3,9 +3,14 @@
 torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; without them we run as a single
 process. The backend is NCCL when each rank has a CUDA device and gloo otherwise (CPU runs and tests).
 
-    torchrun --nproc_per_node 8 -m hybridmem.cli train world ...
-    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \
-        --rdzv_endpoint HOST:29500 -m hybridmem.cli train world ...
+    # one machine, 8 GPUs
+    torchrun --nproc_per_node 8 -m hybridmem.cli train world --cache CACHE --out RUN ...
+    # two machines: run the same line on each; RUN and CACHE on a shared file system (every rank reads
+    # the checkpoint on --resume, only global rank 0 writes)
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_id job42 --rdzv_backend c10d \
+        --rdzv_endpoint HOST0:29500 -m hybridmem.cli train world --cache CACHE --out RUN ...
+
+--batch-size is per rank: the global batch is batch_size * WORLD_SIZE.
 """
 
 from __future__ import annotations
