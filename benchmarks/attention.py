@@ -5,10 +5,11 @@
 
 Variants: full, window, fov, hydra (gathered fast path) and hydra-loop (per-frame loop reference), at
 16/40/80/160 latent frames of 64 (8x8) and 256 (16x16) tokens, dim 256, 4 heads, batch 1, half the frames
-context. Each row runs in its own subprocess so that:
-- peak_mb is the growth of the process's peak resident memory (resource.getrusage ru_maxrss) from just
-  before the first forward to after the forward+backward: what the layer itself needed, allocator slack
-  included, without the interpreter and torch themselves;
+context. Each row runs in its own subprocess (a fresh heap and high-water mark per row), and:
+- peak_mb is the peak of live tensor bytes during one forward+backward, from torch.profiler's memory
+  events (see `peak_tensor_bytes`); rss_mb is the growth of the process's peak resident memory
+  (resource.getrusage ru_maxrss) over the warm-up forward and forward+backward, allocator slack, thread
+  pools and profiler included: coarser, reported beside it;
 - fwd_ms / fwdbwd_ms are medians over up to `--repeats` runs (fewer past --row-budget-s) after one
   warm-up each (forward under no_grad, forward+backward with a sum loss into the input and every parameter);
 - gflop is counted by torch.utils.flop_counter.FlopCounterMode over the warm-up forward (gflop_fwdbwd: the
@@ -131,6 +132,19 @@ def register_cpu_sdpa_flops():
         return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
 
 
+def peak_tensor_bytes(profiler) -> int:
+    """Peak of live tensor bytes over a profiled run: running sum of each op's net allocation, in order.
+
+    Nets allocations and frees inside one op, so a temporary an op frees before returning is not seen;
+    everything kept between ops (activations, gathered keys, gradients) is.
+    """
+    running = peak = 0
+    for event in sorted(profiler.events(), key=lambda event: event.time_range.start):
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak
+
+
 def timed(function, repeats: int, budget_s: float) -> float:
     """Median milliseconds of `function` over up to `repeats` runs, stopping early past `budget_s`."""
     times = []
@@ -146,6 +160,7 @@ def timed(function, repeats: int, budget_s: float) -> float:
 
 def run_row(spec: dict) -> dict:
     import torch
+    from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
 
     from hybridmem.models.memory import MemoryContext
@@ -173,16 +188,16 @@ def run_row(spec: dict) -> dict:
         x_grad.grad = None
         layer(x_grad, ctx).sum().backward()
 
-    # 1. warm-ups, which also count FLOPs and set the peak memory: growth of the high-water mark over a
-    #    forward and a forward+backward
+    # 1. warm-ups, which also count FLOPs and measure memory
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with FlopCounterMode(display=False) as counter:
         forward()
     gflop = counter.get_total_flops() / 1e9
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, profile(profile_memory=True) as profiler:
         forward_backward()
     gflop_fwdbwd = counter.get_total_flops() / 1e9
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
+    rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
+    peak_mb = peak_tensor_bytes(profiler) / 2**20
     # 2. time
     fwd_ms = timed(forward, args.repeats, args.row_budget_s)
     fwdbwd_ms = timed(forward_backward, args.repeats, args.row_budget_s)
@@ -194,6 +209,7 @@ def run_row(spec: dict) -> dict:
         "fwd_ms": round(fwd_ms, 2),
         "fwdbwd_ms": round(fwdbwd_ms, 2),
         "peak_mb": round(peak_mb, 1),
+        "rss_mb": round(rss_mb, 1),
         "gflop": round(gflop, 3),
         "gflop_fwdbwd": round(gflop_fwdbwd, 3),
     }
@@ -243,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--json", help="write the rows here (atomically)")
-    parser.add_argument("--quick", action="store_true", help="16 and 160 frames of 64 tokens, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="16 and 160 frames of 64 tokens, 5 s a row")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--heads", type=int, default=4)
@@ -265,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_row(json.loads(args.row))))
         return 0
     if args.quick:
-        args.repeats = 1
+        args.row_budget_s = min(args.row_budget_s, 5.0)
         args.max_seconds = min(args.max_seconds, 30.0)
     frames_list = QUICK_FRAMES if args.quick else FRAMES
     tokens_list = QUICK_TOKENS if args.quick else TOKENS
@@ -314,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                     "threads": torch.get_num_threads(),
                 },
                 "settings": {k: v for k, v in vars(args).items() if k not in ("json", "row")},
-                "peak_mb": "growth of ru_maxrss over a forward and a forward+backward, one process per row",
+                "peak_mb": "peak live tensor bytes over a forward+backward (torch.profiler memory events)",
+                "rss_mb": "growth of ru_maxrss over the warm-up forward and forward+backward",
                 "rows": rows,
                 "summary": summary,
             },

@@ -5,7 +5,8 @@ The memories (window.py, fov.py, hydra.py) are thin compositions of these functi
 
 Shape glossary: B batch, F latent frames, H/W token grid of one latent frame, P = H*W tokens of one latent
 frame, N = F*P, h heads, d head width, S memory slices (candidates), P' tokens of one slice, K retrieved
-slices, Wn window width (latent frames), Q query latent frames (F or a subset).
+slices, Wn window width (latent frames), Q query latent frames (F or a subset), L keys a query frame
+reads (Wn P + K P'), T rows of a key table, M Monte Carlo points of a frustum.
 
 Conventions:
 - The local window of query frame i is `window` consecutive latent frames centred on i (for an even width
@@ -120,7 +121,7 @@ def affinity_eq4(
 
 
 def frustum_samples(num_points: int, near: float, far: float, seed: int = 0) -> torch.Tensor:
-    """Fixed Monte Carlo pattern in a frustum: "P 3" (u, v in [0, 1] of the image, depth in [near, far]).
+    """Fixed Monte Carlo pattern in a frustum: "M 3" (u, v in [0, 1] of the image, depth in [near, far]).
 
     Drawn from its own seeded generator, so every call (and every process) sees the same points.
     """
@@ -136,24 +137,24 @@ def frustum_overlap(
     """Fraction of points sampled in each query frustum that another camera sees: "B Q S" in [0, 1].
 
     query_poses: "B Q 4 4", candidate_poses: "B S 4 4" camera-to-world (OpenCV: x right, y down, z forward);
-    intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H); samples: "P 3" from `frustum_samples`. A point counts when
+    intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H); samples: "M 3" from `frustum_samples`. A point counts when
     it lies in front of the candidate (positive depth) and projects inside its image.
     """
     fx, fy, cx, cy = (value[:, None] for value in intrinsics.float().unbind(-1))  # each B 1
     samples = samples.to(query_poses.device)
-    u, v, depth = samples.unbind(-1)  # each P
+    u, v, depth = samples.unbind(-1)  # each M
     # 1. points in each query camera, then in the world
     camera_points = torch.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth.expand_as(fx * u)], -1)
     rotation_q, origin_q = query_poses[..., :3, :3].float(), query_poses[..., :3, 3].float()
-    world = torch.einsum("bqij,bpj->bqpi", rotation_q, camera_points) + origin_q[:, :, None]  # B Q P 3
+    world = torch.einsum("bqij,bmj->bqmi", rotation_q, camera_points) + origin_q[:, :, None]  # B Q M 3
     # 2. into each candidate camera: R^T (x - t)
     rotation_s, origin_s = candidate_poses[..., :3, :3].float(), candidate_poses[..., :3, 3].float()
-    offsets = world[:, :, None] - origin_s[:, None, :, None]  # B Q S P 3
-    local = torch.einsum("bsji,bqspj->bqspi", rotation_s, offsets)  # B Q S P 3
+    offsets = world[:, :, None] - origin_s[:, None, :, None]  # B Q S M 3
+    local = torch.einsum("bsji,bqsmj->bqsmi", rotation_s, offsets)  # B Q S M 3
     x, y, z = local.unbind(-1)
     safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
     fx, fy, cx, cy = (value[..., None, None] for value in (fx, fy, cx, cy))  # each B 1 1 1
-    u_s, v_s = fx * x / safe_z + cx, fy * y / safe_z + cy  # B Q S P
+    u_s, v_s = fx * x / safe_z + cx, fy * y / safe_z + cy  # B Q S M
     seen = (z > 1e-6) & (u_s >= 0) & (u_s <= 1) & (v_s >= 0) & (v_s <= 1)
     return seen.float().mean(-1)  # B Q S
 
