@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from hybridmem.data import cache
 from hybridmem.errors import CheckpointError, ConfigError
 from hybridmem.models.checkpoint import load_model
 from hybridmem.train import state as train_state
@@ -88,6 +89,10 @@ def test_bad_flags_name_the_flag(latent_cache, tmp_path):
         train_world(config(latent_cache, tmp_path / "run", memory="lstm"))
     with pytest.raises(ConfigError, match="valid presets"):
         train_world(config(latent_cache, tmp_path / "run", preset="huge"))
+    other_vae = make_latent_cache(tmp_path / "val", clips=1)
+    cache.write_index(other_vae, {"vae_config": {"preset": "other"}})
+    with pytest.raises(ConfigError, match="another VAE"):
+        train_world(config(latent_cache, tmp_path / "run", val_cache=str(other_vae)))
 
 
 @pytest.mark.parametrize("memory", ["window", "fov"])

@@ -129,7 +129,13 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                 "`hybridmem encode --store-logvar` or drop --sample-latents"
             )
         if config.val_cache:
-            val_items = list(LatentCacheDataset(config.val_cache))
+            val_dataset = LatentCacheDataset(config.val_cache)
+            if val_dataset.index.get("vae_config") != dataset.index.get("vae_config"):
+                raise ConfigError(
+                    f"--val-cache {config.val_cache}: encoded with another VAE than --cache {config.cache}; "
+                    "encode both splits with the same --vae"
+                )
+            val_items = list(val_dataset)
         else:
             val_items = [dataset[i] for i in range(min(config.val_clips, len(dataset)))]
 
