@@ -13,8 +13,8 @@ Choices (see MemoryConfig for the knobs):
   are not retrievable (the window already holds them at full resolution).
 - affinity "mean" / "eq4" score slices from q and the memory keys (retrieval.py); retrieval "fov" scores
   them by frustum overlap with the slice's mean camera, and slices with zero overlap are not retrievable.
-- Retrieval (top-K) is a discrete choice: scores are computed without gradient, as in the released code;
-  gradients reach the tokenizer through the retrieved keys and values.
+- Scores only choose indices (top-K is not differentiable), so they are computed under no_grad, which
+  saves memory; gradients reach the tokenizer through the retrieved keys and values.
 
 Shape glossary: B batch, F latent frames, H/W token grid, P = H*W, D width, h heads, d head width,
 F'/H'/W' memory grid, S = F' memory slices, P' = H'*W' tokens a slice, K retrieved slices.
@@ -117,7 +117,8 @@ class HydraMemory(Memory):
         if num_source == 0:
             return None, None, spans
         tokens = self.tokenizer(source)  # B F' H' W' D
-        positions = self.tokenizer.positions(tuple(source.shape[1:4])).to(x)  # (F' H' W') 3
+        # float32 even under bf16: half-frame centres past frame 128 are not representable in bf16
+        positions = self.tokenizer.positions(tuple(source.shape[1:4])).to(x.device)  # (F' H' W') 3
         memory_keys, memory_values = attn.project_kv(
             rearrange(tokens, "b f h w d -> b (f h w) d"), positions
         )  # B h (F' H' W') d
