@@ -263,3 +263,9 @@ def test_unknown_kind_and_bad_options_list_valid_names():
         build_memory(MemoryConfig(kind="hydra", affinity="max"), 16, 2)
     with pytest.raises(ConfigError, match="tokenizer_kernel"):
         build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=(2, 0, 2)), 16, 2)
+
+
+def test_config_from_json_lists_becomes_tuples():
+    memory = build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=[1, 2, 2]), 16, 2)
+    assert memory.config.tokenizer_kernel == (1, 2, 2)
+    assert memory.tokenizer.conv.kernel_size == (1, 2, 2)
