@@ -47,7 +47,7 @@ def config(data, out, **overrides):
         warmup=1,
         frames=5,
         save_every=2,
-        val_every=2,
+        val_every=4,
         norm_windows=4,
         device="cpu",
         progress=False,
@@ -63,7 +63,7 @@ def test_train_vae_resume_psnr_and_latent_normalisation(dataset, tmp_path):
     train_vae(config(dataset, tmp_path / "resumed", steps=2))
     resumed = train_vae(config(dataset, tmp_path / "resumed", resume=True))
     torch.testing.assert_close(torch.tensor(resumed["losses"]), torch.tensor(straight["losses"][2:]))
-    assert len(read_metrics(tmp_path / "straight", "val_psnr")) == 2
+    assert len(read_metrics(tmp_path / "straight", "val_psnr")) == 1
     assert straight["val_psnr"] > 0
 
     vae = load_model(tmp_path / "straight" / "final")
