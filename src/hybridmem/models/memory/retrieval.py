@@ -21,6 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -280,18 +281,73 @@ def chunks(num_queries: int, chunk: int):
         yield begin, min(begin + chunk, num_queries)
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """Where things sit in a key table ("(B T) h d", see `key_table`): frames' tokens, then slices' tokens."""
+
+    batch: int
+    num_frames: int  # F
+    tokens_per_frame: int  # P
+    num_slices: int  # S (0 without memory)
+    tokens_per_slice: int  # P'
+
+    @property
+    def memory_start(self) -> int:
+        return self.num_frames * self.tokens_per_frame
+
+    @property
+    def rows(self) -> int:  # T, the rows of one batch element
+        return self.memory_start + self.num_slices * self.tokens_per_slice
+
+
+def scatter_rows(
+    grad_table: torch.Tensor,
+    grad_gathered: torch.Tensor,
+    frames: torch.Tensor,
+    chosen: torch.Tensor | None,
+    layout: TableLayout,
+) -> None:
+    """Add the gradient of gathered rows back onto the table they were gathered from (in place).
+
+    grad_table: "(B T) h d"; grad_gathered: "(B Qc L) h d" laid out as `token_indices` gathered it;
+    frames: "Qc Wn"; chosen: "B Qc K" or None. The adds run over whole latent frames and whole slices
+    (rows of P h d numbers), not single tokens: index_add_ over token rows of h d numbers was ten times
+    slower on CPU, and it was most of the backward.
+    """
+    batch, (num_queries, window) = layout.batch, frames.shape
+    width = grad_table.shape[1] * grad_table.shape[2]  # h d
+    per_batch = grad_table.view(batch, layout.rows, width)
+    frame_grads = per_batch[:, : layout.memory_start].view(batch, layout.num_frames, -1)  # B F (P h d)
+    gathered = grad_gathered.view(batch, num_queries, -1, width)  # B Qc L (h d)
+    window_tokens = window * layout.tokens_per_frame
+    window_grads = gathered[:, :, :window_tokens].reshape(batch, num_queries, window, -1)  # B Qc Wn (P h d)
+    # window offset w of every query frame in one index_add_ (frames repeat only within one offset's
+    # column at the clamped ends, which index_add_ sums correctly)
+    for offset in range(window):
+        frame_grads.index_add_(1, frames[:, offset], window_grads[:, :, offset])
+    if chosen is None:
+        return
+    slice_grads = per_batch[:, layout.memory_start :].view(batch, layout.num_slices, -1)  # B S (P' h d)
+    memory_grads = gathered[:, :, window_tokens:].reshape(batch, -1, layout.tokens_per_slice * width)
+    for b in range(batch):  # batch elements retrieve different slices; B is small (not a frame loop)
+        # along dim 1 of a 1-element batch, not dim 0: CPU index_add_ on dim 0 becomes a scatter_add_ that
+        # sorts an index as large as the source, 50x slower here
+        slice_grads[b : b + 1].index_add_(1, chosen[b].reshape(-1), memory_grads[b : b + 1])  # (Qc K) rows
+
+
 class GatheredAttention(torch.autograd.Function):
     """Query frames attend to rows of a key table, chunk by chunk, without keeping the gathered keys.
 
-    queries "B h Q P d"; key_rows, value_rows "(B T) h d"; rows "B Q L" long; mask "B Q L" bool or None;
-    chunk: query frames per step; keep_for_backward: whether a backward will follow. Returns "B h Q P d".
+    queries "B h Q P d"; key_rows, value_rows "(B T) h d"; frames "Q Wn" window latent frames; chosen
+    "B Q K" retrieved slices or None; mask "B Q L" bool or None; layout: TableLayout; chunk: query frames
+    per step; keep_for_backward: whether a backward will follow. Returns "B h Q P d".
 
     Why a Function and not autograd through index_select: autograd would keep every chunk's gathered keys
     and values for backward ((Wn P + K P') / P times k and v: several times what full attention keeps) and
     give each chunk's gradient its own zero-filled copy of the table. Here forward gathers into one reused
     buffer; backward re-gathers each chunk, runs the attention backward (from the saved log-sum-exp on CPU,
     else by recomputing the chunk as activation checkpointing would) and adds its key/value gradients into
-    one table-sized buffer with index_add_. Memory stays bounded by one chunk, and the gradients equal
+    one table-sized buffer (`scatter_rows`). Memory stays bounded by one chunk, and the gradients equal
     autograd's (tests compare against the per-frame loop).
     """
 
@@ -300,6 +356,20 @@ class GatheredAttention(torch.autograd.Function):
         """Rows of `table` into `buffer`: "(n l) h d" and the same memory viewed as "n h l d"."""
         gathered = torch.index_select(table, 0, flat_rows, out=buffer[: flat_rows.shape[0]])
         return gathered, rearrange(gathered, "(n l) h d -> n h l d", l=length)
+
+    @staticmethod
+    def _rows(frames, chosen, layout, begin, end):
+        """Flat table rows of query frames [begin, end): "(B Qc L)"."""
+        rows = token_indices(
+            frames[begin:end],
+            layout.tokens_per_frame,
+            None if chosen is None else chosen[:, begin:end],
+            layout.tokens_per_slice,
+            layout.memory_start,
+            layout.rows,
+            layout.batch,
+        )  # B Qc L
+        return rearrange(rows, "b q l -> (b q l)")
 
     @staticmethod
     def _chunk_mask(mask, begin, end, additive_dtype=None):
@@ -315,9 +385,10 @@ class GatheredAttention(torch.autograd.Function):
         return torch.zeros(chunk_mask.shape, dtype=additive_dtype).masked_fill(~chunk_mask, float("-inf"))
 
     @staticmethod
-    def forward(ctx, queries, key_rows, value_rows, rows, mask, chunk, keep_for_backward):
+    def forward(ctx, queries, key_rows, value_rows, frames, chosen, mask, layout, chunk, keep_for_backward):
         batch, _, num_queries, _, _ = queries.shape
-        length = rows.shape[-1]
+        length = frames.shape[1] * layout.tokens_per_frame
+        length += 0 if chosen is None else chosen.shape[2] * layout.tokens_per_slice
         fused = keep_for_backward and USE_CPU_FLASH and queries.device.type == "cpu"
         out = torch.empty_like(queries)  # B h Q P d
         key_buffer = key_rows.new_empty((batch * min(chunk, num_queries) * length,) + key_rows.shape[1:])
@@ -325,7 +396,7 @@ class GatheredAttention(torch.autograd.Function):
         chunk_outputs, chunk_lse = [], []
         for begin, end in chunks(num_queries, chunk):
             # 1. gather the chunk's keys and values: "(B Qc L) h d" viewed as "(B Qc) h L d"
-            flat_rows = rearrange(rows[:, begin:end], "b q l -> (b q l)")
+            flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
             _, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
             _, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
             chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
@@ -346,23 +417,24 @@ class GatheredAttention(torch.autograd.Function):
                 )  # (B Qc) h P d
             out[:, :, begin:end] = rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
         if keep_for_backward:
-            ctx.save_for_backward(queries, key_rows, value_rows, rows, mask)
-            ctx.chunk, ctx.fused, ctx.chunk_outputs, ctx.chunk_lse = chunk, fused, chunk_outputs, chunk_lse
+            ctx.save_for_backward(queries, key_rows, value_rows, frames, chosen, mask)
+            ctx.layout, ctx.chunk, ctx.length, ctx.fused = layout, chunk, length, fused
+            ctx.chunk_outputs, ctx.chunk_lse = chunk_outputs, chunk_lse
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        queries, key_rows, value_rows, rows, mask = ctx.saved_tensors
+        queries, key_rows, value_rows, frames, chosen, mask = ctx.saved_tensors
+        layout, length = ctx.layout, ctx.length
         batch, _, num_queries, _, _ = queries.shape
-        length = rows.shape[-1]
         grad_queries = torch.empty_like(queries)
         grad_key_rows, grad_value_rows = torch.zeros_like(key_rows), torch.zeros_like(value_rows)
         key_buffer = key_rows.new_empty((batch * min(ctx.chunk, num_queries) * length,) + key_rows.shape[1:])
         value_buffer = torch.empty_like(key_buffer)
         for index, (begin, end) in enumerate(chunks(num_queries, ctx.chunk)):
             # 1. re-gather the chunk's keys and values
-            flat_rows = rearrange(rows[:, begin:end], "b q l -> (b q l)")
+            flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
             flat_keys, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
             flat_values, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
             chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
@@ -398,9 +470,10 @@ class GatheredAttention(torch.autograd.Function):
                     )
             # 3. scatter: queries by slice, keys and values back onto the table rows they came from
             grad_queries[:, :, begin:end] = rearrange(grad_q, "(b q) h p d -> b h q p d", b=batch)
-            grad_key_rows.index_add_(0, flat_rows, grad_k)  # (B Qc L) h d
-            grad_value_rows.index_add_(0, flat_rows, grad_v)
-        return grad_queries, grad_key_rows, grad_value_rows, None, None, None, None
+            chunk_chosen = None if chosen is None else chosen[:, begin:end]
+            scatter_rows(grad_key_rows, grad_k, frames[begin:end], chunk_chosen, layout)
+            scatter_rows(grad_value_rows, grad_v, frames[begin:end], chunk_chosen, layout)
+        return grad_queries, grad_key_rows, grad_value_rows, None, None, None, None, None, None
 
 
 def frame_attention(
@@ -426,26 +499,33 @@ def frame_attention(
     batch, _, num_queries, _, _ = queries.shape
     _, _, num_frames, tokens_per_frame, _ = keys.shape
     use_memory = memory_keys is not None and indices is not None and indices.shape[-1] > 0
-    tokens_per_slice = memory_keys.shape[-2] if use_memory else 0
-    # 1. tables of every readable key and value, and the rows each query frame reads
+    layout = TableLayout(
+        batch,
+        num_frames,
+        tokens_per_frame,
+        memory_keys.shape[2] if use_memory else 0,
+        memory_keys.shape[3] if use_memory else 0,
+    )
+    # 1. tables of every readable key and value, and which gathered keys each query frame may read
     key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) h d
     value_rows = key_table(values, memory_values if use_memory else None)
-    table_rows = key_rows.shape[0] // batch
-    rows = token_indices(
-        window_idx,
-        tokens_per_frame,
-        indices if use_memory else None,
-        tokens_per_slice,
-        num_frames * tokens_per_frame,
-        table_rows,
-        batch,
-    )  # B Q L
-    mask = slot_mask(valid if use_memory else None, tokens_per_slice, rows.shape[-1])  # B Q L or None
+    length = window_idx.shape[1] * tokens_per_frame + (
+        indices.shape[-1] * layout.tokens_per_slice if use_memory else 0
+    )
+    mask = slot_mask(valid if use_memory else None, layout.tokens_per_slice, length)  # B Q L or None
     # 2. attend, chunk by chunk
     chunk = query_chunk if query_chunk > 0 else num_queries
     keep_for_backward = torch.is_grad_enabled() and (
         queries.requires_grad or key_rows.requires_grad or value_rows.requires_grad
     )
     return GatheredAttention.apply(
-        queries, key_rows, value_rows, rows, mask, chunk, keep_for_backward
+        queries,
+        key_rows,
+        value_rows,
+        window_idx,
+        indices if use_memory else None,
+        mask,
+        layout,
+        chunk,
+        keep_for_backward,
     )  # B h Q P d
