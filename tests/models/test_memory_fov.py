@@ -70,6 +70,36 @@ def test_fov_memory_equals_brute_force_masked_attention():
     assert torch.allclose(memory(q, k, v, None, None, ctx), out, atol=1e-6)
 
 
+def test_fov_and_window_gradients_equal_masked_attention():
+    grid, tokens, context = (8, 2, 2), 4, 6
+    ctx = MemoryContext(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
+    allowed = {"fov": torch.zeros(1, 8, 8, dtype=torch.bool), "window": window_mask_of(8, 3)}
+    allowed["fov"][:, :context, :context] = True
+    allowed["fov"][:, 6:, 5:] = True
+    allowed["fov"][:, 6:, 0] = True
+    for kind in ("fov", "window"):
+        memory = build_memory(MemoryConfig(kind=kind, window=3, top_k=1, query_chunk=1), 8, 2)
+        gradients = []
+        for run in (memory, None):
+            q, k, v = (t.requires_grad_() for t in random_qkv(1, 2, 8 * tokens, 4))
+            if run is None:
+                out = masked_attention(q, k, v, allowed[kind], tokens)
+            else:
+                out = run(q, k, v, None, None, ctx)
+            out.square().sum().backward()
+            gradients.append((q.grad, k.grad, v.grad))
+        for fast, slow in zip(*gradients, strict=True):
+            assert torch.allclose(fast, slow, atol=1e-5), kind
+
+
+def window_mask_of(num_frames, window):
+    allowed = torch.zeros(1, num_frames, num_frames, dtype=torch.bool)
+    for i in range(num_frames):
+        start = min(max(i - (window - 1) // 2, 0), max(num_frames - window, 0))
+        allowed[0, i, start : start + window] = True
+    return allowed
+
+
 def test_fov_needs_cameras():
     memory = build_memory(MemoryConfig(kind="fov"), 8, 2)
     q, k, v = random_qkv(1, 2, 8 * 4, 4)
