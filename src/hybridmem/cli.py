@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "hybridmem.train.cli",
     "hybridmem.sample.cli",
     "hybridmem.eval.cli",
+    "hybridmem.recipe.cli",
+    "hybridmem.demo",
 ]
 
 

@@ -1,0 +1,127 @@
+"""`hybridmem demo`: the shipped HyDRA and full-attention models on a fresh test clip with a re-entry.
+
+    hybridmem demo                                  # shipped checkpoints, writes runs/demo
+    hybridmem demo --out runs/demo --assets runs/exported_checkpoints
+
+Steps: render one clip of the test split (held-out scenes and subjects; it must have a subject that leaves
+the view and re-enters) at the shipped models' resolution and frame counts, with a fixed seed; generate its
+target segment with the `hydra` and `full` world models; score both with the benchmark's pixel metrics and
+write the side-by-side video (ground truth | hydra | full, re-entry frames outlined in red) and the table.
+Reruns reuse the rendered clip and the cached generations. The checkpoints come from
+`hybridmem recipe --budget cpu` then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hybridmem.errors import CheckpointError
+
+DEMO_SEED = 2026  # the clip's generator seed; the split plan (held-out content) depends on split_seed only
+DEMO_MODELS = ("hydra", "full")  # left to right after the ground truth
+
+
+class AssetsMissingError(CheckpointError):
+    """No exported checkpoints where the demo looked."""
+
+
+def check_assets(folder: str | Path) -> dict:
+    """The manifest of an exported checkpoint folder holding the VAE and the demo's models, or an error."""
+    from hybridmem.recipe.export import MANIFEST_FILE, MODEL_FILES
+
+    folder = Path(folder)
+    needed = [folder / MANIFEST_FILE] + [
+        folder / name / file for name in ("vae", *DEMO_MODELS) for file in MODEL_FILES
+    ]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        raise AssetsMissingError(
+            f"no shipped checkpoints in {folder} (missing {missing[0]}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+            + "). Produce them with `hybridmem recipe --budget cpu --out runs/ref_cpu` (about 2.5 h on a "
+            "2-core CPU) then `hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints`, "
+            "or pass --assets DIR pointing at an exported folder"
+        )
+    try:
+        return json.loads((folder / MANIFEST_FILE).read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{folder / MANIFEST_FILE}: not valid JSON ({error}); export the run again"
+        ) from error
+
+
+def run_demo(out: str | Path, assets: str | Path | None = None, device: str = "cpu") -> dict:
+    """Render, generate, score, write; returns {"video", "gif", "table", "clip", "summary"}."""
+    from hybridmem.eval.protocol import EvalConfig, run_evaluation
+    from hybridmem.recipe.export import default_assets_dir
+    from hybridmem.world.config import WorldConfig
+    from hybridmem.world.generate import generate
+
+    # 1. the checkpoints and the clip settings they were trained on
+    assets = Path(assets) if assets is not None else default_assets_dir()
+    manifest = check_assets(assets)
+    data = manifest["data"]
+    out = Path(out)
+    # 2. one held-out test clip; generate() only accepts clips where a subject leaves and re-enters
+    world = WorldConfig(
+        width=data["width"],
+        height=data["height"],
+        context_frames=data["context_frames"],
+        target_frames=data["target_frames"],
+        min_hidden_frames=data["min_hidden_frames"],
+        seed=DEMO_SEED,
+    )
+    print(
+        f"hybridmem demo: rendering a test clip ({world.width}x{world.height}, seed {DEMO_SEED})", flush=True
+    )
+    generate(world, out / "world", num_clips=1, split="test", workers=1)
+    # 3. generate with hydra and full, score, write the side-by-side video and the table
+    print(f"hybridmem demo: generating with {' and '.join(DEMO_MODELS)} from {assets}", flush=True)
+    config = EvalConfig(
+        data=str(out / "world"),
+        out=str(out),
+        split="test",
+        num_clips=1,
+        checkpoints=[str(assets / name) for name in DEMO_MODELS],
+        vae=str(assets / "vae"),
+        steps=manifest["budget"]["eval_steps"],
+        seed=DEMO_SEED,
+        device=device,
+        side_by_side_clips=1,
+    )
+    summary = run_evaluation(config)
+    clip_id = summary["clips"][0]
+    return {
+        "video": out / "side_by_side" / f"{clip_id}.mp4",
+        "gif": out / "side_by_side" / f"{clip_id}.gif",
+        "table": out / "report.md",
+        "clip": out / "world" / "test" / clip_id,
+        "summary": summary,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from hybridmem.train.distributed import resolve_device
+
+    result = run_demo(args.out, args.assets, str(resolve_device(args.device)))
+    print(result["table"].read_text())
+    print(f"hybridmem demo: video {result['video']} (and {result['gif'].name}), table {result['table']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="shipped hydra vs full models on a fresh test clip: side-by-side video and metrics table",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument(
+        "--assets",
+        help="exported checkpoint folder (`hybridmem recipe export`); default: the package's shipped ones",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.set_defaults(func=run)

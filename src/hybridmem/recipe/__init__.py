@@ -1,0 +1,1 @@
+"""The reference run: budgets, the resumable recipe, and its export (see recipe/recipe.py)."""

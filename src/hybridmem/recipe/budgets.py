@@ -1,0 +1,163 @@
+"""Named budgets of the reference run: data sizes, model presets, steps. One registry, no torch import.
+
+    budget = get_budget("cpu")          # unknown names raise ConfigError listing the valid ones
+
+Every variant (full, window, fov, hydra) trains with the same budget, seed and data; only the memory differs.
+The `cpu` numbers are sized from the smoke run's measured rates (docs/REFERENCE_RUN.md has the arithmetic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hybridmem.errors import ConfigError
+
+MEMORY_VARIANTS = ("full", "window", "fov", "hydra")
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    description: str
+    # 1. data (hybridmem world generate); test clips draw held-out scenes and subjects (world/splits.py)
+    width: int
+    height: int
+    context_frames: int
+    target_frames: int
+    min_hidden_frames: int
+    train_clips: int
+    val_clips: int
+    test_clips: int
+    workers: int
+    # 2. VAE (hybridmem train vae)
+    vae_preset: str
+    vae_steps: int
+    vae_batch_size: int
+    vae_frames: int
+    vae_norm_windows: int
+    vae_lr: float
+    vae_warmup: int
+    # 3. world models (hybridmem train world), one per memory variant
+    world_preset: str
+    world_steps: int
+    world_batch_size: int
+    world_lr: float
+    world_warmup: int
+    val_every: int  # validation of the VAE and the world models; 0: none
+    # 4. benchmark (hybridmem eval)
+    eval_clips: int
+    eval_steps: int
+    side_by_side_clips: int
+    # 5. shared
+    precision: str = "fp32"
+    save_every: int = 0  # 0: only at the end; the trainers also save at the last step
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+BUDGETS: dict[str, Budget] = {
+    # Tests and a first look: a couple of minutes on one core. Numbers mean nothing at this size.
+    "smoke": Budget(
+        name="smoke",
+        description="minutes on one CPU core; checks the pipeline end to end, results are meaningless",
+        width=64,
+        height=64,
+        context_frames=9,
+        target_frames=9,
+        min_hidden_frames=3,
+        train_clips=4,
+        val_clips=1,
+        test_clips=2,
+        workers=1,
+        vae_preset="tiny",
+        vae_steps=4,
+        vae_batch_size=1,
+        vae_frames=5,
+        vae_norm_windows=2,
+        vae_lr=1e-3,
+        vae_warmup=0,
+        world_preset="tiny",
+        world_steps=4,
+        world_batch_size=1,
+        world_lr=1e-3,
+        world_warmup=0,
+        val_every=0,
+        eval_clips=2,
+        eval_steps=2,
+        side_by_side_clips=1,
+    ),
+    # The shipped checkpoints: about 2.5 hours on the 2-core reference machine (docs/REFERENCE_RUN.md).
+    # Tiny presets keep the five shipped models near 5 MB in all (the `small` world preset is 23-36 MB
+    # per variant, over the 40 MB cap for four of them).
+    "cpu": Budget(
+        name="cpu",
+        description="about 2.5 h on a 2-core CPU; the checkpoints shipped with the package",
+        width=64,
+        height=64,
+        context_frames=17,
+        target_frames=17,
+        min_hidden_frames=4,
+        train_clips=160,
+        val_clips=8,
+        test_clips=16,
+        workers=2,
+        vae_preset="tiny",
+        vae_steps=1500,
+        vae_batch_size=2,
+        vae_frames=9,
+        vae_norm_windows=32,
+        vae_lr=5e-4,
+        vae_warmup=100,
+        world_preset="tiny",
+        world_steps=2000,
+        world_batch_size=4,
+        world_lr=5e-4,
+        world_warmup=100,
+        val_every=500,
+        eval_clips=16,
+        eval_steps=20,
+        side_by_side_clips=2,
+        save_every=250,
+    ),
+    # One GPU (hours): the paper's clip length at 128 px, `small` presets, bf16.
+    "gpu": Budget(
+        name="gpu",
+        description="one GPU, bf16, small presets at 128 px and the paper's 33+33 frames",
+        width=128,
+        height=128,
+        context_frames=33,
+        target_frames=33,
+        min_hidden_frames=6,
+        train_clips=4000,
+        val_clips=64,
+        test_clips=128,
+        workers=16,
+        vae_preset="small",
+        vae_steps=20000,
+        vae_batch_size=8,
+        vae_frames=17,
+        vae_norm_windows=256,
+        vae_lr=2e-4,
+        vae_warmup=500,
+        world_preset="small",
+        world_steps=30000,
+        world_batch_size=16,
+        world_lr=2e-4,
+        world_warmup=1000,
+        val_every=2000,
+        eval_clips=128,
+        eval_steps=50,
+        side_by_side_clips=4,
+        precision="bf16",
+        save_every=2000,
+    ),
+}
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise ConfigError(f"--budget '{name}' is unknown; valid budgets: {', '.join(BUDGETS)}")
+    return BUDGETS[name]

@@ -1,0 +1,295 @@
+"""The reference run: data -> VAE -> latent caches -> four world models -> benchmark, one resumable command.
+
+    hybridmem recipe --budget smoke --out runs/ref_smoke          # minutes on one core
+    hybridmem recipe --budget cpu --out runs/ref_cpu              # about 2.5 h on 2 cores; kill and rerun
+    hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
+
+RUN_DIR layout:
+    data/{train,val,test}/NNNNNN   generated clips (test: held-out scenes and subjects, world/splits.py)
+    vae/                           VAE run (final/ is the VAE with its latent normalisation)
+    cache/{train,val}/             latent caches
+    world/{full,window,fov,hydra}/ world-model runs (final/ holds the EMA weights)
+    eval/                          report.md, aggregate.json, reentry_psnr.png, side_by_side/
+    recipe.json                    budget; per stage: command, status, wall time, rate, machine
+
+Each stage is one `hybridmem` command, run in this process through the same parser the shell uses, so the
+recorded command is exactly what ran. A stage whose outputs are complete is skipped; the others are run
+again with their own resume logic (generation and encoding skip finished clips, training passes --resume,
+the benchmark reuses cached generations). So killing the recipe and rerunning the same command loses at
+most the work since each stage's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridmem.errors import ConfigError
+from hybridmem.recipe.budgets import MEMORY_VARIANTS, Budget
+
+RECIPE_FILE = "recipe.json"
+RECIPE_FORMAT = 1
+
+
+# --- stages: pure descriptions of what to run and how to tell it is done ------------------------------
+
+
+@dataclass
+class Stage:
+    """One `hybridmem` command of the recipe."""
+
+    name: str
+    argv: list[str]  # arguments after `hybridmem`
+    unit: str  # what `amount` counts: "clips" or "steps"
+    amount: int
+    outputs: list[str] = field(default_factory=list)  # files that exist only once the stage is complete
+
+    @property
+    def command(self) -> str:
+        return shlex.join(["hybridmem", *self.argv])
+
+
+def _clip_outputs(run_dir: Path, split: str, count: int) -> list[str]:
+    # generate() renames each finished clip folder into place with its metadata.json
+    return [str(run_dir / "data" / split / f"{index:06d}" / "metadata.json") for index in range(count)]
+
+
+def _cache_outputs(run_dir: Path, split: str, count: int) -> list[str]:
+    # encode writes one file per clip, named by the clip folder, atomically
+    cache = run_dir / "cache" / split
+    return [str(cache / "cache.json")] + [
+        str(cache / "clips" / f"{index:06d}.safetensors") for index in range(count)
+    ]
+
+
+def plan_stages(
+    budget: Budget, run_dir: str | os.PathLike, device: str, weights_dir: str | None = None
+) -> list[Stage]:
+    """The recipe's stages in order. `device` is a resolved torch device name ("cpu", "cuda", "cuda:1")."""
+    run_dir = Path(run_dir)
+    data = run_dir / "data"
+    stages = []
+    # 1. data: three generator runs into one dataset folder, one forced split each
+    world_flags = [
+        "--width", str(budget.width),
+        "--height", str(budget.height),
+        "--context-frames", str(budget.context_frames),
+        "--target-frames", str(budget.target_frames),
+        "--min-hidden-frames", str(budget.min_hidden_frames),
+        "--seed", str(budget.seed),
+        "--workers", str(budget.workers),
+    ]  # fmt: skip
+    for split, count in (
+        ("train", budget.train_clips),
+        ("val", budget.val_clips),
+        ("test", budget.test_clips),
+    ):
+        argv = ["world", "generate", "--num-clips", str(count), "--out", str(data), "--split", split]
+        stages.append(
+            Stage(f"data-{split}", argv + world_flags, "clips", count, _clip_outputs(run_dir, split, count))
+        )
+    # 2. VAE
+    vae = run_dir / "vae"
+    argv = [
+        "train", "vae", "--data", str(data), "--out", str(vae), "--preset", budget.vae_preset,
+        "--split", "train", "--val-split", "val", "--val-clips", str(budget.val_clips),
+        "--frames", str(budget.vae_frames), "--steps", str(budget.vae_steps),
+        "--batch-size", str(budget.vae_batch_size), "--lr", str(budget.vae_lr),
+        "--warmup", str(budget.vae_warmup), "--norm-windows", str(budget.vae_norm_windows),
+        "--precision", budget.precision, "--save-every", str(budget.save_every),
+        "--val-every", str(budget.val_every), "--seed", str(budget.seed),
+        "--device", device, "--resume",
+    ]  # fmt: skip
+    outputs = [str(vae / "final" / "config.json"), str(vae / "final" / "model.safetensors")]
+    stages.append(Stage("vae", argv, "steps", budget.vae_steps, outputs))
+    # 3. latent caches
+    for split, count in (("train", budget.train_clips), ("val", budget.val_clips)):
+        argv = ["encode", "--data", str(data), "--vae", str(vae), "--out", str(run_dir / "cache" / split)]
+        argv += ["--split", split, "--device", device]
+        stages.append(Stage(f"encode-{split}", argv, "clips", count, _cache_outputs(run_dir, split, count)))
+    # 4. one world model per memory variant: same budget, seed and data
+    for kind in MEMORY_VARIANTS:
+        out = run_dir / "world" / kind
+        argv = [
+            "train", "world", "--cache", str(run_dir / "cache" / "train"), "--out", str(out),
+            "--memory", kind, "--preset", budget.world_preset, "--steps", str(budget.world_steps),
+            "--batch-size", str(budget.world_batch_size), "--lr", str(budget.world_lr),
+            "--warmup", str(budget.world_warmup), "--precision", budget.precision,
+            "--save-every", str(budget.save_every), "--val-every", str(budget.val_every),
+            "--val-cache", str(run_dir / "cache" / "val"), "--val-clips", str(budget.val_clips),
+            "--seed", str(budget.seed), "--device", device, "--resume",
+        ]  # fmt: skip
+        outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors")]
+        stages.append(Stage(f"world-{kind}", argv, "steps", budget.world_steps, outputs))
+    # 5. benchmark on the held-out test split, with the copy-last baseline
+    evaldir = run_dir / "eval"
+    argv = ["eval"]
+    for kind in MEMORY_VARIANTS:
+        argv += ["--checkpoint", str(run_dir / "world" / kind)]
+    argv += [
+        "--vae", str(vae), "--baseline", "copy-last", "--data", str(data), "--split", "test",
+        "--num-clips", str(budget.eval_clips), "--out", str(evaldir), "--steps", str(budget.eval_steps),
+        "--seed", str(budget.seed), "--device", device,
+        "--side-by-side-clips", str(budget.side_by_side_clips),
+    ]  # fmt: skip
+    if weights_dir:
+        argv += ["--weights-dir", str(weights_dir)]
+    eval_outputs = [str(evaldir / name) for name in ("aggregate.json", "report.md", "reentry_psnr.png")]
+    stages.append(Stage("eval", argv, "clips", budget.eval_clips, eval_outputs))
+    return stages
+
+
+def stage_complete(stage: Stage) -> bool:
+    """True when every output of the stage exists (the eval also needs its aggregate to cover all clips)."""
+    if not all(Path(path).is_file() for path in stage.outputs):
+        return False
+    if stage.name == "eval":
+        aggregate = json.loads(Path(stage.outputs[0]).read_text())
+        argv = stage.argv
+        wanted = [Path(argv[i + 1]).name for i, flag in enumerate(argv) if flag == "--checkpoint"]
+        # eval's aggregate is rewritten on every run; complete = all methods over all requested clips
+        return aggregate.get("num_clips") == stage.amount and set(wanted + ["copy-last"]) <= set(
+            aggregate.get("methods", {})
+        )
+    return True
+
+
+# --- the record: RUN_DIR/recipe.json -----------------------------------------------------------------
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def write_json_atomic(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(record, file, indent=2)
+            file.write("\n")
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; exported manifests ship as package data
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def read_record(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / RECIPE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; RUN_DIR must be a folder written by `hybridmem recipe --out`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{path}: not valid JSON ({error}); rerun `hybridmem recipe` into a new --out"
+        ) from error
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _open_record(run_dir: Path, budget: Budget) -> dict:
+    path = run_dir / RECIPE_FILE
+    if not path.is_file():
+        return {"format": RECIPE_FORMAT, "budget": budget.to_dict(), "stages": {}, "invocations": []}
+    record = read_record(run_dir)
+    if record.get("budget") != budget.to_dict():
+        old = record.get("budget", {})
+        changed = sorted(k for k in set(old) | set(budget.to_dict()) if old.get(k) != budget.to_dict().get(k))
+        raise ConfigError(
+            f"{path}: this run was started with budget '{old.get('name')}' and other settings "
+            f"({', '.join(changed)}); rerun with --budget {old.get('name')} to resume, or use a new --out"
+        )
+    return record
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def run_stage(stage: Stage) -> None:
+    """Run one stage's command through the `hybridmem` parser; its errors propagate (CLI exits 2)."""
+    from hybridmem.cli import build_parser
+
+    args = build_parser().parse_args(stage.argv)
+    args.func(args)
+
+
+def run_recipe(
+    budget: Budget,
+    run_dir: str | os.PathLike,
+    device: str = "auto",
+    weights_dir: str | None = None,
+    runner=run_stage,
+) -> dict:
+    """Run (or resume) every stage; returns the record also written to RUN_DIR/recipe.json.
+
+    runner: stage -> None; tests may pass a stand-in. Stages run in order and each is skipped when
+    `stage_complete` says its outputs exist.
+    """
+    from hybridmem.train.distributed import resolve_device
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: exists and is not a folder")
+    torch_device = str(resolve_device(device))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = _open_record(run_dir, budget)
+    invocation = {"started": _now(), "device": torch_device, "ran": [], "skipped": []}
+    record["invocations"].append(invocation)
+    stages = plan_stages(budget, run_dir, torch_device, weights_dir)
+    machine = machine_info(torch_device)
+    for number, stage in enumerate(stages, start=1):
+        prefix = f"[recipe {budget.name}] stage {number}/{len(stages)} {stage.name}"
+        if stage_complete(stage):
+            print(f"{prefix}: complete, skipped", flush=True)
+            invocation["skipped"].append(stage.name)
+            continue
+        print(f"{prefix}: {stage.command}", flush=True)
+        entry = record["stages"].setdefault(stage.name, {"attempts": []})
+        attempt = {"started": _now(), "machine": machine, "status": "running"}
+        entry.update(command=stage.command, unit=stage.unit, amount=stage.amount, status="running")
+        entry["attempts"].append(attempt)
+        write_json_atomic(run_dir / RECIPE_FILE, record)
+        started = time.perf_counter()
+        try:
+            runner(stage)
+        except BaseException:
+            attempt.update(status="failed", wall_s=round(time.perf_counter() - started, 3), finished=_now())
+            entry["status"] = "failed"
+            write_json_atomic(run_dir / RECIPE_FILE, record)
+            raise
+        wall = time.perf_counter() - started
+        attempt.update(status="done", wall_s=round(wall, 3), finished=_now())
+        # the rate counts every attempt's time: a resumed stage did its amount over all of them
+        total = sum(item.get("wall_s", 0.0) for item in entry["attempts"])
+        entry.update(status="done", finished=attempt["finished"], wall_s=round(total, 3))
+        entry[f"{stage.unit}_per_s"] = round(stage.amount / total, 4) if total > 0 else None
+        invocation["ran"].append(stage.name)
+        write_json_atomic(run_dir / RECIPE_FILE, record)
+    invocation["finished"] = _now()
+    write_json_atomic(run_dir / RECIPE_FILE, record)
+    return record
