@@ -11,6 +11,7 @@ machine and exact command. It is written into a temp folder and renamed over the
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 from pathlib import Path
@@ -105,4 +106,67 @@ def export_run(run_dir: str | os.PathLike, to: str | os.PathLike) -> Path:
         shutil.rmtree(aside)
     else:
         temp.rename(to)
+    verify_export(to)  # the exported files load into this code and run
     return to
+
+
+def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
+    """Load every model of an exported folder into the current code and run it once on a synthetic clip.
+
+    Returns {model name: shape of what it produced}: the VAE's reconstruction "1 T 3 H W", each world model's
+    one-step target latents "1 Ft C h w". Raises CheckpointError when a model does not load or produces
+    non-finite numbers.
+    """
+    import numpy as np
+    import torch
+
+    from hybridmem.data.encode import normalised_intrinsics
+    from hybridmem.models.checkpoint import load_model
+    from hybridmem.sample.pipeline import WorldPipeline, segment_latent_cameras
+
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(
+            f"{manifest_path}: missing; export a finished run with `hybridmem recipe export`"
+        )
+    data = json.loads(manifest_path.read_text())["data"]
+    width, height = data["width"], data["height"]
+    context_count, target_count = data["context_frames"], data["target_frames"]
+    # 1. a synthetic clip: random frames, a camera sliding sideways
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(context_count, height, width, 3), dtype=np.uint8)
+    cameras = np.repeat(np.eye(4)[None], context_count + target_count, axis=0)
+    cameras[:, 0, 3] = np.linspace(0.0, 1.0, context_count + target_count)
+    intrinsics = np.array([width * 0.7, height * 0.7, width / 2, height / 2])
+    # 2. the VAE: encode/decode round trip
+    vae = load_model(folder / "vae", map_location=device)
+    shapes = {}
+    with torch.no_grad():
+        video = torch.from_numpy(frames).float().permute(0, 3, 1, 2)[None].to(device) / 127.5 - 1  # 1 T 3 H W
+        reconstruction = vae.decode(vae.encode(video).mode())  # 1 T 3 H W
+    if not torch.isfinite(reconstruction).all():
+        raise CheckpointError(f"{folder / 'vae'}: the VAE produced non-finite frames")
+    shapes["vae"] = tuple(reconstruction.shape)
+    # 3. each world model: one denoising step of the target segment
+    for name in MEMORY_VARIANTS:
+        world = load_model(folder / name, map_location=device)
+        pipeline = WorldPipeline(world, vae, device)
+        context_latents = pipeline.encode(frames)  # 1 Fc C h w
+        latent_cameras = segment_latent_cameras(
+            cameras[:context_count], cameras[context_count:], pipeline.temporal_stride
+        )
+        target_latent_frames = (target_count - 1) // pipeline.temporal_stride + 1
+        with torch.no_grad():
+            latents = pipeline.denoise(
+                context_latents,
+                latent_cameras,
+                normalised_intrinsics(intrinsics, width, height),
+                target_latent_frames,
+                seed=0,
+                steps=1,
+            )  # 1 Ft C h w
+        if not torch.isfinite(latents).all():
+            raise CheckpointError(f"{folder / name}: the world model produced non-finite latents")
+        shapes[name] = tuple(latents.shape)
+    return shapes

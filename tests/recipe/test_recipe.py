@@ -1,0 +1,167 @@
+"""The reference-run recipe: budgets, stage plan, resume logic, and the smoke budget end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybridmem.cli import main
+from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
+from hybridmem.recipe.export import export_run, verify_export
+from hybridmem.recipe.recipe import RECIPE_FILE, plan_stages, read_record, run_recipe
+
+# --- budgets and the plan (no training) ----------------------------------------------------------------
+
+
+def test_unknown_budget_lists_valid_names(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="smoke, cpu, gpu"):
+        get_budget("huge")
+    assert main(["recipe", "--budget", "huge", "--out", str(tmp_path / "run")]) == 2
+    assert "valid budgets: smoke, cpu, gpu" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_every_variant_gets_the_same_budget_seed_and_data(tmp_path, name):
+    stages = plan_stages(get_budget(name), tmp_path, "cpu")
+    names = [stage.name for stage in stages]
+    assert names == [
+        "data-train", "data-val", "data-test", "vae", "encode-train", "encode-val",
+        *(f"world-{kind}" for kind in MEMORY_VARIANTS), "eval",
+    ]  # fmt: skip
+    world = [stage.argv for stage in stages if stage.name.startswith("world-")]
+    # identical commands once the memory kind and the output folder are taken out
+    stripped = []
+    for argv in world:
+        flags = dict(zip(argv[2::2], argv[3::2], strict=False))
+        assert "--resume" in argv
+        stripped.append({k: v for k, v in flags.items() if k not in ("--memory", "--out")})
+    assert all(item == stripped[0] for item in stripped)
+    assert sorted(argv[argv.index("--memory") + 1] for argv in world) == sorted(MEMORY_VARIANTS)
+    # the test set is its own forced split (held-out scenes and subjects); eval reads it
+    test_stage = stages[names.index("data-test")]
+    assert test_stage.argv[test_stage.argv.index("--split") + 1] == "test"
+    eval_argv = stages[-1].argv
+    assert eval_argv[eval_argv.index("--split") + 1] == "test"
+    assert eval_argv.count("--checkpoint") == 4 and "copy-last" in eval_argv
+
+
+def _fake_runner(log: list, fail_at: str | None = None):
+    """Creates each stage's outputs instead of running it; raises at `fail_at` like a killed process."""
+
+    def runner(stage):
+        if stage.name == fail_at:
+            raise KeyboardInterrupt
+        log.append(stage.name)
+        for path in stage.outputs:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if stage.name == "eval" and path.endswith("aggregate.json"):
+                methods = {kind: {} for kind in (*MEMORY_VARIANTS, "copy-last")}
+                Path(path).write_text(json.dumps({"num_clips": stage.amount, "methods": methods}))
+            else:
+                Path(path).write_text("{}")
+
+    return runner
+
+
+def test_killed_run_resumes_at_the_interrupted_stage(tmp_path):
+    budget = get_budget("smoke")
+    log = []
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(budget, tmp_path, "cpu", runner=_fake_runner(log, fail_at="world-fov"))
+    record = read_record(tmp_path)
+    assert record["stages"]["world-fov"]["status"] == "failed"
+    assert record["stages"]["world-window"]["status"] == "done"
+    done_before = record["stages"]["vae"]["finished"]
+    log.clear()
+    record = run_recipe(budget, tmp_path, "cpu", runner=_fake_runner(log))
+    assert log == ["world-fov", "world-hydra", "eval"]
+    assert record["invocations"][-1]["ran"] == log
+    assert record["stages"]["vae"]["finished"] == done_before
+    fov = record["stages"]["world-fov"]
+    assert [attempt["status"] for attempt in fov["attempts"]] == ["failed", "done"]
+    assert fov["command"].startswith("hybridmem train world ") and "--memory fov" in fov["command"]
+
+
+def test_run_dir_refuses_another_budget(tmp_path):
+    run_recipe(get_budget("smoke"), tmp_path, "cpu", runner=_fake_runner([]))
+    with pytest.raises(ConfigError, match="budget 'smoke'"):
+        run_recipe(get_budget("cpu"), tmp_path, "cpu", runner=_fake_runner([]))
+
+
+def test_export_refuses_an_unfinished_run(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(get_budget("smoke"), tmp_path, "cpu", runner=_fake_runner([], fail_at="world-full"))
+    with pytest.raises(CheckpointError, match="unfinished models"):
+        export_run(tmp_path, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+# --- the smoke budget for real ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("recipe") / "smoke"
+    assert main(["recipe", "--budget", "smoke", "--out", str(run_dir), "--device", "cpu"]) == 0
+    return run_dir
+
+
+def test_smoke_recipe_records_every_stage(smoke_run):
+    record = json.loads((smoke_run / RECIPE_FILE).read_text())
+    stages = record["stages"]
+    assert list(stages) == [stage.name for stage in plan_stages(get_budget("smoke"), smoke_run, "cpu")]
+    for name, entry in stages.items():
+        assert entry["status"] == "done", name
+        assert entry["wall_s"] > 0 and entry[f"{entry['unit']}_per_s"] > 0
+        machine = entry["attempts"][-1]["machine"]
+        assert machine["device"] == "cpu" and machine["torch"] and machine["cpu_count"] >= 1
+    for name in ("report.md", "aggregate.json", "reentry_psnr.png"):
+        assert (smoke_run / "eval" / name).is_file()
+    assert list((smoke_run / "eval" / "side_by_side").glob("*.mp4"))
+    aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
+    assert set(aggregate["methods"]) == {*MEMORY_VARIANTS, "copy-last"}
+
+
+def test_rerun_skips_finished_stages(smoke_run):
+    before = json.loads((smoke_run / RECIPE_FILE).read_text())
+    assert main(["recipe", "--budget", "smoke", "--out", str(smoke_run), "--device", "cpu"]) == 0
+    after = json.loads((smoke_run / RECIPE_FILE).read_text())
+    assert after["invocations"][-1]["ran"] == []
+    assert after["invocations"][-1]["skipped"] == list(before["stages"])
+    assert {name: entry["finished"] for name, entry in after["stages"].items()} == {
+        name: entry["finished"] for name, entry in before["stages"].items()
+    }
+
+
+def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
+    exported = tmp_path / "checkpoints"
+    assert main(["recipe", "export", str(smoke_run), "--to", str(exported)]) == 0
+    files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*") if path.is_file())
+    expected = [f"{name}/{file}" for name in ("fov", "full", "hydra", "vae", "window")
+                for file in ("config.json", "model.safetensors")]  # fmt: skip
+    assert files == sorted(["manifest.json", *expected])
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["budget"]["name"] == "smoke"
+    assert manifest["models"]["hydra"]["steps"] == get_budget("smoke").world_steps
+    assert "--memory hydra" in manifest["models"]["hydra"]["command"]
+    shapes = verify_export(exported)
+    assert shapes["vae"][1:] == (get_budget("smoke").context_frames, 3, 64, 64)
+    assert all(shapes[kind][:2] == (1, 3) for kind in MEMORY_VARIANTS)  # 9 target frames -> 3 latent frames
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--assets", str(exported), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    video = out / "side_by_side" / "000000.mp4"
+    assert video.is_file() and video.stat().st_size > 0
+    table = (out / "report.md").read_text()
+    assert "| hydra |" in table and "| full |" in table
+    assert str(video) in printed
+    # the demo clip is a held-out test clip with a re-entry
+    metadata = json.loads((out / "world" / "test" / "000000" / "metadata.json").read_text())
+    assert metadata["split"] == "test"
+    aggregate = json.loads((out / "aggregate.json").read_text())
+    assert list(aggregate["methods"]) == ["hydra", "full"]
