@@ -166,6 +166,9 @@ def run_row(spec: dict) -> dict:
     from hybridmem.models.memory import MemoryContext
 
     args = argparse.Namespace(**spec["args"])
+    # a row that needs more fails alone (reported as skipped) instead of starving a shared machine
+    limit = int(args.max_memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     variant, frames, tokens, dim = spec["variant"], spec["frames"], spec["tokens_per_frame"], spec["dim"]
     side = math.isqrt(tokens)
     torch.manual_seed(0)
@@ -275,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         default=400.0,
         help=f"skip rows whose estimated fwd+bwd time (at {ASSUMED_GFLOPS:.0f} GFLOP/s) exceeds this",
     )
+    parser.add_argument(
+        "--max-memory-gb", type=float, default=12.0, help="address-space limit of each row's process"
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print its JSON
     args = parser.parse_args(argv)
     if args.row:
@@ -287,7 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     tokens_list = QUICK_TOKENS if args.quick else TOKENS
     row_args = {
         key: getattr(args, key)
-        for key in ("heads", "window", "top_k", "tokenizer_kernel", "query_chunk", "repeats", "row_budget_s")
+        for key in (
+            "heads",
+            "window",
+            "top_k",
+            "tokenizer_kernel",
+            "query_chunk",
+            "repeats",
+            "row_budget_s",
+            "max_memory_gb",
+        )
     }
     rows = []
     for tokens in tokens_list:

@@ -62,13 +62,19 @@ def hydra_loop_attention(
     num_slices = 0 if memory_keys is None else memory_keys.shape[2]
     outputs, chosen_all = [], []
     for b in range(batch):
+        # per-frame and per-slice pieces, split once: slicing k inside the loop would give every frame's
+        # backward its own zero-filled gradient of the whole sequence (gigabytes at 160 frames)
+        q_frames = q[b].split(tokens, dim=1)  # F x "h P d"
+        key_frames, value_frames = k[b].split(tokens, dim=1), v[b].split(tokens, dim=1)
+        slice_keys = () if memory_keys is None else memory_keys[b].unbind(1)  # S x "h P' d"
+        slice_values = () if memory_values is None else memory_values[b].unbind(1)
         frame_outputs, chosen_batch = [], []
         for i in range(num_frames):
             # 1. window: `window` frames centred on i, shifted to stay inside the sequence
             width_f = min(window, num_frames)
             start = min(max(i - (width_f - 1) // 2, 0), num_frames - width_f)
             stop = start + width_f  # exclusive
-            q_frame = q[b, :, i * tokens : (i + 1) * tokens]  # h P d
+            q_frame = q_frames[i]  # h P d
             q_scoring = q_frame.detach()  # retrieval is a discrete choice: no gradient through scores
             # 2. score the slices outside the window, keep the best top_k
             candidates = []
@@ -82,14 +88,14 @@ def hydra_loop_attention(
                         continue
                 else:
                     score = loop_affinity(
-                        q_scoring, memory_keys[b, :, j].detach(), affinity, (height, width), kernel_hw
+                        q_scoring, slice_keys[j].detach(), affinity, (height, width), kernel_hw
                     )
                 candidates.append((score, j))
             candidates.sort(key=lambda pair: -pair[0])
             chosen = sorted(j for _, j in candidates[:top_k])
             # 3. attention over [window tokens; chosen slices' tokens]
-            keys = [k[b, :, start * tokens : stop * tokens]] + [memory_keys[b, :, j] for j in chosen]
-            values = [v[b, :, start * tokens : stop * tokens]] + [memory_values[b, :, j] for j in chosen]
+            keys = list(key_frames[start:stop]) + [slice_keys[j] for j in chosen]
+            values = list(value_frames[start:stop]) + [slice_values[j] for j in chosen]
             attended = F.scaled_dot_product_attention(
                 q_frame[None], torch.cat(keys, dim=1)[None], torch.cat(values, dim=1)[None]
             )[0]  # h P d
