@@ -5,7 +5,9 @@
 
 Variants: full, window, fov, hydra (gathered fast path) and hydra-loop (per-frame loop reference), at
 16/40/80/160 latent frames of 64 (8x8) and 256 (16x16) tokens, dim 256, 4 heads, batch 1, half the frames
-context. Each row runs in its own subprocess (a fresh heap and high-water mark per row), and:
+context; MemoryConfig defaults otherwise (window 5, top-K 10, kernel (2, 2, 2), affinity "mean"), fov on
+a camera panning back and forth, query chunk 8 latent frames. Each row runs in its own subprocess (a fresh
+heap and high-water mark per row, an address-space limit), and:
 - peak_mb is the peak of live tensor bytes during one forward+backward, from torch.profiler's memory
   events (see `peak_tensor_bytes`); rss_mb is the growth of the process's peak resident memory
   (resource.getrusage ru_maxrss) over the warm-up forward and forward+backward, allocator slack, thread
@@ -254,6 +256,7 @@ def write_json_atomic(path: str, payload: dict) -> None:
     handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(handle, "w") as stream:
         json.dump(payload, stream, indent=2)
+    os.chmod(temporary, 0o644)  # mkstemp creates 0600
     os.replace(temporary, path)
 
 
