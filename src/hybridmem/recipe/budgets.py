@@ -89,17 +89,19 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: about 2.5 hours on the 2-core reference machine (docs/REFERENCE_RUN.md).
-    # Tiny presets keep the five shipped models near 5 MB in all (the `small` world preset is 23-36 MB
-    # per variant, over the 40 MB cap for four of them).
+    # The shipped checkpoints: about 2.3 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
+    # the arithmetic from measured rates). Tiny presets keep the five shipped models near 5 MB in all (the
+    # `small` world preset is 23-36 MB per variant, over the 40 MB cap for four of them). 65+65 frames make
+    # 17+17 latent frames, so the memories differ: with 17+17 the defaults (window 5, top-k 10) would let
+    # fov and hydra see every context frame, i.e. behave like full attention.
     "cpu": Budget(
         name="cpu",
-        description="about 2.5 h on a 2-core CPU; the checkpoints shipped with the package",
-        width=64,
-        height=64,
-        context_frames=17,
-        target_frames=17,
-        min_hidden_frames=4,
+        description="about 2.3 h on a 2-core CPU; the checkpoints shipped with the package",
+        width=128,
+        height=128,
+        context_frames=65,
+        target_frames=65,
+        min_hidden_frames=6,
         train_clips=160,
         val_clips=8,
         test_clips=16,
@@ -122,14 +124,14 @@ BUDGETS: dict[str, Budget] = {
         side_by_side_clips=2,
         save_every=250,
     ),
-    # One GPU (hours): the paper's clip length at 128 px, `small` presets, bf16.
+    # One GPU (not yet measured): `small` presets, 25x the cpu data, bf16, the cpu budget's clip geometry.
     "gpu": Budget(
         name="gpu",
-        description="one GPU, bf16, small presets at 128 px and the paper's 33+33 frames",
+        description="one GPU, bf16, small presets, 4000 training clips at 128 px, 65+65 frames",
         width=128,
         height=128,
-        context_frames=33,
-        target_frames=33,
+        context_frames=65,
+        target_frames=65,
         min_hidden_frames=6,
         train_clips=4000,
         val_clips=64,
