@@ -165,3 +165,14 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     assert metadata["split"] == "test"
     aggregate = json.loads((out / "aggregate.json").read_text())
     assert list(aggregate["methods"]) == ["hydra", "full"]
+
+
+def test_a_stage_older_than_a_rerun_input_is_reported_not_reused(tmp_path):
+    budget = get_budget("smoke")
+    run_recipe(budget, tmp_path, "cpu", runner=_fake_runner([]))
+    (tmp_path / "vae" / "final" / "config.json").unlink()  # the VAE is trained again...
+    log = []
+    with pytest.raises(ConfigError, match="encode-train: its outputs are older than those of vae") as error:
+        run_recipe(budget, tmp_path, "cpu", runner=_fake_runner(log))
+    assert f"delete {tmp_path / 'cache' / 'train'}" in str(error.value)
+    assert log == ["vae"]  # ...and the caches it would invalidate are not silently kept

@@ -50,6 +50,8 @@ class Stage:
     unit: str  # what `amount` counts: "clips" or "steps"
     amount: int
     outputs: list[str] = field(default_factory=list)  # files that exist only once the stage is complete
+    inputs: tuple[str, ...] = ()  # stages whose outputs this one reads
+    folder: str = ""  # what to delete to redo the stage from scratch
 
     @property
     def command(self) -> str:
@@ -93,7 +95,14 @@ def plan_stages(
     ):
         argv = ["world", "generate", "--num-clips", str(count), "--out", str(data), "--split", split]
         stages.append(
-            Stage(f"data-{split}", argv + world_flags, "clips", count, _clip_outputs(run_dir, split, count))
+            Stage(
+                f"data-{split}",
+                argv + world_flags,
+                "clips",
+                count,
+                _clip_outputs(run_dir, split, count),
+                folder=str(data / split),
+            )
         )
     # 2. VAE
     vae = run_dir / "vae"
@@ -108,12 +117,16 @@ def plan_stages(
         "--device", device, "--resume",
     ]  # fmt: skip
     outputs = [str(vae / "final" / "config.json"), str(vae / "final" / "model.safetensors")]
-    stages.append(Stage("vae", argv, "steps", budget.vae_steps, outputs))
+    inputs = ("data-train", "data-val")
+    stages.append(Stage("vae", argv, "steps", budget.vae_steps, outputs, inputs, str(vae)))
     # 3. latent caches
     for split, count in (("train", budget.train_clips), ("val", budget.val_clips)):
         argv = ["encode", "--data", str(data), "--vae", str(vae), "--out", str(run_dir / "cache" / split)]
         argv += ["--split", split, "--device", device]
-        stages.append(Stage(f"encode-{split}", argv, "clips", count, _cache_outputs(run_dir, split, count)))
+        outputs = _cache_outputs(run_dir, split, count)
+        inputs = ("vae", f"data-{split}")
+        folder = str(run_dir / "cache" / split)
+        stages.append(Stage(f"encode-{split}", argv, "clips", count, outputs, inputs, folder))
     # 4. one world model per memory variant: same budget, seed and data
     for kind in MEMORY_VARIANTS:
         out = run_dir / "world" / kind
@@ -127,7 +140,8 @@ def plan_stages(
             "--seed", str(budget.seed), "--device", device, "--resume",
         ]  # fmt: skip
         outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors")]
-        stages.append(Stage(f"world-{kind}", argv, "steps", budget.world_steps, outputs))
+        inputs = ("encode-train", "encode-val")
+        stages.append(Stage(f"world-{kind}", argv, "steps", budget.world_steps, outputs, inputs, str(out)))
     # 5. benchmark on the held-out test split, with the copy-last baseline
     evaldir = run_dir / "eval"
     argv = ["eval"]
@@ -142,7 +156,8 @@ def plan_stages(
     if weights_dir:
         argv += ["--weights-dir", str(weights_dir)]
     eval_outputs = [str(evaldir / name) for name in ("aggregate.json", "report.md", "reentry_psnr.png")]
-    stages.append(Stage("eval", argv, "clips", budget.eval_clips, eval_outputs))
+    inputs = ("data-test", "vae", *(f"world-{kind}" for kind in MEMORY_VARIANTS))
+    stages.append(Stage("eval", argv, "clips", budget.eval_clips, eval_outputs, inputs, str(evaldir)))
     return stages
 
 
@@ -159,6 +174,18 @@ def stage_complete(stage: Stage) -> bool:
             aggregate.get("methods", {})
         )
     return True
+
+
+def stale_inputs(stage: Stage, record: dict) -> list[str]:
+    """Input stages that finished after `stage` last finished (per the record): its outputs are stale."""
+    finished = record["stages"].get(stage.name, {}).get("finished")
+    if finished is None:  # outputs made outside the recipe: nothing to compare
+        return []
+    return [
+        name
+        for name in stage.inputs
+        if record["stages"].get(name, {}).get("finished", "") > finished  # ISO-8601 UTC sorts as text
+    ]
 
 
 # --- the record: RUN_DIR/recipe.json -----------------------------------------------------------------
@@ -209,7 +236,7 @@ def read_record(run_dir: str | os.PathLike) -> dict:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def _open_record(run_dir: Path, budget: Budget) -> dict:
@@ -265,6 +292,13 @@ def run_recipe(
     for number, stage in enumerate(stages, start=1):
         prefix = f"[recipe {budget.name}] stage {number}/{len(stages)} {stage.name}"
         if stage_complete(stage):
+            stale = stale_inputs(stage, record)
+            if stale:
+                # resuming would keep the old outputs (caches skip existing clips, trainers see final/)
+                raise ConfigError(
+                    f"stage {stage.name}: its outputs are older than those of {', '.join(stale)}, which ran "
+                    f"again since; delete {stage.folder} and rerun to redo it, or use a new --out"
+                )
             print(f"{prefix}: complete, skipped", flush=True)
             invocation["skipped"].append(stage.name)
             continue
