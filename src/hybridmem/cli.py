@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hybridmem: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hybridmem: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        print("hybridmem: interrupted; finished work is kept, rerun the command to resume", file=sys.stderr)
         return 130
     return int(result or 0)
 

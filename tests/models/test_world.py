@@ -239,7 +239,7 @@ def test_input_errors_name_the_argument():
 
 def test_presets_and_config_round_trip():
     assert set(WORLD_PRESETS) >= {"tiny", "small", "base", "wan1.3b"}
-    with pytest.raises(ConfigError, match="valid presets: tiny, small, base, wan1.3b"):
+    with pytest.raises(ConfigError, match="valid presets: tiny, compact, small, base, wan1.3b"):
         build_world_model("huge")
     with pytest.raises(ConfigError, match="valid fields"):
         dit_config("tiny", depth=3)

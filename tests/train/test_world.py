@@ -95,6 +95,34 @@ def test_bad_flags_name_the_flag(latent_cache, tmp_path):
         train_world(config(latent_cache, tmp_path / "run", val_cache=str(other_vae)))
 
 
+def test_memory_flags_reach_the_saved_model(latent_cache, tmp_path):
+    run = tmp_path / "run"
+    train_world(
+        config(
+            latent_cache,
+            run,
+            steps=1,
+            save_every=0,
+            memory_window=3,
+            memory_top_k=2,
+            tokenizer_kernel="1,2,2",
+            affinity="eq4",
+            memory_scope="context",
+        )
+    )
+    memory = load_model(run / "final").config.memory
+    assert (memory.kind, memory.window, memory.top_k) == ("hydra", 3, 2)
+    assert (tuple(memory.tokenizer_kernel), memory.affinity, memory.memory_scope) == (
+        (1, 2, 2),
+        "eq4",
+        "context",
+    )
+    with pytest.raises(ConfigError, match="--tokenizer-kernel"):
+        config(latent_cache, tmp_path / "bad", tokenizer_kernel="2x2x2").validate()
+    with pytest.raises(ConfigError, match="affinity"):
+        config(latent_cache, tmp_path / "bad", affinity="cosine").validate()
+
+
 @pytest.mark.parametrize("memory", ["window", "fov"])
 def test_other_memories_train(latent_cache, tmp_path, memory):
     result = train_world(config(latent_cache, tmp_path / memory, memory=memory, steps=2, save_every=0))

@@ -25,6 +25,13 @@ class WorldTrainConfig:
     out: str
     memory: str = "hydra"
     preset: str = "tiny"
+    # Memory knobs (hybridmem.models.memory.MemoryConfig); defaults are the paper's.
+    memory_window: int = 5
+    memory_top_k: int = 10
+    tokenizer_kernel: str = "2,2,2"  # hydra Conv3d kernel = stride over (frames, rows, columns) of tokens
+    affinity: str = "mean"
+    retrieval: str = "affinity"
+    memory_scope: str = "all"
     steps: int = 1000
     batch_size: int = 4
     lr: float = 1e-4
@@ -50,6 +57,27 @@ class WorldTrainConfig:
     progress: bool = True
     tensorboard: bool = True
 
+    def memory_config(self):
+        """The MemoryConfig these flags describe (validated)."""
+        from hybridmem.models.memory import MemoryConfig
+
+        try:
+            kernel = tuple(int(size) for size in self.tokenizer_kernel.split(","))
+        except ValueError:
+            raise ConfigError(
+                "--tokenizer-kernel must be three comma-separated ints like 2,2,2, "
+                f"got '{self.tokenizer_kernel}'"
+            ) from None
+        return MemoryConfig(
+            kind=self.memory,
+            window=self.memory_window,
+            top_k=self.memory_top_k,
+            tokenizer_kernel=kernel,
+            affinity=self.affinity,
+            retrieval=self.retrieval,
+            memory_scope=self.memory_scope,
+        ).validate()
+
     def validate(self) -> WorldTrainConfig:
         positive = ("steps", "batch_size", "keep", "log_every", "val_clips")
         for name in positive:
@@ -58,6 +86,7 @@ class WorldTrainConfig:
         for name in ("warmup", "save_every", "val_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        self.memory_config()  # raises ConfigError naming the bad memory flag
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.grad_clip < 0:
@@ -86,7 +115,19 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--cache", required=True, help="latent cache folder (hybridmem encode)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final/)")
     parser.add_argument("--memory", default=defaults.memory, help="memory kind: full | window | fov | hydra")
-    parser.add_argument("--preset", default=defaults.preset, help="tiny | small | base | wan1.3b")
+    parser.add_argument("--preset", default=defaults.preset, help="tiny | compact | small | base | wan1.3b")
+    parser.add_argument(
+        "--memory-window", type=int, default=defaults.memory_window, help="local window (latent frames)"
+    )
+    parser.add_argument(
+        "--memory-top-k", type=int, default=defaults.memory_top_k, help="retrieved slices / context frames"
+    )
+    parser.add_argument(
+        "--tokenizer-kernel", default=defaults.tokenizer_kernel, help="hydra tokenizer kernel, e.g. 2,2,2"
+    )
+    parser.add_argument("--affinity", default=defaults.affinity, help="hydra affinity: mean | eq4")
+    parser.add_argument("--retrieval", default=defaults.retrieval, help="hydra retrieval: affinity | fov")
+    parser.add_argument("--memory-scope", default=defaults.memory_scope, help="hydra memory: all | context")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per rank per step")
     parser.add_argument("--lr", type=float, default=defaults.lr)

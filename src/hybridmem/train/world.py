@@ -35,17 +35,28 @@ from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
 
 # Flags that define the model or the data order: a resumed run must keep them.
-RESUME_FIXED = ("memory", "preset", "batch_size", "seed", "timestep_distribution")
+RESUME_FIXED = (
+    "memory",
+    "preset",
+    "memory_window",
+    "memory_top_k",
+    "tokenizer_kernel",
+    "affinity",
+    "retrieval",
+    "memory_scope",
+    "batch_size",
+    "seed",
+    "timestep_distribution",
+)
 
 
 def build_model(config: WorldTrainConfig, latent_channels: int):
-    from hybridmem.models.memory import MemoryConfig
     from hybridmem.models.world import build_world_model
 
     return build_world_model(
         config.preset,
         latent_channels=latent_channels,
-        memory=MemoryConfig(kind=config.memory),
+        memory=config.memory_config(),
         gradient_checkpointing=config.grad_checkpointing,
     )
 
