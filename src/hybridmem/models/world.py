@@ -456,7 +456,7 @@ class WorldModel(nn.Module):
 WORLD_PRESETS: dict[str, dict] = {
     # Tests: seconds on a CPU.
     "tiny": dict(latent_channels=4, dim=64, num_layers=2, num_heads=4, ffn_dim=128),
-    # CPU reference run: about 1.4M parameters (~5.5 MB fp32), so four shipped variants stay small.
+    # CPU reference run: about 1.6M parameters (~6.5 MB fp32), so four shipped variants stay small.
     "compact": dict(latent_channels=4, dim=160, num_layers=4, num_heads=4, ffn_dim=640),
     # CPU training.
     "small": dict(latent_channels=8, dim=256, num_layers=6, num_heads=4, ffn_dim=1024),
