@@ -269,3 +269,40 @@ def test_config_from_json_lists_becomes_tuples():
     memory = build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=[1, 2, 2]), 16, 2)
     assert memory.config.tokenizer_kernel == (1, 2, 2)
     assert memory.tokenizer.conv.kernel_size == (1, 2, 2)
+
+
+def graph_nodes(root):
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return seen
+
+
+@pytest.mark.parametrize("cpu_flash", [True, False])
+def test_gathered_attention_keeps_tensors_only_through_save_for_backward(cpu_flash, monkeypatch):
+    # Activation checkpointing frees and recomputes only what goes through save_for_backward: a tensor
+    # stashed as a plain attribute of the autograd node would stay alive in every checkpointed block.
+    monkeypatch.setattr(retrieval, "USE_CPU_FLASH", cpu_flash and retrieval.USE_CPU_FLASH)
+    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=3)
+    x = x.requires_grad_()
+    out = memory(*handle.qkv(x), x, handle, ctx)
+    nodes = [node for node in graph_nodes(out.grad_fn) if "GatheredAttention" in type(node).__name__]
+    assert nodes, "the fast path did not run"
+
+    def holds_tensors(value):
+        if isinstance(value, torch.Tensor):
+            return True
+        return isinstance(value, list | tuple) and any(holds_tensors(item) for item in value)
+
+    for node in nodes:
+        assert not [name for name, value in vars(node).items() if holds_tensors(value)]
+
+
+def test_hydra_needs_at_least_one_retrieved_slice():
+    # top_k 0 would leave the tokenizer without gradient (DDP fails on unused parameters): that is `window`
+    with pytest.raises(ConfigError, match="top_k >= 1"):
+        build_memory(MemoryConfig(kind="hydra", top_k=0), 16, 2)

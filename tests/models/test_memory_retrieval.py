@@ -116,3 +116,15 @@ def test_top_k_ties_go_to_the_earlier_candidate():
     scores = torch.tensor([[[1.0, 0.5, 1.0, 1.0, 1.0]]])
     indices, valid = select_top_k(scores, torch.ones(1, 5, dtype=torch.bool), 2)
     assert indices.tolist() == [[[0, 2]]] and valid.all()
+
+
+def test_top_k_prefers_any_eligible_candidate_over_an_ineligible_one():
+    # an eligible slice whose affinity overflowed (-inf) or broke (NaN) still beats an ineligible slice,
+    # and a NaN never outranks a finite score
+    scores = torch.tensor([[[0.0, float("-inf"), float("-inf"), 1.0, float("nan")]]])
+    eligible = torch.tensor([[True, False, True, True, True]])
+    indices, valid = select_top_k(scores, eligible, 4)
+    assert valid.all()
+    assert sorted(indices[0, 0].tolist()) == [0, 2, 3, 4]
+    indices, valid = select_top_k(scores, eligible, 2)
+    assert indices.tolist() == [[[0, 3]]] and valid.all()

@@ -42,6 +42,11 @@ class MemoryConfig:
             raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {valid}")
         if self.window < 1 or self.top_k < 0:
             raise ConfigError(f"memory window must be >= 1 and top_k >= 0, got {self.window}, {self.top_k}")
+        if self.kind == "hydra" and self.top_k < 1:
+            raise ConfigError(
+                "hydra memory needs top_k >= 1 (with top_k 0 its tokenizer would be unused: that is the "
+                "'window' memory)"
+            )
         if len(self.tokenizer_kernel) != 3 or min(self.tokenizer_kernel) < 1:
             raise ConfigError(f"tokenizer_kernel must be three positive ints, got {self.tokenizer_kernel}")
         self.tokenizer_kernel = tuple(int(size) for size in self.tokenizer_kernel)  # JSON gives a list

@@ -201,10 +201,15 @@ def select_top_k(
     if count == 0:
         empty = torch.zeros(batch, queries, 0, dtype=torch.long, device=scores.device)
         return empty, empty.bool()
-    masked = scores.masked_fill(~eligible, float("-inf"))
-    # a stable sort, not topk: equal scores (common for frustum overlap, where several cameras see the
-    # whole query frustum) go to the earlier candidate, the same on every machine and in the loop reference
-    _, order = masked.sort(dim=-1, descending=True, stable=True)
+    # Stable sorts, not topk: equal scores (common for frustum overlap, where several cameras see the
+    # whole query frustum) go to the earlier candidate, the same on every machine and in the loop reference.
+    # Two passes order by (eligible first, score descending, index ascending), so an eligible candidate whose
+    # score is -inf or NaN (an overflowed affinity) still beats every ineligible one.
+    finite_scores = torch.nan_to_num(scores, nan=float("-inf"))
+    _, by_score = finite_scores.sort(dim=-1, descending=True, stable=True)  # B Q S
+    ineligible_key = (~eligible).gather(-1, by_score).to(torch.uint8)  # B Q S, 0 = eligible
+    _, by_eligibility = ineligible_key.sort(dim=-1, stable=True)
+    order = by_score.gather(-1, by_eligibility)  # B Q S
     indices = order[..., :count]  # B Q K'
     valid = eligible.gather(-1, indices)
     # invalid entries sort last so the valid ones read as a sorted prefix
@@ -393,7 +398,7 @@ class GatheredAttention(torch.autograd.Function):
         out = torch.empty_like(queries)  # B h Q P d
         key_buffer = key_rows.new_empty((batch * min(chunk, num_queries) * length,) + key_rows.shape[1:])
         value_buffer = torch.empty_like(key_buffer)
-        chunk_outputs, chunk_lse = [], []
+        lse = None  # B h Q P log-sum-exp of the fused CPU kernel, kept for its backward
         for begin, end in chunks(num_queries, chunk):
             # 1. gather the chunk's keys and values: "(B Qc L) h d" viewed as "(B Qc) h L d"
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
@@ -403,11 +408,12 @@ class GatheredAttention(torch.autograd.Function):
             # 2. one attention call for every query frame of the chunk
             if fused:
                 additive = GatheredAttention._chunk_mask(mask, begin, end, queries.dtype)
-                attended, lse = CPU_FLASH_FORWARD(
+                attended, chunk_lse = CPU_FLASH_FORWARD(
                     chunk_queries, chunk_keys, chunk_values, 0.0, False, attn_mask=additive
                 )  # (B Qc) h P d, (B Qc) h P
-                chunk_outputs.append(attended)
-                chunk_lse.append(lse)
+                if lse is None:
+                    lse = chunk_lse.new_empty(queries.shape[:-1])  # B h Q P
+                lse[:, :, begin:end] = rearrange(chunk_lse, "(b q) h p -> b h q p", b=batch)
             else:
                 attended = F.scaled_dot_product_attention(
                     chunk_queries,
@@ -417,22 +423,24 @@ class GatheredAttention(torch.autograd.Function):
                 )  # (B Qc) h P d
             out[:, :, begin:end] = rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
         if keep_for_backward:
-            ctx.save_for_backward(queries, key_rows, value_rows, frames, chosen, mask)
+            # The fused backward needs the output and log-sum-exp: saved through save_for_backward (not as
+            # ctx attributes) so activation checkpointing can free and recompute them like any activation.
+            saved_out = out if fused else None
+            ctx.save_for_backward(queries, key_rows, value_rows, frames, chosen, mask, saved_out, lse)
             ctx.layout, ctx.chunk, ctx.length, ctx.fused = layout, chunk, length, fused
-            ctx.chunk_outputs, ctx.chunk_lse = chunk_outputs, chunk_lse
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        queries, key_rows, value_rows, frames, chosen, mask = ctx.saved_tensors
+        queries, key_rows, value_rows, frames, chosen, mask, out, lse = ctx.saved_tensors
         layout, length = ctx.layout, ctx.length
         batch, _, num_queries, _, _ = queries.shape
         grad_queries = torch.empty_like(queries)
         grad_key_rows, grad_value_rows = torch.zeros_like(key_rows), torch.zeros_like(value_rows)
         key_buffer = key_rows.new_empty((batch * min(ctx.chunk, num_queries) * length,) + key_rows.shape[1:])
         value_buffer = torch.empty_like(key_buffer)
-        for index, (begin, end) in enumerate(chunks(num_queries, ctx.chunk)):
+        for begin, end in chunks(num_queries, ctx.chunk):
             # 1. re-gather the chunk's keys and values
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
             flat_keys, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
@@ -446,8 +454,8 @@ class GatheredAttention(torch.autograd.Function):
                     chunk_queries,
                     chunk_keys,
                     chunk_values,
-                    ctx.chunk_outputs[index],
-                    ctx.chunk_lse[index],
+                    rearrange(out[:, :, begin:end], "b h q p d -> (b q) h p d").contiguous(),
+                    rearrange(lse[:, :, begin:end], "b h q p -> (b q) h p").contiguous(),
                     0.0,
                     False,
                     attn_mask=GatheredAttention._chunk_mask(mask, begin, end, queries.dtype),
