@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from hybridmem.cli import main
+from hybridmem.cli import build_parser, main
 from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.models.memory.retrieval import inside_window, slice_spans, window_indices
 from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
 from hybridmem.recipe.export import export_run, verify_export
 from hybridmem.recipe.recipe import RECIPE_FILE, plan_stages, read_record, run_recipe
+from hybridmem.train.config import WorldTrainConfig, config_from_args
 
 # --- budgets and the plan (no training) ----------------------------------------------------------------
 
@@ -47,6 +50,46 @@ def test_every_variant_gets_the_same_budget_seed_and_data(tmp_path, name):
     eval_argv = stages[-1].argv
     assert eval_argv[eval_argv.index("--split") + 1] == "test"
     assert eval_argv.count("--checkpoint") == 4 and "copy-last" in eval_argv
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_memory_flags_reach_every_world_stage_and_validate(tmp_path, name):
+    budget = get_budget(name)
+    flags = {
+        "--memory-window": str(budget.memory_window),
+        "--memory-top-k": str(budget.memory_top_k),
+        "--tokenizer-kernel": budget.tokenizer_kernel,
+        "--affinity": budget.affinity,
+        "--retrieval": budget.retrieval,
+        "--memory-scope": budget.memory_scope,
+    }
+    for stage in plan_stages(budget, tmp_path, "cpu"):
+        if stage.name.startswith("world-"):
+            argv = stage.argv
+            assert {flag: argv[argv.index(flag) + 1] for flag in flags} == flags
+            # the flags parse and validate exactly as the recipe will run them
+            args = build_parser().parse_args(argv)
+            config = config_from_args(WorldTrainConfig, args).validate().memory_config()
+            assert (config.window, config.top_k) == (budget.memory_window, budget.memory_top_k)
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_retrieval_selects_a_strict_subset_at_the_budget_geometry(name):
+    """fov and hydra must drop candidates at every query frame, or they would train like `full`."""
+    budget = get_budget(name)
+    # causal VAE: 4k+1 frames -> k+1 latent frames; context and target are encoded apart
+    context = (budget.context_frames - 1) // 4 + 1
+    frames = context + (budget.target_frames - 1) // 4 + 1
+    kernel_f = int(budget.tokenizer_kernel.split(",")[0])
+    windows = window_indices(frames, budget.memory_window)  # F Wn
+    assert windows.shape[1] < frames  # the window memory sees part of the sequence
+    # hydra: memory slices outside each query frame's window, every query frame
+    slices = inside_window(windows, slice_spans(frames, kernel_f))  # F S
+    assert int((~slices).sum(-1).min()) > budget.memory_top_k
+    # fov: context latent frames outside each target frame's window
+    context_spans = torch.arange(context)[:, None].repeat(1, 2)  # C 2
+    hidden = ~inside_window(windows[context:], context_spans)  # T C
+    assert int(hidden.sum(-1).min()) > budget.memory_top_k
 
 
 def _fake_runner(log: list, fail_at: str | None = None):

@@ -3,7 +3,7 @@
     budget = get_budget("cpu")          # unknown names raise ConfigError listing the valid ones
 
 Every variant (full, window, fov, hydra) trains with the same budget, seed and data; only the memory differs.
-The `cpu` numbers are sized from the smoke run's measured rates (docs/REFERENCE_RUN.md has the arithmetic).
+The `cpu` numbers come from rates measured at its own geometry (docs/REFERENCE_RUN.md has the arithmetic).
 """
 
 from __future__ import annotations
@@ -45,11 +45,19 @@ class Budget:
     world_lr: float
     world_warmup: int
     val_every: int  # validation of the VAE and the world models; 0: none
+    # 3b. memory flags, passed identically to every `train world` stage (train/config.py, MemoryConfig);
+    # the window and top-k are sized so that fov and hydra select a subset at this clip length
+    memory_window: int
+    memory_top_k: int
     # 4. benchmark (hybridmem eval)
     eval_clips: int
     eval_steps: int
     side_by_side_clips: int
     # 5. shared
+    tokenizer_kernel: str = "2,2,2"  # hydra's memory tokenizer: 2 latent frames per memory slice
+    affinity: str = "mean"
+    retrieval: str = "affinity"
+    memory_scope: str = "all"
     precision: str = "fp32"
     save_every: int = 0  # 0: only at the end; the trainers also save at the last step
     seed: int = 0
@@ -85,40 +93,44 @@ BUDGETS: dict[str, Budget] = {
         world_lr=1e-3,
         world_warmup=0,
         val_every=0,
+        memory_window=3,
+        memory_top_k=1,  # 3+3 latent frames: fov keeps 1 of 3 context frames, hydra 1 of its 2-3 slices
         eval_clips=2,
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: about 2.3 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
-    # the arithmetic from measured rates). Tiny presets keep the five shipped models near 5 MB in all (the
-    # `small` world preset is 23-36 MB per variant, over the 40 MB cap for four of them). 65+65 frames make
-    # 17+17 latent frames, so the memories differ: with 17+17 the defaults (window 5, top-k 10) would let
-    # fov and hydra see every context frame, i.e. behave like full attention.
+    # The shipped checkpoints: about 2.4 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
+    # the arithmetic from measured rates). 33+33 frames = 9+9 latent frames; window 3 and top-k 4 make the
+    # memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of the 8-9
+    # memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M parameters,
+    # hydra 2.46M with its tokenizer) put VAE + four models at 32 MB, under the 40 MB cap for shipping.
     "cpu": Budget(
         name="cpu",
-        description="about 2.3 h on a 2-core CPU; the checkpoints shipped with the package",
+        description="about 2.4 h on a 2-core CPU; the checkpoints shipped with the package",
         width=128,
         height=128,
-        context_frames=65,
-        target_frames=65,
+        context_frames=33,
+        target_frames=33,
         min_hidden_frames=6,
-        train_clips=160,
+        train_clips=200,
         val_clips=8,
         test_clips=16,
         workers=2,
         vae_preset="tiny",
-        vae_steps=1500,
+        vae_steps=1200,
         vae_batch_size=2,
         vae_frames=9,
         vae_norm_windows=32,
         vae_lr=5e-4,
         vae_warmup=100,
-        world_preset="tiny",
+        world_preset="compact",
         world_steps=2000,
         world_batch_size=4,
         world_lr=5e-4,
         world_warmup=100,
         val_every=500,
+        memory_window=3,
+        memory_top_k=4,
         eval_clips=16,
         eval_steps=20,
         side_by_side_clips=2,
@@ -150,6 +162,8 @@ BUDGETS: dict[str, Budget] = {
         world_lr=2e-4,
         world_warmup=1000,
         val_every=2000,
+        memory_window=5,
+        memory_top_k=10,  # the paper's defaults; 17+17 latent frames: 10 of 17 context frames / 17 slices
         eval_clips=128,
         eval_steps=50,
         side_by_side_clips=4,

@@ -127,12 +127,19 @@ def plan_stages(
         inputs = ("vae", f"data-{split}")
         folder = str(run_dir / "cache" / split)
         stages.append(Stage(f"encode-{split}", argv, "clips", count, outputs, inputs, folder))
-    # 4. one world model per memory variant: same budget, seed and data
+    # 4. one world model per memory variant: same budget, seed, data and memory flags (each variant reads
+    # the flags it needs; passing all of them to all keeps the commands identical but for --memory)
+    memory_flags = [
+        "--memory-window", str(budget.memory_window), "--memory-top-k", str(budget.memory_top_k),
+        "--tokenizer-kernel", budget.tokenizer_kernel, "--affinity", budget.affinity,
+        "--retrieval", budget.retrieval, "--memory-scope", budget.memory_scope,
+    ]  # fmt: skip
     for kind in MEMORY_VARIANTS:
         out = run_dir / "world" / kind
         argv = [
             "train", "world", "--cache", str(run_dir / "cache" / "train"), "--out", str(out),
-            "--memory", kind, "--preset", budget.world_preset, "--steps", str(budget.world_steps),
+            "--memory", kind, *memory_flags, "--preset", budget.world_preset,
+            "--steps", str(budget.world_steps),
             "--batch-size", str(budget.world_batch_size), "--lr", str(budget.world_lr),
             "--warmup", str(budget.world_warmup), "--precision", budget.precision,
             "--save-every", str(budget.save_every), "--val-every", str(budget.val_every),
