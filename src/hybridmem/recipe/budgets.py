@@ -99,14 +99,14 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: about 2.4 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
+    # The shipped checkpoints: about 2.3 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
     # the arithmetic from measured rates). 33+33 frames = 9+9 latent frames; window 3 and top-k 4 make the
     # memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of the 8-9
     # memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M parameters,
     # hydra 2.46M with its tokenizer) put VAE + four models at 32 MB, under the 40 MB cap for shipping.
     "cpu": Budget(
         name="cpu",
-        description="about 2.4 h on a 2-core CPU; the checkpoints shipped with the package",
+        description="about 2.3 h on a 2-core CPU; the checkpoints shipped with the package",
         width=128,
         height=128,
         context_frames=33,
