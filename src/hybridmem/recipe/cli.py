@@ -5,7 +5,7 @@
     hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints
 
-Budgets: smoke (minutes on one core), cpu (about 2.5 h on 2 cores; the shipped checkpoints), gpu (one GPU,
+Budgets: smoke (minutes on one core), cpu (about 2.3 h on 2 cores; the shipped checkpoints), gpu (one GPU,
 bf16). RUN_DIR/recipe.json records each stage's exact command, wall time, rate and machine;
 RUN_DIR/eval/report.md is the comparison table. See docs/REFERENCE_RUN.md.
 """
