@@ -205,6 +205,53 @@ def load_checkpoint(
     return {"step": int(state["step"]), "config": state["config"], "ranks": rng["ranks"], "extra": extra}
 
 
+def resume_or_refuse(
+    run_dir: str | Path,
+    config,
+    fixed_flags: tuple[str, ...],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    generator: torch.Generator,
+    rank: int,
+    world_size: int,
+    reseed: Callable[[int], torch.Generator],
+    ema_model: nn.Module | None = None,
+) -> tuple[int, torch.Generator]:
+    """Step 3 of every trainer: refuse to overwrite a run, or resume it; returns (start_step, generator).
+
+    Without `config.resume`, a run folder that already holds checkpoints is refused. With it, the flags in
+    `fixed_flags` (those that define the model or the data order) must equal the run's; weights, EMA,
+    optimizer, grad scaler and this rank's RNG states are restored. A different number of ranks reads a
+    different data order anyway, so then the generator is `reseed(start_step)` instead.
+    """
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and not config.resume:
+        raise CheckpointError(
+            f"{run_dir}: already holds checkpoints (newest {latest.name}); pass --resume to continue it "
+            "or choose another --out"
+        )
+    if latest is None:
+        return 0, generator
+    saved = read_checkpoint_state(latest)["config"]
+    changed = [key for key in fixed_flags if saved.get(key) != getattr(config, key)]
+    if changed:
+        details = ", ".join(
+            f"--{key.replace('_', '-')} {saved.get(key)!r} (now {getattr(config, key)!r})" for key in changed
+        )
+        raise CheckpointError(f"{latest}: the run was started with {details}; resume with the same flags")
+    loaded = load_checkpoint(latest, model, optimizer, ema_model=ema_model, restore_global_rng=False)
+    start_step, ranks = loaded["step"], loaded["ranks"]
+    if len(ranks) == world_size:
+        generator.set_state(ranks[rank]["generator"])
+        restore_rng_state(ranks[rank]["global"])
+    else:
+        generator = reseed(start_step)
+    if "scaler" in loaded["extra"]:
+        scaler.load_state_dict(loaded["extra"]["scaler"])
+    return start_step, generator
+
+
 def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
     """A folder `models.checkpoint.load_model` can read, from any of the paths a user may pass.
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybridmem.errors import CheckpointError, DataError
+from hybridmem.errors import DataError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import VaeTrainConfig
@@ -141,7 +141,7 @@ def fit_normalization(vae, data: ClipWindows, count: int, frames: int, device: t
 def train_vae(config: VaeTrainConfig) -> dict:
     """Train; returns {"step", "losses", "seconds", "model", "val_psnr" (last, or None)}."""
     from hybridmem.data.encode import list_clip_folders
-    from hybridmem.models.checkpoint import load_model, save_model
+    from hybridmem.models.checkpoint import save_model
     from hybridmem.models.vae import build_vae
     from hybridmem.train.logging import TrainingLogger
 
@@ -168,31 +168,18 @@ def train_vae(config: VaeTrainConfig) -> dict:
         generator = common.rank_generator(config.seed, ctx.rank, device)
 
         # 3. resume, or refuse to overwrite
-        start_step = 0
-        latest = train_state.latest_checkpoint(out)
-        if latest is not None and not config.resume:
-            raise CheckpointError(
-                f"{out}: already holds checkpoints (newest {latest.name}); pass --resume or another --out"
-            )
-        if config.resume and latest is not None:
-            saved = train_state.read_checkpoint_state(latest)["config"]
-            changed = [key for key in RESUME_FIXED if saved.get(key) != getattr(config, key)]
-            if changed:
-                details = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in changed)
-                raise CheckpointError(
-                    f"{latest}: the run was started with {details}; resume with the same flags"
-                )
-            loaded = train_state.load_checkpoint(
-                latest, vae, optimizer, load_model_fn=load_model, restore_global_rng=False
-            )
-            start_step = loaded["step"]
-            if len(loaded["ranks"]) == ctx.world_size:
-                generator.set_state(loaded["ranks"][ctx.rank]["generator"])
-                train_state.restore_rng_state(loaded["ranks"][ctx.rank]["global"])
-            else:
-                generator = common.rank_generator(config.seed + start_step, ctx.rank, device)
-            if "scaler" in loaded["extra"]:
-                scaler.load_state_dict(loaded["extra"]["scaler"])
+        start_step, generator = train_state.resume_or_refuse(
+            out,
+            config,
+            RESUME_FIXED,
+            vae,
+            optimizer,
+            scaler,
+            generator,
+            ctx.rank,
+            ctx.world_size,
+            reseed=lambda step: common.rank_generator(config.seed + step, ctx.rank, device),
+        )
         ddp_vae = distributed.wrap_ddp(vae, ctx)
 
         # 4. logging

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from hybridmem.diffusion import flow
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import ConfigError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
@@ -120,7 +120,7 @@ def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: 
 def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
     """Train; returns {"step", "losses" (this rank's per-step losses), "seconds", "model" (unwrapped)}."""
     from hybridmem.data.cache import LatentCacheDataset, collate_latents
-    from hybridmem.models.checkpoint import load_model, save_model
+    from hybridmem.models.checkpoint import save_model
     from hybridmem.train.ema import EMA
     from hybridmem.train.logging import TrainingLogger
 
@@ -161,40 +161,19 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         generator = common.rank_generator(config.seed, ctx.rank)
 
         # 3. resume, or refuse to overwrite an existing run
-        start_step = 0
-        latest = train_state.latest_checkpoint(out)
-        if latest is not None and not config.resume:
-            raise CheckpointError(
-                f"{out}: already holds checkpoints (newest {latest.name}); pass --resume to continue it "
-                "or choose another --out"
-            )
-        if config.resume and latest is not None:
-            saved = train_state.read_checkpoint_state(latest)["config"]
-            changed = [key for key in RESUME_FIXED if saved.get(key) != getattr(config, key)]
-            if changed:
-                details = ", ".join(
-                    f"--{k.replace('_', '-')} {saved.get(k)!r} (now {getattr(config, k)!r})" for k in changed
-                )
-                raise CheckpointError(
-                    f"{latest}: the run was started with {details}; resume with the same flags"
-                )
-            loaded = train_state.load_checkpoint(
-                latest,
-                model,
-                optimizer,
-                ema_model=ema.model,
-                load_model_fn=load_model,
-                restore_global_rng=False,
-            )
-            start_step = loaded["step"]
-            ranks = loaded["ranks"]
-            if len(ranks) == ctx.world_size:
-                generator.set_state(ranks[ctx.rank]["generator"])
-                train_state.restore_rng_state(ranks[ctx.rank]["global"])
-            else:  # a different number of ranks reads a different data order anyway: reseed from the step
-                generator = common.rank_generator(config.seed + start_step, ctx.rank)
-            if "scaler" in loaded["extra"]:
-                scaler.load_state_dict(loaded["extra"]["scaler"])
+        start_step, generator = train_state.resume_or_refuse(
+            out,
+            config,
+            RESUME_FIXED,
+            model,
+            optimizer,
+            scaler,
+            generator,
+            ctx.rank,
+            ctx.world_size,
+            reseed=lambda step: common.rank_generator(config.seed + step, ctx.rank),
+            ema_model=ema.model,
+        )
         ddp_model = distributed.wrap_ddp(model, ctx)
 
         # 4. logging (rank 0 only)
