@@ -17,7 +17,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def worker(rank, world_size, port, cache, out, results):
+def act_as_torchrun_rank(rank, world_size, port):
+    """The environment torchrun gives rank `rank` of `world_size` on this machine; one thread each."""
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -26,6 +27,10 @@ def worker(rank, world_size, port, cache, out, results):
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
+
+
+def worker(rank, world_size, port, cache, out, results):
+    act_as_torchrun_rank(rank, world_size, port)
     config = WorldTrainConfig(
         cache=str(cache),
         out=str(out),
@@ -60,14 +65,7 @@ def vae_worker(rank, world_size, port, data, out, results):
     from hybridmem.train.config import VaeTrainConfig
     from hybridmem.train.vae import train_vae
 
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    act_as_torchrun_rank(rank, world_size, port)
     config = VaeTrainConfig(
         data=str(data),
         out=str(out),
