@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+import hybridmem
 from hybridmem.cli import build_parser, main
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.models.memory.retrieval import inside_window, slice_spans, window_indices
 from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
 from hybridmem.recipe.export import export_run, verify_export
 from hybridmem.recipe.recipe import RECIPE_FILE, plan_stages, read_record, run_recipe
+from hybridmem.recipe.summary import RESULTS_FILE, paired_difference, results_markdown
 from hybridmem.train.config import WorldTrainConfig, config_from_args
 
 # --- budgets and the plan (no training) ----------------------------------------------------------------
@@ -162,6 +166,12 @@ def test_smoke_recipe_records_every_stage(smoke_run):
         assert entry["wall_s"] > 0 and entry[f"{entry['unit']}_per_s"] > 0
         machine = entry["attempts"][-1]["machine"]
         assert machine["device"] == "cpu" and machine["torch"] and machine["cpu_count"] >= 1
+        code = entry["attempts"][-1]["code"]
+        assert code["version"] == hybridmem.__version__
+        checkout = Path(hybridmem.__file__).resolve().parents[2]
+        if (checkout / ".git").exists():  # run from a git checkout (CI's clone): the commit is recorded
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True)
+            assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
     for name in ("report.md", "aggregate.json", "reentry_psnr.png"):
         assert (smoke_run / "eval" / name).is_file()
     assert list((smoke_run / "eval" / "side_by_side").glob("*.mp4"))
@@ -219,3 +229,54 @@ def test_a_stage_older_than_a_rerun_input_is_reported_not_reused(tmp_path):
         run_recipe(budget, tmp_path, "cpu", runner=_fake_runner(log))
     assert f"delete {tmp_path / 'cache' / 'train'}" in str(error.value)
     assert log == ["vae"]  # ...and the caches it would invalidate are not silently kept
+
+
+# --- the results section ----------------------------------------------------------------------------------
+
+
+def test_paired_difference_matches_a_hand_computation():
+    ours = {"a": 20.0, "b": 18.0, "c": 25.0, "only_ours": 99.0}
+    theirs = {"a": 19.0, "b": 18.5, "c": 22.0, "only_theirs": 0.0}
+    paired = paired_difference(ours, theirs)
+    differences = [1.0, -0.5, 3.0]  # clips a, b, c only
+    mean = sum(differences) / 3
+    variance = sum((d - mean) ** 2 for d in differences) / 2
+    assert paired["clips"] == 3 and paired["ahead"] == 2
+    assert paired["mean"] == pytest.approx(mean)
+    assert paired["stderr"] == pytest.approx(math.sqrt(variance / 3))
+    assert paired_difference({"a": 1.0}, {"b": 1.0}) is None
+
+
+def test_summary_of_the_smoke_run(smoke_run, capsys):
+    assert main(["recipe", "summary", str(smoke_run)]) == 0
+    text = (smoke_run / RESULTS_FILE).read_text()
+    assert text in capsys.readouterr().out
+    record = json.loads((smoke_run / RECIPE_FILE).read_text())
+    aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
+    # our rows carry the aggregate's numbers and each world model's training rate
+    for kind in MEMORY_VARIANTS:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {kind} | "))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1] == f"{aggregate['methods'][kind]['metrics']['psnr']:.3f}"
+        assert cells[-2] == f"{record['stages'][f'world-{kind}']['steps_per_s']:.2f}"
+    assert any(line.startswith("| copy-last | ") for line in text.splitlines())
+    # the paper's rows, labelled, and hydra paired against every other method
+    assert "| HyDRA | 20.357 |" in text and "for reference only: Wan2.1-1.3B-scale" in text
+    for other in ("full", "window", "fov", "copy-last"):
+        assert any(line.startswith(f"| {other} | ") and "+-" in line for line in text.splitlines())
+    # every stage's exact command
+    for entry in record["stages"].values():
+        assert f"`{entry['command']}`" in text
+    code = record["stages"]["eval"]["attempts"][-1]["code"]
+    assert f"hybridmem {code['version']}" in text
+    if "commit" in code:
+        assert f"commit `{code['commit'][:12]}`" in text
+
+
+def test_summary_refuses_an_unfinished_run(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(get_budget("smoke"), tmp_path, "cpu", runner=_fake_runner([], fail_at="world-hydra"))
+    with pytest.raises(DataError, match="not finished .*world-hydra.*--budget smoke"):
+        results_markdown(tmp_path)
+    assert main(["recipe", "summary", str(tmp_path)]) == 2
+    assert not (tmp_path / RESULTS_FILE).exists()

@@ -4,6 +4,7 @@
     hybridmem recipe --budget cpu --out runs/ref_cpu                   # kill and rerun: finished stages skip
     hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints
+    hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
 Budgets: smoke (minutes on one core), cpu (about 2.3 h on 2 cores; the shipped checkpoints), gpu (one GPU,
 bf16). RUN_DIR/recipe.json records each stage's exact command, wall time, rate and machine;
@@ -42,6 +43,15 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_command(args: argparse.Namespace) -> int:
+    from hybridmem.recipe.summary import write_results
+
+    path = write_results(args.run_dir)
+    print(path.read_text())
+    print(f"hybridmem recipe summary: wrote {path}")
+    return 0
+
+
 def register(subparsers) -> None:
     # No choices= from the budget registry: get_budget names the valid budgets on a bad one.
     parser = subparsers.add_parser(
@@ -59,11 +69,16 @@ def register(subparsers) -> None:
     )
     parser.set_defaults(func=_run_or_fail(parser))
 
-    commands = parser.add_subparsers(dest="recipe_command", metavar="{export}")
+    commands = parser.add_subparsers(dest="recipe_command", metavar="{export,summary}")
     export = commands.add_parser("export", help="copy a finished run's VAE and world models (EMA) + manifest")
     export.add_argument("run_dir", help="folder written by `hybridmem recipe --out`")
     export.add_argument("--to", required=True, help="destination folder (replaced atomically)")
     export.set_defaults(func=export_command)
+    summary = commands.add_parser(
+        "summary", help="a finished run's results as markdown (our table, the paper's, paired comparisons)"
+    )
+    summary.add_argument("run_dir", help="folder written by `hybridmem recipe --out`")
+    summary.set_defaults(func=summary_command)
 
 
 def _run_or_fail(parser: argparse.ArgumentParser):
@@ -71,7 +86,7 @@ def _run_or_fail(parser: argparse.ArgumentParser):
         missing = [flag for flag, value in (("--budget", args.budget), ("--out", args.out)) if not value]
         if missing:
             parser.error(
-                f"{' and '.join(missing)} required (or use `hybridmem recipe export RUN_DIR --to DIR`)"
+                f"{' and '.join(missing)} required (or use `hybridmem recipe export|summary RUN_DIR`)"
             )
         return run(args)
 

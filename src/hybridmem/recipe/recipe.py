@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -215,6 +216,27 @@ def machine_info(device: str) -> dict:
     return info
 
 
+def code_info() -> dict:
+    """The hybridmem version and, when it runs from a git checkout, the commit and whether it had changes."""
+    import hybridmem
+
+    info = {"version": hybridmem.__version__}
+    source = Path(hybridmem.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode == 0:  # an installed wheel is not in a checkout: version only
+            status = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=source, capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            info.update(commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):  # no git on the machine: version only
+        pass
+    return info
+
+
 def write_json_atomic(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -296,6 +318,7 @@ def run_recipe(
     record["invocations"].append(invocation)
     stages = plan_stages(budget, run_dir, torch_device, weights_dir)
     machine = machine_info(torch_device)
+    code = code_info()
     for number, stage in enumerate(stages, start=1):
         prefix = f"[recipe {budget.name}] stage {number}/{len(stages)} {stage.name}"
         if stage_complete(stage):
@@ -311,7 +334,7 @@ def run_recipe(
             continue
         print(f"{prefix}: {stage.command}", flush=True)
         entry = record["stages"].setdefault(stage.name, {"attempts": []})
-        attempt = {"started": _now(), "machine": machine, "status": "running"}
+        attempt = {"started": _now(), "machine": machine, "code": code, "status": "running"}
         entry.update(command=stage.command, unit=stage.unit, amount=stage.amount, status="running")
         entry["attempts"].append(attempt)
         write_json_atomic(run_dir / RECIPE_FILE, record)

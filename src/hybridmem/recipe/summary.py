@@ -1,0 +1,223 @@
+"""The results of a finished recipe run as one markdown section, ready for a README.
+
+    hybridmem recipe summary runs/ref_cpu                 # prints it and writes runs/ref_cpu/results.md
+
+It reads only what the run wrote: RUN/recipe.json (commands, wall times, rates, machine, code version) and
+RUN/eval (aggregate.json and the per-clip records under clips/). The section holds:
+1. where and how: the recipe command, code version, machine, total wall time;
+2. the benchmark in the paper's Table 2 column order plus our re-entry pixel metrics, with each world
+   model's training rate and wall time;
+3. the paper's Table 2 beside it, labelled as a different scale and data;
+4. paired per-clip comparisons of hydra against every other method (mean difference, its standard error,
+   and on how many clips hydra is ahead), so a reader can tell a difference from noise;
+5. every stage's exact command, wall time and rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hybridmem.errors import DataError
+from hybridmem.eval import report
+from hybridmem.recipe.recipe import read_record
+
+RESULTS_FILE = "results.md"
+# the metrics a reader compares hydra on, per clip (higher is better for all of them)
+PAIRED_METRICS = [
+    ("psnr", "PSNR"),
+    ("ssim", "SSIM"),
+    ("reentry_psnr", "Re-entry PSNR"),
+    ("reentry_box_psnr", "Re-entry box PSNR"),
+]
+SUMMARY_COLUMNS = [
+    *report.TABLE_COLUMNS,
+    ("reentry_psnr", "Re-entry PSNR"),
+    ("reentry_box_psnr", "Re-entry box PSNR"),
+]
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: missing; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); {fix}") from error
+
+
+def clip_values(eval_dir: Path, method: str, key: str) -> dict[str, float]:
+    """{clip id: value} of one metric for one method, from eval/clips/METHOD/*.json (finite numbers only)."""
+    values = {}
+    for path in sorted((eval_dir / "clips" / method).glob("*.json")):
+        value = _read_json(path, "rerun the recipe's eval stage").get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            values[path.stem] = float(value)
+    return values
+
+
+def paired_difference(ours: dict[str, float], theirs: dict[str, float]) -> dict | None:
+    """Mean and standard error of ours - theirs over the clips both have, and how many clips ours leads."""
+    shared = sorted(set(ours) & set(theirs))
+    if not shared:
+        return None
+    differences = np.array([ours[clip] - theirs[clip] for clip in shared])
+    stderr = float(differences.std(ddof=1) / math.sqrt(len(shared))) if len(shared) > 1 else float("nan")
+    return {
+        "mean": float(differences.mean()),
+        "stderr": stderr,
+        "ahead": int((differences > 0).sum()),
+        "clips": len(shared),
+    }
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _rate(entry: dict) -> str:
+    unit = entry.get("unit", "steps")
+    value = entry.get(f"{unit}_per_s")
+    return f"{value:.3g} {unit}/s" if isinstance(value, int | float) else "-"
+
+
+def _machine_text(machine: dict) -> str:
+    parts = [
+        machine.get("platform", "?"),
+        f"{machine.get('cpus_usable', '?')} of {machine.get('cpu_count', '?')} CPUs usable",
+        f"torch {machine.get('torch', '?')} ({machine.get('torch_threads', '?')} threads)",
+        f"device {machine.get('device', '?')}",
+    ]
+    if machine.get("gpu"):
+        parts.append(machine["gpu"])
+    return ", ".join(parts)
+
+
+def _code_text(code: dict | None) -> str:
+    if not code:
+        return "not recorded (a run started before recipe.json recorded it)"
+    text = f"hybridmem {code.get('version', '?')}"
+    if code.get("commit"):
+        text += f", commit `{code['commit'][:12]}`" + (
+            " with uncommitted changes" if code.get("dirty") else ""
+        )
+    return text
+
+
+def results_markdown(run_dir: str | os.PathLike) -> str:
+    """The markdown section described in the module docstring; raises DataError on an unfinished run."""
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    stages = record.get("stages", {})
+    unfinished = [name for name, entry in stages.items() if entry.get("status") != "done"]
+    if unfinished or "eval" not in stages:
+        raise DataError(
+            f"{run_dir}: the run is not finished (stages not done: {', '.join(unfinished) or 'eval'}); "
+            f"rerun its `hybridmem recipe --budget {record['budget']['name']} --out {run_dir}` to finish it"
+        )
+    eval_dir = run_dir / "eval"
+    aggregate = _read_json(eval_dir / "aggregate.json", "rerun the recipe's eval stage")
+    budget = record["budget"]
+    last = stages["eval"]["attempts"][-1]
+    total = sum(entry.get("wall_s", 0.0) for entry in stages.values())
+    started = stages[next(iter(stages))]["attempts"][0]["started"][:16]
+    finished = stages["eval"]["finished"][:16]
+
+    # 1. where and how
+    lines = [
+        f"Budget `{budget['name']}` ({budget.get('description', '')}): "
+        f"`hybridmem recipe --budget {budget['name']} --out {run_dir}`.",
+        "",
+        f"- Code: {_code_text(last.get('code'))}.",
+        f"- Machine: {_machine_text(last.get('machine', {}))}.",
+        f"- Wall time: {_hours(total)} over all stages (started {started} UTC, finished {finished} UTC).",
+        f"- Benchmark: {aggregate.get('num_clips', '?')} held-out test clips (unseen scenes or subjects), "
+        f"{aggregate.get('steps') or 'default'} sampling steps, seed {aggregate.get('seed', '?')}; "
+        f"each world model trained {budget['world_steps']} steps at batch {budget['world_batch_size']} on "
+        f"{budget['train_clips']} clips of {budget['context_frames']} + {budget['target_frames']} frames at "
+        f"{budget['width']} px, preset `{budget['world_preset']}`.",
+        "",
+    ]
+    # 2. our table, with training cost per world model
+    methods = {name: entry["metrics"] for name, entry in aggregate["methods"].items()}
+    header = (
+        "| Method | " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " | train steps/s | train wall |"
+    )
+    lines += [header, "|---|" + "---:|" * (len(SUMMARY_COLUMNS) + 2)]
+    for name, metrics in methods.items():
+        cells = [report.format_value(metrics.get(key)) for key, _ in SUMMARY_COLUMNS]
+        stage = stages.get(f"world-{name}")
+        if stage:
+            cells += [f"{stage.get('steps_per_s', float('nan')):.2f}", _hours(stage.get("wall_s", 0.0))]
+        else:
+            cells += ["-", "-"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    reasons = sorted(
+        {f"{key}: {value}" for m in methods.values() for key, value in m.items() if isinstance(value, str)}
+    )
+    lines += [
+        "",
+        "PSNR in dB. Re-entry PSNR: frames from a subject's re-entry on; re-entry box PSNR: inside the "
+        "re-entering subject's ground-truth box (see `hybridmem.eval.metrics`). LPIPS lower is better, "
+        "everything else higher.",
+    ]
+    if reasons:
+        lines += ["Not computed (the metric networks' weights were not on disk; nothing is downloaded):"]
+        lines += [f"- {reason}" for reason in reasons]
+    # 3. the paper's numbers, labelled
+    paper = report.paper_tables()["table2"]
+    columns = [(key, title) for key, title in report.TABLE_COLUMNS if key in paper["columns"]]
+    lines += [
+        "",
+        f"The paper's Table 2, for reference only: {paper['scale']}.",
+        "",
+        "| Paper method | " + " | ".join(title for _, title in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, values in paper["rows"].items():
+        row = dict(zip(paper["columns"], values, strict=True))
+        lines.append(f"| {name} | " + " | ".join(report.format_value(row[key]) for key, _ in columns) + " |")
+    # 4. paired comparisons: hydra against each other method, clip by clip
+    if "hydra" in methods:
+        others = [name for name in methods if name != "hydra"]
+        lines += [
+            "",
+            "hydra minus each other method, paired over the same clips (mean +- standard error; clips where "
+            "hydra is ahead / clips with the metric):",
+            "",
+            "| hydra vs | " + " | ".join(title for _, title in PAIRED_METRICS) + " |",
+            "|---|" + "---:|" * len(PAIRED_METRICS),
+        ]
+        for other in others:
+            cells = []
+            for key, _ in PAIRED_METRICS:
+                paired = paired_difference(
+                    clip_values(eval_dir, "hydra", key), clip_values(eval_dir, other, key)
+                )
+                if paired is None:
+                    cells.append("n/a")
+                else:
+                    digits = 2 if "psnr" in key else 3
+                    cells.append(
+                        f"{paired['mean']:+.{digits}f} +- {paired['stderr']:.{digits}f} "
+                        f"({paired['ahead']}/{paired['clips']})"
+                    )
+            lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    # 5. every stage
+    lines += ["", "| Stage | Wall | Rate | Command |", "|---|---:|---:|---|"]
+    for name, entry in stages.items():
+        lines.append(
+            f"| {name} | {_hours(entry.get('wall_s', 0.0))} | {_rate(entry)} | `{entry['command']}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run_dir: str | os.PathLike) -> Path:
+    """Write RUN/results.md atomically; returns its path."""
+    path = Path(run_dir) / RESULTS_FILE
+    report.write_bytes_atomic(path, results_markdown(run_dir).encode())
+    return path
