@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,14 @@ def test_run_dir_refuses_another_budget(tmp_path):
     run_recipe(get_budget("smoke"), tmp_path, "cpu", runner=_fake_runner([]))
     with pytest.raises(ConfigError, match="budget 'smoke'"):
         run_recipe(get_budget("cpu"), tmp_path, "cpu", runner=_fake_runner([]))
+    with pytest.raises(ConfigError, match=r"\(world_steps\)"):
+        run_recipe(replace(get_budget("smoke"), world_steps=5), tmp_path, "cpu", runner=_fake_runner([]))
+    # a reworded description (it carries the measured time) is prose, not a setting: the run resumes
+    log = []
+    run_recipe(
+        replace(get_budget("smoke"), description="reworded"), tmp_path, "cpu", runner=_fake_runner(log)
+    )
+    assert log == []
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):

@@ -273,9 +273,11 @@ def _open_record(run_dir: Path, budget: Budget) -> dict:
     if not path.is_file():
         return {"format": RECIPE_FORMAT, "budget": budget.to_dict(), "stages": {}, "invocations": []}
     record = read_record(run_dir)
-    if record.get("budget") != budget.to_dict():
-        old = record.get("budget", {})
-        changed = sorted(k for k in set(old) | set(budget.to_dict()) if old.get(k) != budget.to_dict().get(k))
+    old, new = record.get("budget", {}), budget.to_dict()
+    # the description is prose (it carries the measured time), not a setting: rewording it must not
+    # strand a run folder
+    changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
+    if changed:
         raise ConfigError(
             f"{path}: this run was started with budget '{old.get('name')}' and other settings "
             f"({', '.join(changed)}); rerun with --budget {old.get('name')} to resume, or use a new --out"
