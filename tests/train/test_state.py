@@ -130,11 +130,31 @@ def test_ema_tracks_weights():
     ema = EMA(model, decay=0.5)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema.update(model)
+    ema.update(model, step=100)  # past the warm-up: the plain decay
     torch.testing.assert_close(ema.model.weight, torch.full((1, 2), 0.5))
-    ema.update(model)
+    ema.update(model, step=101)
     torch.testing.assert_close(ema.model.weight, torch.full((1, 2), 0.75))
     assert not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_ema_warm_up_forgets_the_initialisation_of_a_short_run():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.999)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(890) == pytest.approx(0.99)
+    assert ema.decay_at(100_000) == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    steps = 2000
+    for step in range(steps):
+        ema.update(model, step)
+    # the weight left on the initial 0 is the product of the decays; slow reference: multiply them out
+    kept = 1.0
+    for step in range(steps):
+        kept *= min(0.999, (1 + step) / (10 + step))
+    torch.testing.assert_close(ema.model.weight, torch.full((1, 1), 1.0 - kept))
+    assert kept < 1e-6 < 0.999**steps  # a plain 0.999 would still keep 13.5% of the initialisation
 
 
 def test_resolve_model_folder(tmp_path):

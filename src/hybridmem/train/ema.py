@@ -15,7 +15,14 @@ from hybridmem.errors import ConfigError
 
 
 class EMA:
-    """shadow <- decay * shadow + (1 - decay) * live, after every optimizer step."""
+    """shadow <- d * shadow + (1 - d) * live after every optimizer step, d = min(decay, (1 + t) / (10 + t)).
+
+    t counts the optimizer steps taken before this update (0 for the first). The warm-up term (the
+    num_updates rule of TensorFlow's ExponentialMovingAverage) keeps a short run's average from being
+    dominated by its initial weights: with a plain 0.999 the shadow of a 2000-step run still holds
+    0.999**2000 = 13.5% of the initialisation, and its validation loss was 3.5x the live model's in the
+    reference run's first attempt. With the warm-up, d reaches 0.99 at t = 890 and 0.999 at t = 8990.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 <= decay < 1.0:
@@ -24,12 +31,17 @@ class EMA:
         self.model = copy.deepcopy(model).eval()
         self.model.requires_grad_(False)
 
+    def decay_at(self, step: int) -> float:
+        """The decay used by the update after `step` earlier optimizer steps."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        weight = 1.0 - self.decay_at(step)
         live = dict(model.named_parameters())
         for name, shadow in self.model.named_parameters():
             # lerp_ in float keeps the average exact enough in low-precision copies too.
-            shadow.lerp_(live[name].detach().to(shadow.dtype), 1.0 - self.decay)
+            shadow.lerp_(live[name].detach().to(shadow.dtype), weight)
         live_buffers = dict(model.named_buffers())
         for name, shadow in self.model.named_buffers():
             shadow.copy_(live_buffers[name])

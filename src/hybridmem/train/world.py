@@ -254,7 +254,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             scaler.step(optimizer)
             scaler.update()
-            ema.update(model)
+            ema.update(model, step)  # step: optimizer steps before this one (resumes exactly)
             step += 1
             # 5c. log, validate, save
             mean_loss = float(distributed.all_reduce_mean(loss, ctx))
