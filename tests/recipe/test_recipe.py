@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -102,6 +103,7 @@ def _fake_runner(log: list, fail_at: str | None = None):
 
     def runner(stage):
         if stage.name == fail_at:
+            Path(stage.folder).mkdir(parents=True, exist_ok=True)  # a killed stage leaves its checkpoints
             raise KeyboardInterrupt
         log.append(stage.name)
         for path in stage.outputs:
@@ -132,6 +134,19 @@ def test_killed_run_resumes_at_the_interrupted_stage(tmp_path):
     fov = record["stages"]["world-fov"]
     assert [attempt["status"] for attempt in fov["attempts"]] == ["failed", "done"]
     assert fov["command"].startswith("hybridmem train world ") and "--memory fov" in fov["command"]
+
+
+def test_a_stage_redone_from_scratch_sets_its_earlier_attempts_aside(tmp_path):
+    budget = get_budget("smoke")
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(budget, tmp_path, "cpu", runner=_fake_runner([], fail_at="world-fov"))
+    shutil.rmtree(tmp_path / "world" / "fov")  # the user deletes the folder to redo the stage
+    record = run_recipe(budget, tmp_path, "cpu", runner=_fake_runner([]))
+    fov = record["stages"]["world-fov"]
+    # the killed attempt did no part of the finished work: it must not lower the stage's rate
+    assert [attempt["status"] for attempt in fov["attempts"]] == ["done"]
+    assert [attempt["status"] for attempt in fov["discarded_attempts"]] == ["failed"]
+    assert fov["wall_s"] == fov["attempts"][0]["wall_s"]
 
 
 def test_run_dir_refuses_another_budget(tmp_path):

@@ -336,6 +336,11 @@ def run_recipe(
             continue
         print(f"{prefix}: {stage.command}", flush=True)
         entry = record["stages"].setdefault(stage.name, {"attempts": []})
+        if entry["attempts"] and not Path(stage.folder).exists():
+            # its folder was deleted: the stage starts from scratch, so the earlier attempts did none of
+            # the work this one will finish; kept aside, not counted in its wall time and rate
+            entry.setdefault("discarded_attempts", []).extend(entry["attempts"])
+            entry["attempts"] = []
         attempt = {"started": _now(), "machine": machine, "code": code, "status": "running"}
         entry.update(command=stage.command, unit=stage.unit, amount=stage.amount, status="running")
         entry["attempts"].append(attempt)
