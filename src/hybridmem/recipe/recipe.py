@@ -217,7 +217,8 @@ def machine_info(device: str) -> dict:
 
 
 def code_info() -> dict:
-    """The hybridmem version and, when it runs from a git checkout, the commit and whether it had changes."""
+    """The hybridmem version and, from a git checkout, the commit and whether the package's own files differ
+    from it (`dirty`; edits to docs or tests elsewhere in the checkout do not count)."""
     import hybridmem
 
     info = {"version": hybridmem.__version__}
@@ -228,7 +229,7 @@ def code_info() -> dict:
         )
         if commit.returncode == 0:  # an installed wheel is not in a checkout: version only
             status = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],  # the package only
                 cwd=source, capture_output=True, text=True, timeout=10,
             )  # fmt: skip
             info.update(commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
