@@ -304,3 +304,15 @@ def test_summary_refuses_an_unfinished_run(tmp_path):
         results_markdown(tmp_path)
     assert main(["recipe", "summary", str(tmp_path)]) == 2
     assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_summary_names_the_code_of_each_stage_when_they_differ():
+    from hybridmem.recipe.summary import _code_by_stage
+
+    old = {"attempts": [{"started": "t"}]}  # a stage run before recipe.json recorded the code
+    new = {"attempts": [{"code": {"version": "0.1.0", "commit": "89be09ee423b0560", "dirty": False}}]}
+    text = _code_by_stage({"vae": old, "world-full": new, "eval": new})
+    assert text == "vae: not recorded (a run started before recipe.json recorded it); world-full, eval: " + (
+        "hybridmem 0.1.0, commit `89be09ee423b`"
+    )
+    assert _code_by_stage({"world-full": new, "eval": new}) == "hybridmem 0.1.0, commit `89be09ee423b`"

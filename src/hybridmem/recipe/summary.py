@@ -108,6 +108,16 @@ def _code_text(code: dict | None) -> str:
     return text
 
 
+def _code_by_stage(stages: dict) -> str:
+    """The code each stage's finishing attempt ran, grouped: one text when all stages ran the same."""
+    groups: dict[str, list[str]] = {}
+    for name, entry in stages.items():
+        groups.setdefault(_code_text(entry["attempts"][-1].get("code")), []).append(name)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
+
+
 def results_markdown(run_dir: str | os.PathLike) -> str:
     """The markdown section described in the module docstring; raises DataError on an unfinished run."""
     run_dir = Path(run_dir)
@@ -132,7 +142,7 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
         f"Budget `{budget['name']}` ({budget.get('description', '')}): "
         f"`hybridmem recipe --budget {budget['name']} --out {run_dir}`.",
         "",
-        f"- Code: {_code_text(last.get('code'))}.",
+        f"- Code: {_code_by_stage(stages)}.",
         f"- Machine: {_machine_text(last.get('machine', {}))}.",
         f"- Wall time: {_hours(total)} over all stages (started {started} UTC, finished {finished} UTC).",
         f"- Benchmark: {aggregate.get('num_clips', '?')} held-out test clips (unseen scenes or subjects), "
