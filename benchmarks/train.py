@@ -3,10 +3,14 @@
     .venv/bin/python benchmarks/train.py --json runs/bench_train.json
     .venv/bin/python benchmarks/train.py --preset base --device cuda --precision bf16 --batch-size 8 \
         --latent-size 32 --json runs/bench_train_gpu.json
+    .venv/bin/python benchmarks/train.py --vae-training --vae-batch-size 8 --vae-frames 17 --latent-size 16 \
+        --memories --skip-sampling --device cuda --precision bf16 --json runs/bench_vae_gpu.json
 
 Training: one optimizer step = flow-matching loss (train/world.py flow_loss) + backward + AdamW, on random
 latents of the given geometry; steps/s and tokens/s (B * latent frames * tokens per latent frame, per
-second) over `--steps` timed steps after `--warmup-steps` untimed ones. Sampling: seconds per generated
+second) over `--steps` timed steps after `--warmup-steps` untimed ones. VAE training (`--vae-training`): one
+step of train/vae.py's loss + backward + AdamW on random frames of `--vae-frames` frames at the pixel size the
+latent size decodes to. Sampling: seconds per generated
 video frame of WorldPipeline.generate (VAE encode, `--sample-steps` Euler steps, decode) with random weights.
 Numbers from a shared or busy machine are noisy: rerun on an idle one before quoting them.
 """
@@ -29,7 +33,9 @@ from hybridmem.models.vae import build_vae
 from hybridmem.models.world import build_world_model
 from hybridmem.sample.pipeline import WorldPipeline
 from hybridmem.train import common
+from hybridmem.train.config import VaeTrainConfig
 from hybridmem.train.distributed import resolve_device
+from hybridmem.train.vae import vae_loss
 from hybridmem.train.world import caption_input, flow_loss
 
 MEMORIES = ("full", "window", "fov", "hydra")
@@ -57,10 +63,74 @@ def random_batch(args, channels: int, generator: torch.Generator) -> dict:
     }
 
 
+def memory_config(args, memory: str) -> MemoryConfig:
+    return MemoryConfig(kind=memory, window=args.memory_window, top_k=args.memory_top_k)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+
+
+def timed_steps(step, args, device: torch.device) -> float:
+    """Seconds per call of `step` over args.steps calls, after args.warmup_steps untimed ones."""
+    for _ in range(args.warmup_steps):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - started) / args.steps
+
+
+def bench_vae_training(args, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    reset_peak_memory(device)
+    vae = build_vae(args.vae_preset).to(device)
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-4)
+    scaler = common.grad_scaler(args.precision, device)
+    config = VaeTrainConfig(data="", out="", preset=args.vae_preset, precision=args.precision)
+    pixels = args.latent_size * vae.config.spatial_factor
+    generator = torch.Generator().manual_seed(0)
+    shape = (args.vae_batch_size, args.vae_frames, 3, pixels, pixels)
+    frames = (torch.rand(shape, generator=generator) * 2 - 1).to(device)
+    sample_generator = torch.Generator(device).manual_seed(0)
+
+    def step() -> None:
+        with common.autocast(args.precision, device):
+            reconstruction, posterior = vae(frames, sample_generator)
+        loss = vae_loss(reconstruction, posterior, frames, config)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+
+    seconds = timed_steps(step, args, device)
+    return {
+        "vae_preset": args.vae_preset,
+        "parameters": common.parameter_count(vae),
+        "batch_size": args.vae_batch_size,
+        "frames": args.vae_frames,
+        "resolution": pixels,
+        "seconds_per_step": seconds,
+        "steps_per_second": 1.0 / seconds,
+        "peak_memory_gb": peak_memory_gb(device),
+    }
+
+
 def bench_training(args, memory: str, device: torch.device) -> dict:
     torch.manual_seed(0)
+    reset_peak_memory(device)
     model = build_world_model(
-        args.preset, memory=MemoryConfig(kind=memory), gradient_checkpointing=args.grad_checkpointing
+        args.preset, memory=memory_config(args, memory), gradient_checkpointing=args.grad_checkpointing
     ).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -82,14 +152,7 @@ def bench_training(args, memory: str, device: torch.device) -> dict:
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(args.warmup_steps):
-        step()
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    seconds = (time.perf_counter() - started) / args.steps
+    seconds = timed_steps(step, args, device)
     _, rows, cols = model.config.patch_size
     tokens_per_latent_frame = (args.latent_size // rows) * (args.latent_size // cols)
     tokens = size * (args.context_latents + args.target_latents) * tokens_per_latent_frame
@@ -100,13 +163,13 @@ def bench_training(args, memory: str, device: torch.device) -> dict:
         "steps_per_second": 1.0 / seconds,
         "tokens_per_step": tokens,
         "tokens_per_second": tokens / seconds,
-        "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
+        "peak_memory_gb": peak_memory_gb(device),
     }
 
 
 def bench_sampling(args, memory: str, device: torch.device) -> dict:
     torch.manual_seed(0)
-    world = build_world_model(args.preset, memory=MemoryConfig(kind=memory))
+    world = build_world_model(args.preset, memory=memory_config(args, memory))
     vae = build_vae(args.vae_preset, latent_channels=world.config.latent_channels)
     pipeline = WorldPipeline(world, vae, device, steps=args.sample_steps)
     stride = vae.config.temporal_factor
@@ -145,7 +208,14 @@ def main() -> None:
     parser.add_argument("--json", required=True, help="output JSON file")
     parser.add_argument("--preset", default="small", help="world model preset")
     parser.add_argument("--vae-preset", default="small", help="VAE preset (sampling)")
-    parser.add_argument("--memories", nargs="+", default=list(MEMORIES), help="memory variants")
+    parser.add_argument(
+        "--memories", nargs="*", default=list(MEMORIES), help="memory variants (none: skip the world model)"
+    )
+    parser.add_argument("--memory-window", type=int, default=MemoryConfig.window, help="local window")
+    parser.add_argument("--memory-top-k", type=int, default=MemoryConfig.top_k, help="fov/hydra top-k")
+    parser.add_argument("--vae-training", action="store_true", help="also time the VAE's training step")
+    parser.add_argument("--vae-batch-size", type=int, default=2)
+    parser.add_argument("--vae-frames", type=int, default=9, help="frames per VAE training window (4k+1)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--context-latents", type=int, default=3, help="context latent frames")
     parser.add_argument("--target-latents", type=int, default=3, help="target latent frames")
@@ -170,7 +240,11 @@ def main() -> None:
         "platform": platform.platform(),
         "training": [],
         "sampling": [],
+        "vae_training": None,
     }
+    if args.vae_training:
+        results["vae_training"] = bench_vae_training(args, device)
+        print(json.dumps(results["vae_training"]), flush=True)
     for memory in args.memories:
         results["training"].append(bench_training(args, memory, device))
         print(json.dumps(results["training"][-1]), flush=True)
