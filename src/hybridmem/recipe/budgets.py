@@ -99,14 +99,14 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: about 2.3 hours on the 2-core reference machine (docs/REFERENCE_RUN.md has
-    # the arithmetic from measured rates). 33+33 frames = 9+9 latent frames; window 3 and top-k 4 make the
-    # memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of the 8-9
-    # memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M parameters,
-    # hydra 2.46M with its tokenizer) put VAE + four models at 32 MB, under the 40 MB cap for shipping.
+    # The shipped checkpoints: 1.64 h end to end on the 2-core reference machine, measured 2026-11-26
+    # (docs/REFERENCE_RUN.md has the stage times). 33+33 frames = 9+9 latent frames; window 3 and top-k 4
+    # make the memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of
+    # the 8-9 memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M
+    # parameters, hydra 2.46M with its tokenizer) put VAE + four models at 32 MB, under the 40 MB cap.
     "cpu": Budget(
         name="cpu",
-        description="about 2.3 h on a 2-core CPU; the checkpoints shipped with the package",
+        description="1.6 h on a 2-core CPU (measured); the checkpoints shipped with the package",
         width=128,
         height=128,
         context_frames=33,
@@ -136,7 +136,8 @@ BUDGETS: dict[str, Budget] = {
         side_by_side_clips=2,
         save_every=250,
     ),
-    # One GPU (not yet measured): `small` presets, 25x the cpu data, bf16, the cpu budget's clip geometry.
+    # One GPU: `small` presets, 25x the cpu data, bf16, 128 px. Not run; its training steps, timed on one
+    # H100, add up to about 4.2 h (docs/REFERENCE_RUN.md).
     "gpu": Budget(
         name="gpu",
         description="one GPU, bf16, small presets, 4000 training clips at 128 px, 65+65 frames",
