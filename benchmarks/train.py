@@ -76,6 +76,16 @@ def peak_memory_gb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
 
 
+def optimizer_step(loss, model, optimizer, scaler) -> None:
+    """Backward, clip to norm 1, AdamW step: what the trainers do each step (without the LR schedule)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def timed_steps(step, args, device: torch.device) -> float:
     """Seconds per call of `step` over args.steps calls, after args.warmup_steps untimed ones."""
     for _ in range(args.warmup_steps):
@@ -106,12 +116,7 @@ def bench_vae_training(args, device: torch.device) -> dict:
         with common.autocast(args.precision, device):
             reconstruction, posterior = vae(frames, sample_generator)
         loss = vae_loss(reconstruction, posterior, frames, config)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, vae, optimizer, scaler)
 
     seconds = timed_steps(step, args, device)
     return {
@@ -145,12 +150,7 @@ def bench_training(args, memory: str, device: torch.device) -> dict:
         noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
         with common.autocast(args.precision, device):
             loss = flow_loss(model, batch, t, noise, caption_input(model, size, device))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, model, optimizer, scaler)
 
     seconds = timed_steps(step, args, device)
     _, rows, cols = model.config.patch_size
