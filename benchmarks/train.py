@@ -4,14 +4,16 @@
     .venv/bin/python benchmarks/train.py --preset base --device cuda --precision bf16 --batch-size 8 \
         --latent-size 32 --json runs/bench_train_gpu.json
     .venv/bin/python benchmarks/train.py --vae-training --vae-batch-size 8 --vae-frames 17 --latent-size 16 \
-        --memories --skip-sampling --device cuda --precision bf16 --json runs/bench_vae_gpu.json
+        --memories --skip-sampling --device cuda --precision bf16 --json runs/bench_vae_gpu.json  # VAE only
+    bash benchmarks/gpu_rates.sh      # both recipe budgets' geometries on one GPU
 
-Training: one optimizer step = flow-matching loss (train/world.py flow_loss) + backward + AdamW, on random
-latents of the given geometry; steps/s and tokens/s (B * latent frames * tokens per latent frame, per
-second) over `--steps` timed steps after `--warmup-steps` untimed ones. VAE training (`--vae-training`): one
-step of train/vae.py's loss + backward + AdamW on random frames of `--vae-frames` frames at the pixel size the
-latent size decodes to. Sampling: seconds per generated
-video frame of WorldPipeline.generate (VAE encode, `--sample-steps` Euler steps, decode) with random weights.
+Training: one optimizer step = flow-matching loss (train/world.py flow_loss) + the trainers' update
+(train/common.py optimizer_step: backward, clip to norm 1, AdamW), on random latents of the given geometry;
+steps/s and tokens/s (B * latent frames * tokens per latent frame, per second) over `--steps` timed steps
+after `--warmup-steps` untimed ones. VAE training (`--vae-training`): the same with train/vae.py's loss on
+random frames of `--vae-frames` frames at the pixel size the latent size decodes to. Sampling: seconds per
+generated video frame of WorldPipeline.generate (VAE encode, `--sample-steps` Euler steps, decode) with
+random weights.
 Numbers from a shared or busy machine are noisy: rerun on an idle one before quoting them.
 """
 
@@ -76,16 +78,6 @@ def peak_memory_gb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
 
 
-def optimizer_step(loss, model, optimizer, scaler) -> None:
-    """Backward, clip to norm 1, AdamW step: what the trainers do each step (without the LR schedule)."""
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    scaler.step(optimizer)
-    scaler.update()
-
-
 def timed_steps(step, args, device: torch.device) -> float:
     """Seconds per call of `step` over args.steps calls, after args.warmup_steps untimed ones."""
     for _ in range(args.warmup_steps):
@@ -116,7 +108,7 @@ def bench_vae_training(args, device: torch.device) -> dict:
         with common.autocast(args.precision, device):
             reconstruction, posterior = vae(frames, sample_generator)
         loss = vae_loss(reconstruction, posterior, frames, config)["loss"]
-        optimizer_step(loss, vae, optimizer, scaler)
+        common.optimizer_step(loss, vae, optimizer, scaler, grad_clip=1.0)
 
     seconds = timed_steps(step, args, device)
     return {
@@ -150,7 +142,7 @@ def bench_training(args, memory: str, device: torch.device) -> dict:
         noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
         with common.autocast(args.precision, device):
             loss = flow_loss(model, batch, t, noise, caption_input(model, size, device))
-        optimizer_step(loss, model, optimizer, scaler)
+        common.optimizer_step(loss, model, optimizer, scaler, grad_clip=1.0)
 
     seconds = timed_steps(step, args, device)
     _, rows, cols = model.config.patch_size

@@ -1,4 +1,5 @@
-"""Pieces both training loops share: the learning-rate schedule, precision, the step-indexed data order.
+"""Pieces both training loops share: the learning-rate schedule, precision, the optimizer update, the
+step-indexed data order.
 
 The data order is a pure function of (seed, step, rank): sample position p = step * global_batch +
 rank * batch + i walks through one seeded permutation per epoch. A resumed run therefore reads exactly the
@@ -9,6 +10,7 @@ samples.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -78,6 +80,25 @@ def autocast(precision: str, device: torch.device):
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """A real scaler for fp16 (small gradients underflow otherwise); a disabled one for fp32/bf16."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float,
+) -> torch.Tensor:
+    """One update: backward through the scaler, clip the gradient norm to `grad_clip` (0: no clipping),
+    step. Returns the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return grad_norm
 
 
 def rank_generator(seed: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -19,7 +19,6 @@ Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channel
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -235,13 +234,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
                 raise FloatingPointError(
                     f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), max_norm)
-            scaler.step(optimizer)
-            scaler.update()
+            grad_norm = common.optimizer_step(loss, vae, optimizer, scaler, config.grad_clip)
             done = step + 1
             losses.append(float(loss.detach()))
             mean_loss = float(distributed.all_reduce_mean(loss, ctx))

@@ -22,7 +22,6 @@ Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -247,13 +246,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                     f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
                 )
             # 5b. update
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            scaler.step(optimizer)
-            scaler.update()
+            grad_norm = common.optimizer_step(loss, model, optimizer, scaler, config.grad_clip)
             ema.update(model, step)  # step: optimizer steps before this one (resumes exactly)
             step += 1
             # 5c. log, validate, save
