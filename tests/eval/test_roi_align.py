@@ -68,6 +68,8 @@ def test_matches_slow_reference(sampling_ratio, aligned):
             [1, -2.0, -1.5, 4.0, 3.0],  # partly outside the map
             [1, 8.5, 6.0, 14.0, 12.0],  # beyond the right/bottom edges
             [0, 3.0, 3.0, 3.4, 3.2],  # smaller than a bin
+            [0, 8.0, 7.0, 1.0, 2.0],  # reversed by more than a bin on both sides
+            [1, 6.0, 1.0, 2.0, 8.0],  # reversed along x only
         ],
         dtype=torch.float64,
     )
@@ -81,3 +83,10 @@ def test_constant_map_gives_constant_bins():
     features = torch.full((1, 2, 6, 6), 3.0)
     out = roi_align(features, torch.tensor([[0, 1.0, 1.0, 5.0, 5.0]]), (7, 7))
     torch.testing.assert_close(out, torch.full((1, 2, 7, 7), 3.0))
+
+
+def test_reversed_box_with_adaptive_grid_gives_zeros_like_torchvision():
+    features = torch.randn(1, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    reversed_boxes = torch.tensor([[0, 8.0, 8.0, 0.5, 0.5], [0, 1.0, 8.0, 8.0, 0.5]], dtype=torch.float64)
+    out = roi_align(features, reversed_boxes, (7, 7), 1.0, -1, aligned=True)
+    torch.testing.assert_close(out, torch.zeros(2, 2, 7, 7, dtype=torch.float64))

@@ -6,7 +6,10 @@ Semantics follow torchvision.ops.roi_align (Mask R-CNN's RoIAlign) with `aligned
   coordinates, i.e. box edges are pixel edges (aligned=False keeps the legacy "+0 / min size 1" form);
 - each of the out_h x out_w bins averages grid_h x grid_w bilinear samples placed at the centres of a
   regular sub-grid; grid = `sampling_ratio` per side, or ceil(box size / bins) when sampling_ratio <= 0;
-- a sample more than one cell outside the map contributes 0; otherwise its coordinate is clamped to the map.
+- a sample more than one cell outside the map contributes 0; otherwise its coordinate is clamped to the map;
+- with the adaptive grid, a box that is empty or reversed (x1 < x0 or y1 < y0) gets zeros, as torchvision's
+  loops over a grid of <= 0 samples do; with a fixed sampling_ratio it is sampled as given (bins of negative
+  size), as in torchvision.
 
 Shape letters: B batch, C channels, H/W feature grid, R boxes, h/w output bins, g sub-samples per bin
 side, Ny/Nx samples per box along y/x (h g, w g).
@@ -96,7 +99,10 @@ def roi_align(
     pooled = features.new_zeros((boxes.shape[0], features.shape[1], out_h, out_w))
     for index in range(boxes.shape[0]):
         grid_h, grid_w = math.ceil(box_h[index] / out_h), math.ceil(box_w[index] / out_w)
-        if grid_h * grid_w == 0:  # empty box: torchvision returns zeros too
+        # An empty or reversed box has no samples on some side (grid <= 0): torchvision's loops then run
+        # zero times and it returns zeros; a box reversed on both sides must not slip through as a
+        # positive product of two negative grids.
+        if grid_h <= 0 or grid_w <= 0:
             continue
         one = slice(index, index + 1)
         ys = _sample_coords(start_y[one], bin_h[one], out_h, grid_h)
