@@ -43,7 +43,7 @@ def test_roi_embeddings_skip_invisible_frames_and_pool_inside_box():
     tokens[..., 0] = 1.0
     tokens[:, 1:3, 1:3] = torch.tensor([0.0, 5.0])  # a different vector inside cells 1..2
     boxes = np.array([[1.5, 1.5, 2.5, 2.5], [np.nan] * 4, [1.5, 1.5, 2.5, 2.5]])
-    embeddings = dsc.roi_embeddings(tokens, boxes)
+    embeddings = dsc.roi_embeddings(tokens, boxes, sampling_ratio=2)
     assert embeddings.shape == (2, 2)
     torch.testing.assert_close(embeddings, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
 
@@ -83,7 +83,8 @@ def test_encoders_run_on_tiny_models(tiny_weights):
     dino = DinoEncoder.from_weights_dir(tiny_weights)
     video, _, _ = _static_scene()
     assert clip_encoder.image_embeddings(video).shape == (4, 16)
-    assert clip_encoder.patch_tokens(video).shape == (4, 4, 4, 32)
+    assert clip_encoder.patch_tokens_squashed(video).shape == (4, 4, 4, 32)
+    assert clip_encoder.patch_tokens_cropped(video).shape == (4, 4, 4, 32)
     assert dino.class_features(video).shape == (4, 32)
     assert consistency.subject_consistency(dino, video) == pytest.approx(1.0, abs=1e-6)
     assert consistency.background_consistency(clip_encoder, video) == pytest.approx(1.0, abs=1e-6)
@@ -91,20 +92,28 @@ def test_encoders_run_on_tiny_models(tiny_weights):
     assert consistency.subject_consistency(dino, noise) < 1.0 - 1e-4
 
 
-def test_dsc_identical_static_video_is_one_and_changes_lower_it(tiny_weights):
+@pytest.mark.parametrize("definition", ["official", "per-subject"])
+def test_dsc_identical_static_video_is_one_and_changes_lower_it(tiny_weights, definition):
     clip_encoder = ClipEncoder.from_weights_dir(tiny_weights)
     video, boxes, background = _static_scene()
     shifted, _, _ = _static_scene(subject_x=40)
     blanked = np.repeat(background[None], video.shape[0], axis=0)
     boxes_by_subject = {1: boxes}
     same = dsc.dsc_scores(
-        clip_encoder, video, video, video, boxes_by_subject, boxes_by_subject, boxes_by_subject
+        clip_encoder, video, video, video, boxes_by_subject, boxes_by_subject, boxes_by_subject, definition
     )
     assert same["dsc_gt"] == pytest.approx(1.0, abs=1e-6)
     assert same["dsc_ctx"] == pytest.approx(1.0, abs=1e-6)
     for changed in (shifted, blanked):
         scores = dsc.dsc_scores(
-            clip_encoder, changed, video, video, boxes_by_subject, boxes_by_subject, boxes_by_subject
+            clip_encoder,
+            changed,
+            video,
+            video,
+            boxes_by_subject,
+            boxes_by_subject,
+            boxes_by_subject,
+            definition,
         )
         assert scores["dsc_gt"] < 1.0 - 1e-4
         assert scores["dsc_ctx"] < 1.0 - 1e-4

@@ -18,9 +18,17 @@ Preprocessing (S = the model's configured image size, 224 for the B/16 models; r
 - DINO (subject consistency), as VBench's dino_transform: resize the shorter side to S (bilinear, no
   antialiasing), no crop, ImageNet mean/std, position embeddings interpolated; feature = the
   final-layernorm class token.
-- CLIP patch tokens (DSC): the whole frame resized (squashed) to S x S, bicubic antialiased, CLIP mean/std,
-  so that a pixel box maps onto the patch grid by scaling x by grid_w / W and y by grid_h / H; tokens are the
-  vision tower's last hidden state without the class token (before the pooled-output layernorm).
+- CLIP patch tokens for DSC, two preprocessings (hybridmem.eval.dsc says which definition uses which):
+  - `patch_tokens_cropped` (the official DSC): what the official eval_dsc.py gets from `CLIPProcessor`, i.e.
+    transformers' CLIPImageProcessor with its PIL backend: resize with PIL bicubic on the uint8 image so the
+    shorter side is S (the longer one int(S * long / short)), the result rounded back to uint8 by PIL;
+    centre crop S x S at top = (h - S) // 2, left = (w - S) // 2; x * (1/255) in float64, cast to float32;
+    (x - mean) / std in float32. On a non-square frame the crop drops the sides of the longer axis.
+  - `patch_tokens_squashed` (the per-subject DSC): the whole frame resized (squashed) to S x S, torch bicubic
+    antialiased, CLIP mean/std, so that a pixel box maps onto the patch grid by scaling x by grid_w / W and
+    y by grid_h / H.
+  Tokens are the vision tower's last hidden state without the class token (before the pooled-output
+  layernorm), as `output.last_hidden_state[:, 1:]` in the official script.
 
 Shape letters: T frames, H/W pixels, S model input size, h/w patch grid, D feature width.
 """
@@ -93,6 +101,27 @@ def centre_crop(images: "T 3 H W", size: int) -> "T 3 S S":
     return images[..., top : top + size, left : left + size]
 
 
+def clip_processor_pixels(frames: "T H W 3", size: int) -> "T 3 S S":
+    """CLIPProcessor-equivalent pixel values (float32): shorter side -> `size` with PIL bicubic on uint8,
+    centre crop `size` x `size` (floor offsets), x / 255, CLIP mean/std; see the module docstring."""
+    from PIL import Image
+
+    mean = np.asarray(CLIP_MEAN, dtype=np.float32)
+    std = np.asarray(CLIP_STD, dtype=np.float32)
+    images = []
+    for frame in np.asarray(frames, dtype=np.uint8):
+        height, width = frame.shape[:2]
+        short, long = min(height, width), max(height, width)
+        new_long = int(size * long / short)  # truncation, as transformers' get_resize_output_image_size
+        new_h, new_w = (new_long, size) if width <= height else (size, new_long)
+        resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC))
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        crop = resized[top : top + size, left : left + size]  # "S S 3" uint8
+        unit = (crop.astype(np.float64) * (1 / 255)).astype(np.float32)
+        images.append((unit - mean) / std)  # float32 throughout, as transformers' normalize
+    return torch.from_numpy(rearrange(np.stack(images), "t h w c -> t c h w").copy())
+
+
 class ClipEncoder:
     """CLIP vision tower: image embeddings for background consistency, patch tokens for DSC."""
 
@@ -124,20 +153,33 @@ class ClipEncoder:
             embeddings.append(self.model.visual_projection(pooled).float().cpu())  # "t D"
         return torch.cat(embeddings)
 
+    @property
+    def grid_size(self) -> int:
+        """Patch grid side h = w of an S x S input."""
+        return self.image_size // self.patch_size
+
+    def _patch_tokens(self, images: "T 3 S S") -> "T h w D":
+        tokens = []
+        for batch in self._batches(images):
+            hidden = self.model.vision_model(pixel_values=batch).last_hidden_state  # "t (1 + h w) D"
+            tokens.append(rearrange(hidden[:, 1:].float().cpu(), "t (h w) d -> t h w d", h=self.grid_size))
+        if not tokens:
+            return torch.zeros(0, self.grid_size, self.grid_size, self.model.config.vision_config.hidden_size)
+        return torch.cat(tokens)
+
     @torch.no_grad()
-    def patch_tokens(self, frames: "T H W 3") -> "T h w D":
+    def patch_tokens_cropped(self, frames: "T H W 3") -> "T h w D":
+        """Last-layer patch tokens (class token dropped) after CLIPProcessor's resize and centre crop."""
+        return self._patch_tokens(clip_processor_pixels(frames, self.image_size))
+
+    @torch.no_grad()
+    def patch_tokens_squashed(self, frames: "T H W 3") -> "T h w D":
         """Last-layer patch tokens (class token dropped) of each whole frame squashed to S x S."""
         images = frames_to_float(frames)
         images = F.interpolate(
             images, size=(self.image_size, self.image_size), mode="bicubic", antialias=True
         )
-        images = _normalise(images.clamp(0.0, 1.0), CLIP_MEAN, CLIP_STD)
-        grid = self.image_size // self.patch_size
-        tokens = []
-        for batch in self._batches(images):
-            hidden = self.model.vision_model(pixel_values=batch).last_hidden_state  # "t (1 + h w) D"
-            tokens.append(rearrange(hidden[:, 1:].float().cpu(), "t (h w) d -> t h w d", h=grid))
-        return torch.cat(tokens)
+        return self._patch_tokens(_normalise(images.clamp(0.0, 1.0), CLIP_MEAN, CLIP_STD))
 
 
 class DinoEncoder:
