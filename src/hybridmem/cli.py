@@ -4,6 +4,10 @@ Each top-level command lives in its own module that exposes `register(subparsers
 parser(s) and sets `func` to a function taking the parsed arguments. Modules import their heavy
 dependencies (torch, the renderer) inside those functions, so `hybridmem --help` stays fast.
 
+Every numeric flag is checked by hybridmem.validation (range, finiteness) while parsing, and every command
+that writes a run folder locks it and records its inputs through hybridmem.runlock. Results already in an
+output folder are never replaced without `--overwrite`.
+
     hybridmem world generate --num-clips 8 --out runs/world
     hybridmem world preview runs/world/train/000000 --out preview.png
 """
@@ -14,7 +18,7 @@ import argparse
 import importlib
 import sys
 
-from hybridmem import __version__
+from hybridmem import __version__, validation
 from hybridmem.errors import HybridmemError
 
 # command name -> module with `register(subparsers)`; order is the order shown in --help.
@@ -37,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    # one validation layer for every numeric flag of every command (ranges, finiteness): hybridmem.validation
+    validation.install(parser)
     return parser
 
 

@@ -15,10 +15,17 @@ SeedSequence([config.seed, split code, index, attempt]); a clip is the first acc
 content depends only on the base seed, its split and k, never on the number of workers or the shard.
 Shard i of N takes the clips with index % N == i, so all shards together make exactly the unsharded run.
 
-Resume and crashes. A clip is written under a temporary name and renamed, so a clip folder that exists is
-complete and is skipped on the next run; temporary folders of this shard's clips left by a killed run are
-deleted before anything is rendered. The manifest is rebuilt from the clip folders at the end of every run
-(so the last shard to finish writes the complete one; rerun any shard to rebuild it).
+Resume and crashes. A clip is written into this run's staging folder (DIR/.staging/<host>-<pid>-<start>/)
+and renamed into place only when complete, and never over a clip that is already there, so a clip folder
+that exists is complete (all of CLIP_FILES) and is skipped on the next run; staging folders of dead runs are
+deleted before anything is rendered. A folder missing some of CLIP_FILES (made by an older version, or by
+hand) is refused, naming the missing files. The manifest is rebuilt from the clip folders at the end of
+every run (so the last shard to finish writes the complete one; rerun any shard to rebuild it).
+
+Concurrency. Each shard i/N of a folder is locked (hybridmem.runlock): a second run of the same shard is
+refused while the first lives; different shards run side by side. Runs whose shards overlap (0/1 beside
+0/2) are still safe: the first to finish a clip publishes it, the other discards its identical copy.
+A render worker that dies (killed, out of memory) ends the run with an error; finished clips are kept.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,8 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridmem import runlock
 from hybridmem.data.clip import Clip, SubjectTrack
-from hybridmem.errors import ConfigError, HybridmemError
+from hybridmem.errors import ConfigError, DataError, HybridmemError
 from hybridmem.world import events, layout, splits
 from hybridmem.world.config import GENERATOR_VERSION, WorldConfig
 
@@ -44,10 +53,16 @@ from hybridmem.world.config import GENERATOR_VERSION, WorldConfig
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.jsonl"
 CAPTIONS_FILE = "captions.jsonl"
+STAGING_DIR = ".staging"
+# what layout.write_clip writes for a generated clip (it always has instance ids); metadata.json comes last
+CLIP_FILES = (
+    "cond.mp4", "tgt.mp4", "cond_mask.mp4", "tgt_mask.mp4", "ids.npz", "camera.json", "character.json",
+    "check.json", "caption.txt", "metadata.json",
+)  # fmt: skip
 
 
 class GenerationError(HybridmemError):
-    """Some clips found no accepted candidate within `max_attempts`."""
+    """Some clips found no accepted candidate within `max_attempts`, or a render worker died."""
 
 
 @dataclass
@@ -300,13 +315,31 @@ def _init_worker(config_dict: dict) -> None:
         _WORKER["error"] = error
 
 
-def _work(task: tuple[str, int, str]) -> dict:
+def _work(task: tuple[str, int, str, str]) -> dict:
+    """Render clip `clip_index` into the run's staging folder, then publish it at `folder`."""
     if "error" in _WORKER:
         raise _WORKER["error"]
-    split, clip_index, folder = task
-    return generate_clip(
-        _WORKER["renderer"], _WORKER["config"], _WORKER["split_plan"], split, clip_index, Path(folder)
+    split, clip_index, folder, staging = task
+    staged = Path(staging) / split / Path(folder).name
+    result = generate_clip(
+        _WORKER["renderer"], _WORKER["config"], _WORKER["split_plan"], split, clip_index, staged
     )
+    if result["accepted"]:
+        publish_clip(staged, Path(folder))
+    return result
+
+
+def publish_clip(staged: Path, folder: Path) -> bool:
+    """Rename a complete staged clip folder to `folder`; False (and the copy deleted) when another run
+    published it first: a clip is a pure function of its seed, so both copies are the same clip."""
+    try:
+        os.rename(staged, folder)
+        return True
+    except OSError:
+        if not folder.is_dir():
+            raise
+        shutil.rmtree(staged, ignore_errors=True)
+        return False
 
 
 # 3. the run
@@ -328,7 +361,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    temp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     temp.write_text(text)
     os.replace(temp, path)
 
@@ -363,6 +396,11 @@ def read_manifest(out: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def missing_clip_files(folder: Path) -> list[str]:
+    """The CLIP_FILES a clip folder lacks (none for a clip this generator finished)."""
+    return [name for name in CLIP_FILES if not (folder / name).is_file()]
+
+
 def manifest_entry(folder: Path) -> dict:
     """One manifest line, from a finished clip folder's metadata.json and check.json."""
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -390,7 +428,7 @@ def rebuild_manifest(out: str | os.PathLike) -> list[dict]:
     entries = []
     for split in splits.SPLITS:
         for folder in sorted((out / split).glob("[0-9]*")) if (out / split).is_dir() else []:
-            if (folder / "metadata.json").is_file():
+            if not missing_clip_files(folder):
                 entries.append(manifest_entry(folder))
     _write_atomic(out / MANIFEST_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
     captions = "".join(json.dumps({"clip": e["clip"], "caption": e["caption"]}) + "\n" for e in entries)
@@ -425,37 +463,22 @@ def generate(
     shard_index, shard_count = shard
     if not 0 <= shard_index < shard_count:
         raise ConfigError(f"--shard {shard_index}/{shard_count}: need 0 <= i < N")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    out = runlock.check_out_folder(out)
+    _check_memory(config, workers)
     split_plan = splits.split_plan(config)
-    record = _check_dataset_file(out, config, split_plan)
-    # 2. this shard's clips; clean its stale temporary folders; skip finished ones
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / DATASET_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    summary = GenerationSummary()
-    tasks = []
-    for clip_index in range(shard_index, num_clips, shard_count):
-        clip_split = split or splits.split_of_clip(config, clip_index)
-        folder = out / clip_split / f"{clip_index:06d}"
-        summary.requested += 1
-        stale = layout.temp_folder_for(folder)
-        if stale.exists():
-            shutil.rmtree(stale)
-        if (folder / "metadata.json").is_file():
-            summary.skipped += 1
-            continue
-        if folder.exists():  # a folder without metadata.json was not made by write_clip's rename
-            raise ConfigError(f"{folder}: exists but is not a finished clip; delete it and rerun")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tasks.append((clip_split, clip_index, str(folder)))
-    # 3. render
-    started = time.perf_counter()
-    if tasks:
-        _run_tasks(tasks, config, workers, summary, progress)
-    summary.seconds = time.perf_counter() - started
-    # 4. manifest from everything finished so far (all shards)
-    rebuild_manifest(out)
+    _check_dataset_file(out, config, split_plan)
+    # 2. lock this shard of the folder; then the dataset record, checked again under the lock
+    with runlock.hold(out, "world generate", name=f"generate-{shard_index}of{shard_count}"):
+        record = _check_dataset_file(out, config, split_plan)
+        _write_atomic(out / DATASET_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        _remove_dead_staging(out)
+        staging = out / STAGING_DIR / _staging_name()
+        try:
+            summary = _run_shard(out, config, split, num_clips, shard, staging, workers, progress)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            # 4. manifest from everything finished so far (all shards), also after a failure
+            rebuild_manifest(out)
     if summary.failed:
         raise GenerationError(
             f"{len(summary.failed)} clip(s) found no accepted candidate in "
@@ -463,6 +486,81 @@ def generate(
             f"{dict(summary.rejections)}); raise max_attempts or relax min_hidden_frames / the visibility "
             "thresholds, then rerun to resume"
         )
+    return summary
+
+
+def _staging_name() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}-{pid}-{runlock.process_start_time(pid) or 0}"
+
+
+def _remove_dead_staging(out: Path) -> None:
+    """Delete staging folders of runs on this host that are no longer alive (killed mid-clip)."""
+    root = out / STAGING_DIR
+    host = socket.gethostname()
+    for folder in root.iterdir() if root.is_dir() else []:
+        parts = folder.name.rsplit("-", 2)  # host-pid-start (a host name may hold '-')
+        if len(parts) != 3 or parts[0] != host or not (parts[1].isdigit() and parts[2].isdigit()):
+            continue  # another host's run: not ours to judge
+        pid, start = int(parts[1]), int(parts[2]) or None
+        if not runlock.process_alive(pid, start):
+            shutil.rmtree(folder, ignore_errors=True)
+    # temporary folders of the layout's own writer, left by versions that wrote in place
+    for stale in out.glob(f"*/{layout.TEMP_PREFIX}[0-9]*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _check_memory(config: WorldConfig, workers: int) -> None:
+    """Refuse before rendering when the workers' frame buffers alone cannot fit in memory."""
+    from hybridmem import validation
+
+    frames = config.segment_frames()
+    # per worker: the supersampled RGBA render target of one frame, and the clip's RGB frames and ids
+    per_worker = (
+        4 * config.width * config.height * config.supersample**2 + frames * config.width * config.height * 4
+    )
+    validation.check_memory(
+        workers * per_worker,
+        f"world generate: {workers} worker(s) rendering {frames} frames of {config.width}x{config.height}",
+        "lower --width/--height, --context-frames/--target-frames, --supersample or --workers",
+    )
+
+
+def _run_shard(
+    out: Path,
+    config: WorldConfig,
+    split: str | None,
+    num_clips: int,
+    shard: tuple[int, int],
+    staging: Path,
+    workers: int,
+    progress: bool,
+) -> GenerationSummary:
+    """Steps 2-3 of `generate`, under the shard's lock: list this shard's clips, skip finished ones, render."""
+    shard_index, shard_count = shard
+    summary = GenerationSummary()
+    tasks = []
+    for clip_index in range(shard_index, num_clips, shard_count):
+        clip_split = split or splits.split_of_clip(config, clip_index)
+        folder = out / clip_split / f"{clip_index:06d}"
+        summary.requested += 1
+        if folder.exists():
+            missing = missing_clip_files(folder)
+            if missing:  # never made by publish_clip's rename: an older version's, or hand-made
+                raise DataError(
+                    f"{folder}: an incomplete clip (missing {', '.join(missing)}); delete the folder and "
+                    "rerun to render it again"
+                )
+            summary.skipped += 1
+            continue
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tasks.append((clip_split, clip_index, str(folder), str(staging)))
+    # 3. render
+    started = time.perf_counter()
+    if tasks:
+        _run_tasks(tasks, config, workers, summary, progress)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -492,15 +590,37 @@ def _run_tasks(
             finally:
                 _close_worker()
         else:
-            # spawn, not fork: a forked GL context or torch thread pool is not safe to reuse
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(
-                min(workers, len(tasks)), initializer=_init_worker, initargs=(config.to_dict(),)
-            ) as pool:
-                for result in pool.imap_unordered(_work, tasks, chunksize=1):
-                    record(result)
+            _run_in_workers(tasks, config, workers, record, summary)
     finally:
         bar.close()
+
+
+def _run_in_workers(tasks: list, config: WorldConfig, workers: int, record, summary) -> None:
+    """The tasks in `workers` spawned processes. A ProcessPoolExecutor, not a Pool: when a worker dies
+    (kill -9, the OOM killer) a Pool replaces it and waits forever for its lost task; the executor
+    reports the broken pool, and the run ends with an error naming what to do."""
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: a forked GL context or torch thread pool is not safe to reuse
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        min(workers, len(tasks)), mp_context=context, initializer=_init_worker, initargs=(config.to_dict(),)
+    )
+    try:
+        pending = {pool.submit(_work, task) for task in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                record(future.result())  # re-raises a worker's exception here
+    except BrokenProcessPool:
+        raise GenerationError(
+            f"world generate: a render worker died (killed, or out of memory) after {summary.accepted} of "
+            f"{len(tasks)} clip(s) of this run were finished; those are kept. Rerun the same command to "
+            "resume (with fewer --workers if memory ran out)"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _close_worker() -> None:

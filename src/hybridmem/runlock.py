@@ -1,0 +1,324 @@
+"""Run folders: one writer at a time, and a record of the inputs that made the results.
+
+Every command that writes a run folder (world generate, encode, train vae/world, eval, demo, recipe, sample)
+goes through this module:
+
+    with hold(out, "train world"):          # refuses a second writer while the first lives
+        check_inputs(out, {"cache_vae": ...}, overwrite=args.overwrite)   # refuses results of other inputs
+        ...
+
+The lock. `FOLDER/.hybridmem.lock` (or `.hybridmem-NAME.lock`, so shards of one dataset lock separately) is
+held with flock(2): the kernel drops it when its process dies, however it dies (kill -9 included), so a
+stale lock is taken over by the next run without a race. The file also records the holder's pid, host and
+process start time, shown in the refusal; and when flock is taken but that record names a process that is
+still alive on this host (a filesystem that ignores flock), the lock is refused all the same.
+A process may take the same lock again (the recipe runs its stages in-process); it is released when the
+outermost holder lets go.
+
+The identity record. `FOLDER/run.json` holds the command and the inputs (data, checkpoint content hashes,
+VAE, seed, steps ...) of the results in the folder. A rerun with the same inputs resumes; with other
+inputs it is refused with each differing input named, unless `--overwrite`, which recomputes them.
+Hashes are of file contents (sha256), so a checkpoint retrained in place is a different input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+
+from hybridmem.errors import ConfigError, HybridmemError
+
+RECORD_FILE = "run.json"
+OVERWRITE_HELP = "replace results already in --out that were made from other inputs (default: refuse)"
+
+
+class RunLockedError(HybridmemError):
+    """Another live process is writing this run folder."""
+
+
+# --- processes -----------------------------------------------------------------------------------------
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux /proc), None where it cannot be read.
+
+    With the pid it identifies a process: a pid reused by a later process has another start time.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of stat(5), counted from field 3
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Whether process `pid` (with that start time, when given) is running on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    if start_time is not None:
+        now = process_start_time(pid)
+        if now is not None and now != start_time:
+            return False  # the pid was reused
+    return True
+
+
+def _holder_record(command: str) -> dict:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "start_time": process_start_time(os.getpid()),
+        "command": command,
+        "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _describe(holder: dict) -> str:
+    return (
+        f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command') or 'a hybridmem command'}, "
+        f"since {holder.get('since', '?')})"
+    )
+
+
+# --- the lock ------------------------------------------------------------------------------------------
+
+
+def check_out_folder(folder: str | os.PathLike, flag: str = "--out") -> Path:
+    """`folder` as a Path, refused when it names an existing file (the common slip of passing FILE.mp4)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {folder}: exists and is a file, not a folder; pass a folder path")
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {folder}: {parent} is a file, not a folder")
+            break
+    return folder
+
+
+def lock_path(folder: str | os.PathLike, name: str = "") -> Path:
+    return Path(folder) / (f".hybridmem-{name}.lock" if name else ".hybridmem.lock")
+
+
+_HELD: dict[Path, list] = {}  # lock path -> [fd, depth] of the locks this process holds
+
+
+class RunLock:
+    """A held lock on a run folder; `release()` (or leaving `hold`'s with-block) lets it go."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        entry = _HELD.get(self.path)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[self.path]
+            fd = entry[0]
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # a free lock holds no record
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 65536).decode("utf-8", errors="replace")
+        holder = json.loads(text) if text.strip() else {}
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def acquire(folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out") -> RunLock:
+    """Lock `folder` (created) for `command`; RunLockedError naming the holder when another process has it."""
+    import fcntl
+
+    folder = check_out_folder(folder, flag)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = lock_path(folder, name).resolve()
+    if path in _HELD:  # this process holds it already (the recipe running a stage): re-entrant
+        _HELD[path][1] += 1
+        return RunLock(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = _read_holder(fd)
+            raise RunLockedError(
+                f"{flag} {folder}: another run is writing it: {_describe(holder)}; wait for it to finish, "
+                f"or choose another {flag}"
+            ) from None
+        # 2. flock is ours. A record naming a live process here means flock is not honoured (some network
+        # filesystems): refuse rather than write beside it. A dead holder's record is a stale lock: ours now.
+        holder = _read_holder(fd)
+        if (
+            holder.get("host") == socket.gethostname()
+            and isinstance(holder.get("pid"), int)
+            and holder["pid"] != os.getpid()
+            and process_alive(holder["pid"], holder.get("start_time"))
+        ):
+            raise RunLockedError(
+                f"{flag} {folder}: {lock_path(folder, name).name} names a live process, {_describe(holder)}, "
+                f"although its lock is free (a filesystem without flock?); wait for it, or choose another {flag}"
+            )
+        record = json.dumps(_holder_record(command)).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[path] = [fd, 1]
+    return RunLock(path)
+
+
+@contextlib.contextmanager
+def hold(folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out"):
+    lock = acquire(folder, command, name, flag)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+# --- content identity ----------------------------------------------------------------------------------
+
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, so a file is hashed once a run
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def folder_sha256(folder: str | os.PathLike, names: list[str] | None = None) -> str:
+    """One hash of the files of a folder (`names`, or every regular non-hidden file), names included."""
+    folder = Path(folder)
+    if names is None:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0" + file_sha256(folder / name).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def model_sha256(folder: str | os.PathLike) -> str:
+    """Content hash of a model folder (models.checkpoint: config.json + model.safetensors)."""
+    return folder_sha256(folder, ["config.json", "model.safetensors"])
+
+
+def normalised(value):
+    """The JSON form of a value (tuples -> lists, keys sorted): what a record read back from disk holds."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+# --- the identity record -------------------------------------------------------------------------------
+
+
+def read_record(folder: str | os.PathLike) -> dict | None:
+    path = Path(folder) / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path}: unreadable identity record ({error}); delete it and rerun with --overwrite"
+        ) from error
+    if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
+        raise ConfigError(f"{path}: field 'inputs' missing or not an object; delete it and rerun with --overwrite")
+    return record
+
+
+def write_record(folder: str | os.PathLike, command: str, inputs: dict) -> None:
+    from hybridmem import __version__
+
+    path = Path(folder) / RECORD_FILE
+    temp = path.with_name(f".{RECORD_FILE}.tmp-{os.getpid()}")
+    record = {"command": command, "hybridmem_version": __version__, "inputs": normalised(inputs)}
+    temp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    os.replace(temp, path)
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """'key: OLD there, NEW now' for every key whose value differs (values shortened for the message)."""
+
+    def short(value) -> str:
+        text = json.dumps(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {short(old.get(k))} there, {short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_inputs(
+    folder: str | os.PathLike,
+    command: str,
+    inputs: dict,
+    *,
+    overwrite: bool = False,
+    outputs: tuple[str, ...] = (),
+) -> bool:
+    """Compare `inputs` with the folder's record; write the record; return True when results must be redone.
+
+    - no record and none of `outputs` present: a fresh folder (False)
+    - same inputs: resume (False)
+    - other inputs, or `outputs` present without a record (made by something else): ConfigError naming the
+      differences, unless `overwrite`, which returns True (the caller recomputes) and records the new inputs
+    """
+    folder = Path(folder)
+    new = normalised(inputs)
+    record = read_record(folder)
+    if record is None:
+        foreign = [name for name in outputs if (folder / name).exists()]
+        if foreign and not overwrite:
+            raise ConfigError(
+                f"--out {folder}: already holds {', '.join(foreign)} with no record of what made them; pass "
+                "--overwrite to replace them, or choose another --out"
+            )
+        write_record(folder, command, new)
+        return bool(foreign)
+    changed = differences(record["inputs"], new)
+    if record.get("command") != command:
+        changed.insert(0, f"command: {record.get('command')!r} there, {command!r} now")
+    if changed and not overwrite:
+        raise ConfigError(
+            f"--out {folder}: holds results made from other inputs ({'; '.join(changed)}); rerun with the "
+            "same inputs to resume, pass --overwrite to recompute them, or choose another --out"
+        )
+    write_record(folder, command, new)
+    return bool(changed)
