@@ -130,6 +130,42 @@ def test_blanked_or_shifted_subject_lowers_subject_metrics_not_background():
         assert result["background_ssim"] == pytest.approx(1.0, abs=1e-12)
 
 
+def test_region_psnr_pools_squared_error_instead_of_averaging_capped_frames():
+    """Three subjects re-enter; two are drawn perfectly, one is blanked: the pooled box PSNR reads the
+    error of the wrong one (an average of per-frame capped values would read about 70 dB)."""
+    rng = np.random.default_rng(11)
+    frames, height, width = 4, 40, 90
+    target = rng.integers(0, 120, size=(frames, height, width, 3), dtype=np.uint8)
+    ids = np.zeros((frames, height, width), dtype=np.uint8)
+    pred = target.copy()
+    for subject, (x, start) in enumerate([(5, 0), (35, 1), (65, 2)], start=1):
+        target[start:, 10:20, x : x + 10] = rng.integers(150, 256, size=(10, 10, 3), dtype=np.uint8)
+        ids[start:, 10:20, x : x + 10] = subject
+    pred[:] = target
+    pred[2:, 10:20, 65:75] = 0  # subject 3 is missing from its re-entry on
+    result = metrics.pixel_metrics(pred, target, ids, [(1, 0), (2, 1), (3, 2)])
+    box = np.zeros(ids.shape, dtype=bool)
+    box[0:, 10:20, 5:15] = box[1:, 10:20, 35:45] = box[2:, 10:20, 65:75] = True
+    error = (((pred.astype(float) - target.astype(float)) / 255) ** 2).mean(-1)
+    expected = 10 * np.log10(1 / error[box].mean())
+    assert result["reentry_box_psnr"] == pytest.approx(expected, rel=1e-12)
+    assert result["reentry_box_psnr"] < 20.0
+    # the window: whole frames from the first re-entry (frame 0) on, pooled
+    assert result["reentry_psnr"] == pytest.approx(10 * np.log10(1 / error.mean()), rel=1e-12)
+    # whole-frame PSNR keeps the mean of per-frame values (frames 0-1 identical: 100 dB each)
+    per_frame = metrics.psnr_per_frame(pred, target)
+    assert per_frame[0] == per_frame[1] == metrics.PSNR_CAP_DB
+    assert result["psnr"] == pytest.approx(per_frame.mean())
+    ssim = metrics.ssim_map(pred, target)
+    assert result["reentry_box_ssim"] == pytest.approx(ssim[box].mean())
+
+
+def test_pooled_psnr_empty_mask_is_nan_and_identical_is_capped():
+    video = _video(0)
+    assert metrics.pooled_psnr(video, video) == metrics.PSNR_CAP_DB
+    assert np.isnan(metrics.pooled_psnr(video, video, np.zeros(video.shape[:3], dtype=bool)))
+
+
 def test_no_masks_or_reentries_give_nan_region_metrics():
     video = _video(0)
     result = metrics.pixel_metrics(video, video)

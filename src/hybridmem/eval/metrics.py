@@ -4,23 +4,35 @@ Shape glossary: T frames, H/W pixels, C colour channels (3), S subjects. Frames 
 they are mapped to [0, 1] (x / 255) before any metric, so PSNR and SSIM use a data range of 1.
 
 Conventions (documented here once, used by the report):
-- PSNR of a frame = 10 log10(1 / MSE) over all its pixels and channels, capped at `PSNR_CAP_DB` (100 dB).
-  Identical frames (MSE = 0) therefore score exactly 100 dB; the cap keeps clip means finite. A clip's PSNR
-  is the mean of its per-frame PSNRs (not the PSNR of the pooled MSE).
+- Whole-frame PSNR (`psnr`): PSNR of a frame = 10 log10(1 / MSE) over all its pixels and channels, capped at
+  `PSNR_CAP_DB` (100 dB), so identical frames score exactly 100 dB; a clip's PSNR is the mean of its
+  per-frame PSNRs (the paper's per-frame convention). Whole-frame SSIM likewise: mean of per-frame SSIMs.
+- Region metrics (`reentry_psnr`/`_ssim`, `reentry_box_psnr`/`_ssim`, `background_psnr`/`_ssim`): one value
+  per region per clip. PSNR from the squared error pooled over every pixel (and channel) of the region in all
+  of the clip's target frames: 10 log10(1 / mean squared error); SSIM = mean of the SSIM map over the same
+  pixels. No per-frame value is capped or averaged, so one wrong re-entering subject among three perfect
+  ones dominates the pooled error instead of being averaged with two 100 dB frames. The pooled PSNR is still
+  capped at 100 dB (reached only when the region is identical, or nearly so over millions of pixels).
 - SSIM: Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03 (Wang et al. 2004), computed per channel and
   averaged over channels; variances are clamped at 0. The map is computed with reflect padding (5 px) so it
   has one value per pixel; a frame's score is the mean of the whole map, as torchmetrics 1.9
-  `structural_similarity_index_measure` does (skimage instead drops the 5-pixel border; the two differ
-  by ~1e-3 on small frames). Region scores (subject box, background) average the same map over the
-  region's pixels.
+  `structural_similarity_index_measure` does (tested to 1e-6 relative). scikit-image's
+  `structural_similarity(gaussian_weights=True, sigma=1.5, data_range=1)` differs on three counts: it
+  averages the map without its 5-pixel border, it pads with half-sample symmetric reflection (scipy's
+  'reflect', ours is 'mirror'), and by default it scales the variances by N / (N - 1) (sample covariance,
+  N = 121). Measured with benchmarks/ssim_vs_skimage.py (scikit-image 0.26): up to 2.6e-2 per frame on
+  rendered 128 px clips (copy-last vs target; clip means 0.8-1.7e-2), 1e-4 to 2e-3 on synthetic 64-256 px
+  frames. It is not a constant offset: compare SSIMs only within one implementation.
 - Boxes are pixel edges (x0, y0, x1, y1): a box covers columns x0 .. x1 - 1 and rows y0 .. y1 - 1; a box
   of NaNs means "not visible".
 - Background = pixels farther than `BACKGROUND_MARGIN` (10 px, twice the SSIM window radius) from every
   ground-truth subject pixel (Chebyshev distance). With that margin any change confined to within 5 px of
   the subject (a blanked subject, or one drawn up to 5 px off) leaves background PSNR and background SSIM
   exactly unchanged: no background pixel's SSIM window reaches the changed pixels.
-- Re-entry: an "entry" event in the target segment whose subject has an earlier "exit" event. Its window is
-  the target frames from the entry frame to the end.
+- Re-entry: an "entry" event in the target segment whose subject has an earlier "exit" event. The re-entry
+  window is the whole target frames from the clip's first re-entry to the end; the re-entry box region is,
+  for each re-entering subject, its ground-truth box in the frames from its re-entry on (the union when a
+  clip has several re-entries).
 """
 
 from __future__ import annotations
@@ -177,10 +189,39 @@ def reentry_events(events, context_frames: int) -> list[tuple[int, int]]:
     return sorted(reentries, key=lambda pair: (pair[1], pair[0]))
 
 
-def _nanmean(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if values.size else math.nan
+def pooled_psnr(pred: "T H W 3", target: "T H W 3", mask: "T H W | None" = None) -> float:
+    """PSNR of the squared error pooled over every masked pixel and channel of all frames, capped at
+    PSNR_CAP_DB; NaN when the mask is empty."""
+    check_videos(pred, target)
+    squared_error = ((pred.astype(np.float64) - target.astype(np.float64)) / 255.0) ** 2  # "T H W 3"
+    per_pixel = squared_error.mean(axis=-1)  # "T H W"
+    if mask is not None:
+        mask = mask.astype(bool)
+        if not mask.any():
+            return math.nan
+        per_pixel = per_pixel[mask]
+    mse = float(per_pixel.mean())
+    return PSNR_CAP_DB if mse == 0.0 else min(10.0 * math.log10(1.0 / mse), PSNR_CAP_DB)
+
+
+def pooled_mean(values: "T H W", mask: "T H W") -> float:
+    """Mean of a per-pixel map over every masked pixel of all frames; NaN when the mask is empty."""
+    mask = mask.astype(bool)
+    return float(values[mask].mean()) if mask.any() else math.nan
+
+
+def reentry_regions(instance_ids: "T H W | None", reentries: list[tuple[int, int]], shape: tuple):
+    """(window mask, box mask) "T H W" of a clip's re-entries (see the module docstring); box is None
+    without instance masks."""
+    frames, height, width = shape
+    window = np.zeros(shape, dtype=bool)
+    box = None if instance_ids is None else np.zeros(shape, dtype=bool)
+    for subject_id, start in reentries:
+        window[start:] = True
+        if box is not None:
+            boxes = boxes_from_masks(instance_ids[start:] == subject_id)
+            box[start:] |= masks_from_boxes(boxes, height, width)
+    return window, box
 
 
 def pixel_metrics(
@@ -193,10 +234,11 @@ def pixel_metrics(
 
     instance_ids: ground-truth instance ids of the target frames (0 = background), or None when the
     layout has no masks (then background and box metrics are NaN). reentries: from `reentry_events`.
-    Returns scalar means plus the per-frame PSNR/SSIM curves (for plots).
+    Returns whole-frame means of per-frame values, one pooled value per region, and the per-frame PSNR/SSIM
+    curves (for plots).
     """
     reentries = reentries or []
-    # 1. whole frames
+    # 1. whole frames: mean of per-frame values
     psnr = psnr_per_frame(pred, target)
     ssim_values = ssim_map(pred, target)  # "T H W"
     ssim = ssim_values.mean(axis=(1, 2))
@@ -206,27 +248,22 @@ def pixel_metrics(
         "psnr_per_frame": psnr.tolist(),
         "ssim_per_frame": ssim.tolist(),
     }
-    # 2. background outside the (dilated) ground-truth subject masks
+    # 2. background outside the (dilated) ground-truth subject masks, pooled over the clip
     if instance_ids is not None:
         background = background_mask(instance_ids)
-        result["background_psnr"] = _nanmean(psnr_per_frame(pred, target, background))
-        result["background_ssim"] = _nanmean(_masked_mean(ssim_values, background))
+        result["background_psnr"] = pooled_psnr(pred, target, background)
+        result["background_ssim"] = pooled_mean(ssim_values, background)
     else:
         result["background_psnr"] = result["background_ssim"] = math.nan
-    # 3. re-entry windows: whole frames from each re-entry on, and the subject's GT box in those frames
-    window_psnr, window_ssim, box_psnr, box_ssim = [], [], [], []
-    for subject_id, start in reentries:
-        window_psnr.append(psnr[start:].mean())
-        window_ssim.append(ssim[start:].mean())
-        if instance_ids is None:
-            continue
-        boxes = boxes_from_masks(instance_ids[start:] == subject_id)
-        box_masks = masks_from_boxes(boxes, *instance_ids.shape[1:])
-        box_psnr.append(_nanmean(psnr_per_frame(pred[start:], target[start:], box_masks)))
-        box_ssim.append(_nanmean(_masked_mean(ssim_values[start:], box_masks)))
-    result["reentry_psnr"] = _nanmean(window_psnr)
-    result["reentry_ssim"] = _nanmean(window_ssim)
-    result["reentry_box_psnr"] = _nanmean(box_psnr)
-    result["reentry_box_ssim"] = _nanmean(box_ssim)
+    # 3. re-entry window and re-entry boxes, each pooled over the clip
+    result["reentry_psnr"] = result["reentry_ssim"] = math.nan
+    result["reentry_box_psnr"] = result["reentry_box_ssim"] = math.nan
+    if reentries:
+        window, box = reentry_regions(instance_ids, reentries, ssim_values.shape)
+        result["reentry_psnr"] = pooled_psnr(pred, target, window)
+        result["reentry_ssim"] = pooled_mean(ssim_values, window)
+        if box is not None:
+            result["reentry_box_psnr"] = pooled_psnr(pred, target, box)
+            result["reentry_box_ssim"] = pooled_mean(ssim_values, box)
     result["num_reentries"] = len(reentries)
     return result
