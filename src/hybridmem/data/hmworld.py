@@ -1,28 +1,37 @@
 """Reading HM-World clip folders into `hybridmem.data.clip.Clip`: our layout and the released (UE5) layout.
 
     clip = load_clip("runs/world/train/000000")                       # ours: detected by metadata.json
-    clip = load_clip("HM-World/0001", horizontal_fov_deg=90.0)        # released: cond/tgt video + camera.json
+    clip = load_clip("HM-World/sample12")                             # released: cond/tgt video + camera.json
+    clip = load_clip("HM-World/sample12", horizontal_fov_deg=40.0)    # ... with another field of view
 
 Every convention is converted here, once: downstream code sees OpenCV camera axes (x right, y down,
 z forward), metres, world z up.
 
 Released layout conversion (also in docs/DATASET.md). camera.json holds `cond_cam` and `tgt_cam`, each a dict
 from frame index to a 4x4 Unreal camera-to-world matrix in centimetres. Unreal is left-handed: x forward,
-y right, z up, for the world and for a camera's own axes. Unreal's FMatrix multiplies row vectors, so the
-translation sits in the last row; such matrices are transposed first (a matrix whose last column holds the
-translation and whose last row is [0 0 0 1] is taken as already column-vector). With R_u, t_u the rotation
-and translation of the column-vector Unreal matrix:
+y right, z up, for the world and for a camera's own axes. The released files (and the official HyDRA
+examples) are column-vector matrices: translation in the last column, last row [0 0 0 1]. The form is
+detected per file (`detect_matrix_form`): a matrix with a non-zero translation says which form it is; a file
+whose every camera sits at the origin cannot say, and is an error naming the field and `matrix_form`
+(`--matrix-form` on the command line), never a silent guess. With R_u, t_u the rotation and translation
+of the column-vector Unreal matrix:
     R_cv = D @ R_u @ A,    t_cv = D @ t_u / 100
     D = diag(1, -1, 1)                      Unreal world (x, y, z) -> ours (x, -y, z): right-handed, z up
     A = [[0, 0, 1], [1, 0, 0], [0, -1, 0]]  OpenCV camera axes in Unreal camera axes: x_cv = y_u (right),
                                             y_cv = -z_u (down), z_cv = x_u (forward)
 det(D) = det(A) = -1, so R_cv is a proper rotation. The released layout has no intrinsics: they come from
-the `horizontal_fov_deg` argument (default 90, the Unreal camera default), recorded in Clip.metadata.
+`horizontal_fov_deg` (default DEFAULT_RELEASED_FOV_DEG, measured on the official examples) or `intrinsics`,
+and Clip.metadata["intrinsics_source"] says which. The dataset's captions are one root-level caption.txt:
+sample folder `sampleK` reads line K (see `released_caption`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +42,12 @@ from hybridmem.geometry import check_poses, intrinsics_from_fov
 
 OUR_LAYOUT = "hybridmem"
 RELEASED_LAYOUT = "hmworld_released"
-DEFAULT_RELEASED_FOV_DEG = 90.0
+# Measured on the four official HyDRA examples (832x480) by two methods (phase-correlation shift against yaw
+# during pans; rotation-only homography warp error over 20-100 degrees): 36-37 degrees, f about 1270 px at
+# 832 wide, close to Unreal's default cinematic camera (35 mm lens). 90 degrees gives 2.5-3.1x the warp error.
+DEFAULT_RELEASED_FOV_DEG = 36.3
+MATRIX_FORMS = ("column", "row")
+OUR_CAMERA_CONVENTION = "opencv_c2w_metres_world_z_up"
 UNREAL_TO_OURS_WORLD = np.diag([1.0, -1.0, 1.0])  # D
 OPENCV_IN_UNREAL_CAMERA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # A
 CENTIMETRES_PER_METRE = 100.0
@@ -42,12 +56,22 @@ CENTIMETRES_PER_METRE = 100.0
 # 1. small readers that name the file and field on failure
 
 
-def _read_json(path: Path) -> dict:
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; DataError naming the file when it is missing or not UTF-8."""
     if not path.is_file():
         raise DataError(f"{path}: missing file")
     try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error}); re-save it as UTF-8") from error
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a UTF-8 file; DataError naming the file otherwise."""
+    text = read_text(path)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(record, dict):
         raise DataError(f"{path}: expected a JSON object at the top level")
@@ -69,18 +93,25 @@ def _positive_int(record: dict, key: str, path: Path) -> int:
 
 def _positive_number(record: dict, key: str, path: Path) -> float:
     value = _field(record, key, path)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise DataError(f"{path}: field '{key}' must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise DataError(f"{path}: field '{key}' must be a positive finite number, got {value!r}")
     return float(value)
 
 
 def _array(values, path: Path, key: str, shape_tail: tuple = (), dtype=np.float64) -> np.ndarray:
+    """A finite numeric array (ragged lists, strings, NaN and infinity are errors naming the field)."""
+    if isinstance(values, (str, bytes, dict)) or values is None:
+        raise DataError(f"{path}: field '{key}' must be a list of numbers, got {type(values).__name__}")
     try:
         array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as error:
-        raise DataError(f"{path}: field '{key}' is not a numeric array ({error})") from error
+        raise DataError(
+            f"{path}: field '{key}' is not a numeric array of one shape ({str(error).splitlines()[0]})"
+        ) from error
     if shape_tail and array.shape[-len(shape_tail) :] != shape_tail:
         raise DataError(f"{path}: field '{key}' has shape {array.shape}, expected (..., {shape_tail})")
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{path}: field '{key}' contains NaN or infinity")
     return array
 
 
@@ -127,17 +158,62 @@ def _frame_dict_to_poses(cameras, path: Path, key: str) -> np.ndarray:
 # 2. released layout
 
 
-def unreal_to_opencv(matrices: "T 4 4", name: str = "unreal matrices") -> "T 4 4":
-    """Unreal camera-to-world matrices (cm, left-handed x fwd / y right / z up) -> OpenCV c2w in metres.
+def detect_matrix_form(matrices: "T 4 4", name: str, matrix_form: str | None = None) -> str:
+    """Matrix form: "column" (translation in the last column) or "row" (in the last row, Unreal FMatrix).
 
-    Row-vector matrices (last column [0 0 0 1], translation in the last row) are transposed first; when
-    both the last row and column are [0 0 0 1] (camera at the origin) Unreal's row-vector form is assumed.
+    Decided once for a whole file: each matrix with a non-zero translation shows its form, and all must
+    agree. A file whose every matrix has both last row and last column [0 0 0 1] (every camera at the
+    origin) cannot show it: that is an error naming `name` and the setting that decides, unless
+    `matrix_form` is given. A given `matrix_form` must agree with the matrices that do show theirs.
     """
     matrices = np.asarray(matrices, dtype=np.float64)
-    if np.allclose(matrices[:, :, 3], [0, 0, 0, 1], atol=1e-6):
+    if matrix_form is not None and matrix_form not in MATRIX_FORMS:
+        raise DataError(f"matrix_form={matrix_form!r}: must be one of {', '.join(MATRIX_FORMS)}")
+    unit = np.array([0.0, 0.0, 0.0, 1.0])
+    last_row_ok = np.all(np.abs(matrices[:, 3] - unit) <= 1e-6, axis=-1)
+    last_col_ok = np.all(np.abs(matrices[:, :, 3] - unit) <= 1e-6, axis=-1)
+    bad = np.flatnonzero(~last_row_ok & ~last_col_ok)
+    if len(bad):
+        raise DataError(
+            f"{name}: matrix {int(bad[0])} has neither its last row nor its last column equal to "
+            "[0, 0, 0, 1]; expected 4x4 homogeneous camera-to-world matrices"
+        )
+    column = np.flatnonzero(last_row_ok & ~last_col_ok)
+    row = np.flatnonzero(last_col_ok & ~last_row_ok)
+    if len(column) and len(row):
+        raise DataError(
+            f"{name}: mixes column-vector matrices (translation in the last column, e.g. matrix "
+            f"{int(column[0])}) and row-vector ones (translation in the last row, e.g. matrix "
+            f"{int(row[0])}); write every matrix in one form"
+        )
+    shown = "column" if len(column) else "row" if len(row) else None
+    if matrix_form is not None:
+        if shown is not None and shown != matrix_form:
+            raise DataError(
+                f"{name}: matrix_form '{matrix_form}' was given, but the matrices are {shown}-vector "
+                f"(translation in the last {shown}); drop the setting or fix the file"
+            )
+        return matrix_form
+    if shown is None:
+        raise DataError(
+            f"{name}: every camera is at the origin, so the matrix form (translation in the last column or "
+            "the last row) cannot be told from the file, and the two forms give inverse rotations; pass "
+            "--matrix-form column (the released HM-World and the official HyDRA examples) or "
+            "--matrix-form row (matrix_form= in Python)"
+        )
+    return shown
+
+
+def unreal_to_opencv(
+    matrices: "T 4 4", name: str = "unreal matrices", matrix_form: str | None = None
+) -> "T 4 4":
+    """Unreal camera-to-world matrices (cm, left-handed x fwd / y right / z up) -> OpenCV c2w in metres.
+
+    The matrix form is detected (`detect_matrix_form`) or given; row-vector matrices are transposed first.
+    """
+    matrices = np.asarray(matrices, dtype=np.float64)
+    if detect_matrix_form(matrices, name, matrix_form) == "row":
         matrices = np.swapaxes(matrices, -1, -2)  # Unreal's native row-vector FMatrix
-    elif not np.allclose(matrices[:, 3], [0, 0, 0, 1], atol=1e-6):
-        raise DataError(f"{name}: neither the last row nor the last column of every matrix is [0, 0, 0, 1]")
     rotation, translation = matrices[:, :3, :3], matrices[:, :3, 3]
     poses = np.zeros_like(matrices)
     poses[:, :3, :3] = UNREAL_TO_OURS_WORLD @ rotation @ OPENCV_IN_UNREAL_CAMERA
@@ -146,14 +222,99 @@ def unreal_to_opencv(matrices: "T 4 4", name: str = "unreal matrices") -> "T 4 4
     return poses
 
 
-def opencv_to_unreal(poses: "T 4 4") -> "T 4 4":
-    """Inverse of `unreal_to_opencv`, writing Unreal's row-vector (translation in the last row) matrices."""
+def opencv_to_unreal(poses: "T 4 4", matrix_form: str = "column") -> "T 4 4":
+    """Inverse of `unreal_to_opencv`: Unreal cm matrices, column-vector (as released) or row-vector."""
+    if matrix_form not in MATRIX_FORMS:
+        raise ValueError(f"matrix_form must be one of {MATRIX_FORMS}, got {matrix_form!r}")
     poses = np.asarray(poses, dtype=np.float64)
     matrices = np.zeros_like(poses)
     matrices[:, :3, :3] = UNREAL_TO_OURS_WORLD @ poses[:, :3, :3] @ OPENCV_IN_UNREAL_CAMERA.T
     matrices[:, :3, 3] = poses[:, :3, 3] @ UNREAL_TO_OURS_WORLD.T * CENTIMETRES_PER_METRE
     matrices[:, 3, 3] = 1.0
-    return np.swapaxes(matrices, -1, -2)
+    return matrices if matrix_form == "column" else np.swapaxes(matrices, -1, -2)
+
+
+def read_unreal_cameras(
+    path: Path, record: dict, context_frames: int, target_frames: int | None, matrix_form: str | None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(context "Tc 4 4", target "Tt 4 4" OpenCV metres, matrix form) from `cond_cam`/`tgt_cam` of `record`.
+
+    One form is detected for both fields together; target_frames None accepts any number of target cameras.
+    """
+    cond = _frame_dict_to_poses(_field(record, "cond_cam", path), path, "cond_cam")
+    tgt = _frame_dict_to_poses(_field(record, "tgt_cam", path), path, "tgt_cam")
+    form = detect_matrix_form(np.concatenate([cond, tgt]), f"{path} fields 'cond_cam'/'tgt_cam'", matrix_form)
+    poses = {}
+    for key, matrices, count in (("cond_cam", cond, context_frames), ("tgt_cam", tgt, target_frames)):
+        name = f"{path} field '{key}'"
+        if count is not None and len(matrices) != count:
+            video = "the context video" if key == "cond_cam" else "tgt.mp4"
+            raise DataError(
+                f"{name}: {len(matrices)} cameras, but {video} has {count} frames (one per frame)"
+            )
+        poses[key] = check_poses(unreal_to_opencv(matrices, name, form), name)
+    return poses["cond_cam"], poses["tgt_cam"], form
+
+
+def released_intrinsics(
+    width: int, height: int, horizontal_fov_deg: float | None = None, intrinsics=None
+) -> tuple[np.ndarray, str]:
+    """(fx, fy, cx, cy) for released/official data, which store none, and where they came from."""
+    if horizontal_fov_deg is not None and intrinsics is not None:
+        raise DataError(
+            "pass either a horizontal field of view (--hfov) or intrinsics (--intrinsics), not both"
+        )
+    if intrinsics is not None:
+        values = np.asarray(intrinsics, dtype=np.float64)
+        if values.shape != (4,) or not np.all(np.isfinite(values)) or np.any(values[:2] <= 0):
+            raise DataError(
+                f"intrinsics {intrinsics!r}: must be 4 finite numbers fx, fy > 0, cx, cy (pixels)"
+            )
+        return values, f"given: fx={values[0]:g} fy={values[1]:g} cx={values[2]:g} cy={values[3]:g} px"
+    if horizontal_fov_deg is None:
+        fov = DEFAULT_RELEASED_FOV_DEG
+        source = (
+            f"default horizontal FOV {fov} deg (measured on the official HyDRA examples: 36-37 deg, "
+            "f ~1270 px at 832 wide); override with --hfov or --intrinsics"
+        )
+    else:
+        fov = float(horizontal_fov_deg)
+        source = f"given horizontal FOV {fov:g} deg"
+    if not 0 < fov < 180:
+        raise DataError(f"horizontal_fov_deg={fov}: must be in (0, 180) degrees (--hfov)")
+    return intrinsics_from_fov(width, height, fov), source
+
+
+SAMPLE_FOLDER = re.compile(r"^sample_?(\d+)$")
+
+
+def released_caption(folder: Path) -> tuple[str, str]:
+    """(caption, where it came from) of a released sample folder.
+
+    The released dataset has ONE caption.txt at its root, one caption a line, for all samples. Sample folder
+    `sampleK` reads line K counted from 1 when the dataset numbers its samples from 1 (no `sample0`
+    beside it), from 0 otherwise: the line of the sample's own index, not of its position in a listing, so a
+    partial download still gets the right captions. A caption.txt inside the sample folder wins.
+    """
+    own = folder / "caption.txt"
+    if own.is_file():
+        return read_text(own).strip(), f"{own}"
+    root = folder.parent / "caption.txt"
+    match = SAMPLE_FOLDER.match(folder.name)
+    if not root.is_file():
+        return "", f"none ({root} not found)"
+    if match is None:
+        return "", f"none (folder name '{folder.name}' is not sampleK, so no line of {root} is its own)"
+    index = int(match.group(1))
+    first = 0 if any((folder.parent / f"sample{sep}0").is_dir() for sep in ("", "_")) else 1
+    lines = read_text(root).splitlines()
+    line = index - first
+    if not 0 <= line < len(lines):
+        raise DataError(
+            f"{root}: has {len(lines)} lines, but sample folder '{folder.name}' needs line {line + 1} "
+            f"(samples are numbered from {first}); the caption file and the samples do not match"
+        )
+    return lines[line].strip(), f"{root} line {line + 1} (sample index {index}, numbered from {first})"
 
 
 def _mask_ids(path: Path, num_frames: int, size: tuple[int, int]) -> np.ndarray | None:
@@ -167,69 +328,77 @@ def _mask_ids(path: Path, num_frames: int, size: tuple[int, int]) -> np.ndarray 
     return ((red > 127) & (red - green > 64)).astype(np.uint8)
 
 
-def _load_released(folder: Path, horizontal_fov_deg: float | None) -> Clip:
-    fov = DEFAULT_RELEASED_FOV_DEG if horizontal_fov_deg is None else float(horizontal_fov_deg)
-    if not 0 < fov < 180:
-        raise DataError(f"horizontal_fov_deg={fov}: must be in (0, 180) degrees")
-    camera_path = folder / "camera.json"
-    record = _read_json(camera_path)
-    segments = {}
-    for segment in ("cond", "tgt"):
-        video = read_video(folder / f"{segment}.mp4")
-        matrices = _frame_dict_to_poses(
-            _field(record, f"{segment}_cam", camera_path), camera_path, f"{segment}_cam"
+def _load_released(
+    folder: Path, horizontal_fov_deg: float | None, intrinsics=None, matrix_form: str | None = None
+) -> Clip:
+    if not (folder / "tgt.mp4").is_file():
+        raise DataError(
+            f"{folder}: tgt.mp4 missing: this sample has no ground truth, which load_clip needs (training, "
+            "evaluation); to generate its future run `hybridmem sample --clip FOLDER` (reads context-only "
+            "samples) or use hybridmem.data.inputs.read_clip_input"
         )
-        if not np.all(np.isfinite(matrices)):
-            raise DataError(f"{camera_path}: field '{segment}_cam' contains NaN or infinity")
-        name = f"{camera_path} field '{segment}_cam'"
-        poses = check_poses(unreal_to_opencv(matrices, name), name, len(video))
-        segments[segment] = (video, poses)
-    (cond_video, cond_poses), (tgt_video, tgt_poses) = segments["cond"], segments["tgt"]
+    camera_path = folder / "camera.json"
+    record = read_json(camera_path)
+    cond_video, tgt_video = read_video(folder / "cond.mp4"), read_video(folder / "tgt.mp4")
+    cond_poses, tgt_poses, form = read_unreal_cameras(
+        camera_path, record, len(cond_video), len(tgt_video), matrix_form
+    )
     if cond_video.shape[1:] != tgt_video.shape[1:]:
         raise DataError(
             f"{folder}: cond.mp4 is {cond_video.shape[1:3]} but tgt.mp4 is {tgt_video.shape[1:3]}"
         )
     frames = np.concatenate([cond_video, tgt_video])
     height, width = frames.shape[1:3]
+    camera_intrinsics, intrinsics_source = released_intrinsics(width, height, horizontal_fov_deg, intrinsics)
     cond_ids = _mask_ids(folder / "cond_mask.mp4", len(cond_video), (height, width))
     tgt_ids = _mask_ids(folder / "tgt_mask.mp4", len(tgt_video), (height, width))
     instance_ids = None if cond_ids is None or tgt_ids is None else np.concatenate([cond_ids, tgt_ids])
+    caption, caption_source = released_caption(folder)
+    fx = camera_intrinsics[0]
     metadata = {
         "layout": RELEASED_LAYOUT,
-        "horizontal_fov_deg": fov,
-        "intrinsics_source": "horizontal_fov_deg argument (the released layout stores none)",
+        "horizontal_fov_deg": round(float(np.rad2deg(2 * np.arctan(0.5 * width / fx))), 6),
+        "intrinsics_source": intrinsics_source,
+        "camera_convention": f"Unreal cm, {form}-vector matrices -> OpenCV metres",
+        "caption_source": caption_source,
         "instance_ids": "foreground only: every subject is id 1" if instance_ids is not None else "absent",
     }
     # character.json / check.json formats are kept verbatim: the subjects' tracks are not parsed from them.
     for name in ("character", "check"):
         path = folder / f"{name}.json"
         if path.is_file():
-            metadata[f"released_{name}"] = _read_json(path)
-    caption_path = folder / "caption.txt"
+            metadata[f"released_{name}"] = read_json(path)
     return Clip(
         frames=frames,
         cameras=np.concatenate([cond_poses, tgt_poses]),
-        intrinsics=intrinsics_from_fov(width, height, fov),
+        intrinsics=camera_intrinsics,
         context_frames=len(cond_video),
-        fps=_video_fps(folder / "cond.mp4"),
+        fps=video_fps(folder / "cond.mp4"),
         instance_ids=instance_ids,
-        caption=caption_path.read_text().strip() if caption_path.is_file() else "",
+        caption=caption,
         metadata=metadata,
         source=str(folder),
     )
 
 
-def _video_fps(path: Path) -> float:
+def video_fps(path: Path) -> float:
+    """The frame rate an mp4 states; DataError when it states none or a non-finite one."""
     import imageio.v2 as imageio
 
-    reader = imageio.get_reader(str(path), format="FFMPEG")
     try:
-        fps = float(reader.get_meta_data().get("fps") or 0.0)
-    finally:
-        reader.close()
-    if not fps > 0:
-        raise DataError(f"{path}: the video does not state a frame rate")
+        reader = imageio.get_reader(str(path), format="FFMPEG")
+        try:
+            fps = float(reader.get_meta_data().get("fps") or 0.0)
+        finally:
+            reader.close()
+    except (OSError, RuntimeError, ValueError, TypeError) as error:
+        raise DataError(f"{path}: cannot read the video's frame rate ({error})") from error
+    if not 0 < fps < math.inf:
+        raise DataError(f"{path}: the video does not state a frame rate; pass --fps")
     return fps
+
+
+_video_fps = video_fps
 
 
 # 3. our layout
@@ -237,7 +406,7 @@ def _video_fps(path: Path) -> float:
 
 def _load_ours(folder: Path, load_frames: bool) -> Clip:
     metadata_path = folder / "metadata.json"
-    metadata = _read_json(metadata_path)
+    metadata = read_json(metadata_path)
     width, height, context, target = (
         _positive_int(metadata, key, metadata_path)
         for key in ("width", "height", "context_frames", "target_frames")
@@ -246,7 +415,7 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     fps = _positive_number(metadata, "fps", metadata_path)
     # 1. cameras
     camera_path = folder / "camera.json"
-    camera = _read_json(camera_path)
+    camera = read_json(camera_path)
     convention = _field(camera, "convention", camera_path)
     if convention != "opencv_c2w_metres_world_z_up":
         raise DataError(
@@ -272,10 +441,13 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     ids_path = folder / "ids.npz"
     if ids_path.is_file():
         try:
-            with np.load(ids_path) as archive:
+            with np.load(ids_path, allow_pickle=False) as archive:
                 instance_ids = archive["ids"]
-        except (OSError, KeyError, ValueError) as error:
-            raise DataError(f"{ids_path}: cannot read array 'ids' ({error})") from error
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            raise DataError(
+                f"{ids_path}: cannot read array 'ids' ({error or type(error).__name__}); the file is empty, "
+                "truncated or not an npz: regenerate the clip or delete ids.npz"
+            ) from error
         if instance_ids.shape != (total, height, width) or instance_ids.dtype != np.uint8:
             raise DataError(
                 f"{ids_path}: field 'ids' is {instance_ids.dtype} {instance_ids.shape}, expected uint8 "
@@ -283,10 +455,23 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
             )
     # 3. subjects and events
     character_path = folder / "character.json"
-    character = _read_json(character_path)
+    character = read_json(character_path)
+    entries = _field(character, "subjects", character_path)
+    if not isinstance(entries, list):
+        raise DataError(f"{character_path}: field 'subjects' must be a list, got {type(entries).__name__}")
     subjects = []
-    for index, entry in enumerate(_field(character, "subjects", character_path)):
+    for index, entry in enumerate(entries):
         key = f"subjects[{index}]"
+        if not isinstance(entry, dict):
+            raise DataError(f"{character_path}: field '{key}' must be an object, got {type(entry).__name__}")
+        subject_id = _field(entry, "id", character_path)
+        if isinstance(subject_id, bool) or not isinstance(subject_id, int) or not 1 <= subject_id <= 255:
+            raise DataError(
+                f"{character_path}: field '{key}.id' must be an integer instance id in 1..255, "
+                f"got {subject_id!r}"
+            )
+        if any(subject.subject_id == subject_id for subject in subjects):
+            raise DataError(f"{character_path}: field '{key}.id' repeats id {subject_id}; ids must be unique")
         positions = _array(
             _field(entry, "positions", character_path), character_path, f"{key}.positions", (3,)
         )
@@ -295,21 +480,22 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
             raise DataError(f"{character_path}: {key} needs {total} positions and headings (one per frame)")
         boxes = None
         if "boxes" in entry:
-            boxes = np.array(
-                [[np.nan] * 4 if box is None else box for box in entry["boxes"]], dtype=np.float64
-            )
-            if boxes.shape != (total, 4):
+            rows = entry["boxes"]
+            if not isinstance(rows, list) or len(rows) != total:
                 raise DataError(
                     f"{character_path}: field '{key}.boxes' must be {total} boxes of 4 numbers or null"
                 )
+            boxes = _boxes_with_gaps(rows, character_path, key)
         visible = entry.get("visible_fraction")
         if visible is not None:
             visible = _array(visible, character_path, f"{key}.visible_fraction")
-            if visible.shape != (total,):
-                raise DataError(f"{character_path}: field '{key}.visible_fraction' needs {total} values")
+            if visible.shape != (total,) or np.any((visible < 0) | (visible > 1)):
+                raise DataError(
+                    f"{character_path}: field '{key}.visible_fraction' needs {total} values in [0, 1]"
+                )
         subjects.append(
             SubjectTrack(
-                subject_id=int(_field(entry, "id", character_path)),
+                subject_id=subject_id,
                 name=str(entry.get("name", "unknown")),
                 positions=positions,
                 headings=headings,
@@ -318,22 +504,32 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
             )
         )
     check_path = folder / "check.json"
-    check = _read_json(check_path)
+    check = read_json(check_path)
+    entries = _field(check, "events", check_path)
+    if not isinstance(entries, list):
+        raise DataError(f"{check_path}: field 'events' must be a list of events, got {entries!r}"[:300])
+    subject_ids = {subject.subject_id for subject in subjects}
     events = []
-    for index, entry in enumerate(_field(check, "events", check_path)):
+    for index, entry in enumerate(entries):
         try:
-            event = Event(
-                subject_id=int(entry["subject_id"]), kind=str(entry["kind"]), frame=int(entry["frame"])
-            )
-        except (KeyError, TypeError, ValueError) as error:
+            subject_id, kind, frame = entry["subject_id"], entry["kind"], entry["frame"]
+        except (KeyError, TypeError) as error:
             raise DataError(
-                f"{check_path}: field 'events[{index}]' needs subject_id, kind, frame ({error})"
+                f"{check_path}: field 'events[{index}]' needs subject_id, kind, frame ({error!r})"
             ) from error
-        if event.kind not in ("exit", "entry") or not 0 < event.frame < total:
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (subject_id, frame)):
+            raise DataError(f"{check_path}: field 'events[{index}]' subject_id and frame must be integers")
+        if kind not in ("exit", "entry") or not 0 < frame < total:
             raise DataError(
-                f"{check_path}: field 'events[{index}]' has kind {event.kind!r} frame {event.frame}"
+                f"{check_path}: field 'events[{index}]' has kind {kind!r} frame {frame} (kind exit or entry, "
+                f"frame in 1..{total - 1})"
             )
-        events.append(event)
+        if subject_id not in subject_ids:
+            raise DataError(
+                f"{check_path}: field 'events[{index}].subject_id' is {subject_id}, but character.json has "
+                f"subjects {sorted(subject_ids)}"
+            )
+        events.append(Event(subject_id=subject_id, kind=kind, frame=frame))
     caption_path = folder / "caption.txt"
     return Clip(
         frames=frames,
@@ -344,21 +540,51 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
         subjects=subjects,
         events=events,
         instance_ids=instance_ids,
-        caption=caption_path.read_text().strip() if caption_path.is_file() else "",
+        caption=read_text(caption_path).strip() if caption_path.is_file() else "",
         metadata=metadata,
         source=str(folder),
     )
 
 
+def _boxes_with_gaps(rows: list, path: Path, key: str) -> np.ndarray:
+    """Boxes where null (not visible) entries become NaN rows; other entries must be 4 finite numbers."""
+    boxes = np.full((len(rows), 4), np.nan)
+    for frame, box in enumerate(rows):
+        if box is not None:
+            values = _array(box, path, f"{key}.boxes[{frame}]")
+            if values.shape != (4,):
+                raise DataError(f"{path}: field '{key}.boxes[{frame}]' must be [x0, y0, x1, y1] or null")
+            boxes[frame] = values
+    return boxes
+
+
 def detect_layout(folder: str | Path) -> str:
-    """OUR_LAYOUT when metadata.json marks the folder as ours, RELEASED_LAYOUT for cond.mp4 + camera.json."""
+    """OUR_LAYOUT when metadata.json marks the folder as ours, RELEASED_LAYOUT for cond.mp4 + camera.json.
+
+    The released layout has no metadata.json, ids.npz or camera 'convention' field: a folder with any of
+    them is ours, and an incomplete one of ours is an error, never read as the released layout (whose
+    Unreal-centimetre conversion would move its cameras by metres and drop its events).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected one clip folder of HM-World)")
     metadata_path = folder / "metadata.json"
-    if metadata_path.is_file() and _read_json(metadata_path).get("layout") == OUR_LAYOUT:
+    if metadata_path.is_file():
+        layout = read_json(metadata_path).get("layout")
+        if layout != OUR_LAYOUT:
+            raise DataError(
+                f"{metadata_path}: field 'layout' is {layout!r}, expected {OUR_LAYOUT!r}; the released "
+                "HM-World layout has no metadata.json, so this folder is neither (regenerate the clip)"
+            )
         return OUR_LAYOUT
-    if (folder / "camera.json").is_file() and (folder / "cond.mp4").is_file():
+    camera_path = folder / "camera.json"
+    if camera_path.is_file() and (folder / "cond.mp4").is_file():
+        if (folder / "ids.npz").is_file() or "convention" in read_json(camera_path):
+            raise DataError(
+                f"{folder}: a clip of our layout (camera.json has 'convention' / ids.npz present) without "
+                f"metadata.json; it is incomplete (a killed or partial copy): regenerate it with "
+                "`hybridmem world generate` (same arguments) or restore metadata.json"
+            )
         return RELEASED_LAYOUT
     raise DataError(
         f"{folder}: neither layout found: ours needs metadata.json with layout 'hybridmem', the released one "
@@ -367,20 +593,35 @@ def detect_layout(folder: str | Path) -> str:
 
 
 def load_clip(
-    folder: str | Path, *, horizontal_fov_deg: float | None = None, load_frames: bool = True
+    folder: str | Path,
+    *,
+    horizontal_fov_deg: float | None = None,
+    intrinsics=None,
+    matrix_form: str | None = None,
+    load_frames: bool = True,
 ) -> Clip:
     """Read one clip folder of either layout (detected) into a Clip in OpenCV metres, world z up.
 
-    horizontal_fov_deg: only for the released layout, which has no intrinsics (default 90 degrees);
-        passing it for our layout is an error because ours records its own intrinsics.
+    horizontal_fov_deg / intrinsics: only for the released layout, which stores no intrinsics (default
+        DEFAULT_RELEASED_FOV_DEG); passing either for our layout is an error because ours records its own.
+    matrix_form: only for the released layout: "column" or "row", needed only when every camera of the
+        file is at the origin (otherwise the form is detected, and a given one must agree).
     load_frames: False skips decoding the RGB videos of our layout (frames are zeros): annotations only.
+    A released sample without tgt.mp4 is an error here (no ground truth); hybridmem.data.inputs reads it
+    for generation.
     """
     folder = Path(folder)
     layout = detect_layout(folder)
     if layout == OUR_LAYOUT:
-        if horizontal_fov_deg is not None:
-            raise DataError(
-                f"{folder}: horizontal_fov_deg applies to the released layout only; ours stores intrinsics"
-            )
+        for name, value in (
+            ("horizontal_fov_deg (--hfov)", horizontal_fov_deg),
+            ("intrinsics", intrinsics),
+            ("matrix_form", matrix_form),
+        ):
+            if value is not None:
+                raise DataError(
+                    f"{folder}: {name} applies to the released layout only; ours stores its own cameras and "
+                    "intrinsics in camera.json"
+                )
         return _load_ours(folder, load_frames)
-    return _load_released(folder, horizontal_fov_deg)
+    return _load_released(folder, horizontal_fov_deg, intrinsics, matrix_form)
