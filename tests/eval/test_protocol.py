@@ -108,6 +108,12 @@ def test_tiny_run_writes_every_report_file_and_resumes(dataset, tmp_path, tiny_w
     table = (out / "report.md").read_text()
     assert "| Method | PSNR | SSIM | LPIPS | DSC_ctx | DSC_GT | Subject | Background |" in table
     assert "| oracle | 100.000 | 1.000 |" in table
+    # the default DSC is the official definition, stated in the header; paired differences over clips
+    assert summary["dsc_definition"] == "official" and "official eval_dsc.py" in table
+    assert set(summary["per_clip"]["oracle"]) == {"000000", "000001"}
+    assert summary["per_clip"]["oracle"]["000000"]["psnr"] == 100.0
+    assert "## Paired differences over clips" in table
+    assert any(line.startswith("| copy-last | PSNR | +") for line in table.splitlines())
     # rerun: every generation comes from the cache, same numbers
     again = run_evaluation(
         _config(dataset, out, tiny_weights), generators={"oracle": Refuses()}, progress=False
@@ -146,6 +152,21 @@ def test_tracker_boxes_are_recorded(dataset, tmp_path, tiny_weights):
     np.testing.assert_allclose(boxes[1:, 0], truth_x0, atol=3)
 
 
+def test_dsc_definitions_differ_on_a_non_square_clip(dataset, tmp_path, tiny_weights):
+    from hybridmem.data.hmworld import load_clip
+
+    clip = load_clip(dataset / "test" / "000000")  # 40 x 48 frames: the official crop drops the sides
+    models = MetricModels.load(tiny_weights)
+    predicted = clip.frames[clip.target].copy()
+    official = evaluate_clip(clip, predicted, models, dsc_definition="official")
+    per_subject = evaluate_clip(clip, predicted, models, dsc_definition="per-subject")
+    assert official["dsc_frames"] == {"predicted": 3, "ground_truth": 3, "context": 2}
+    assert "dsc_per_subject" in per_subject and "dsc_frames" not in per_subject
+    assert abs(official["dsc_gt"] - per_subject["dsc_gt"]) > 1e-4
+    # the pixel metrics do not depend on the DSC definition
+    assert official["reentry_box_psnr"] == per_subject["reentry_box_psnr"] == 100.0
+
+
 def test_config_errors_list_valid_names(dataset, tmp_path):
     with pytest.raises(ConfigError, match="copy-last"):
         run_evaluation(
@@ -153,6 +174,8 @@ def test_config_errors_list_valid_names(dataset, tmp_path):
         )
     with pytest.raises(ConfigError, match="gt, tracker"):
         run_evaluation(_config(dataset, tmp_path, tmp_path, boxes="magic"), progress=False)
+    with pytest.raises(ConfigError, match="official, per-subject"):
+        run_evaluation(_config(dataset, tmp_path, tmp_path, dsc_definition="paper"), progress=False)
     with pytest.raises(ConfigError, match="--vae"):
         run_evaluation(_config(dataset, tmp_path, tmp_path, vae=None), progress=False)
 

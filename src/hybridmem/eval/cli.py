@@ -2,9 +2,9 @@
 
     hybridmem eval --checkpoint runs/hydra/final --checkpoint runs/full/final --vae runs/vae/final \\
         --baseline copy-last --data runs/world --split test --num-clips 16 --out runs/eval \\
-        --weights-dir ~/weights --steps 30 --seed 0 --boxes gt
+        --weights-dir ~/weights --steps 30 --seed 0 --boxes gt --dsc-definition official
     hybridmem eval --baseline copy-last --data runs/world --num-clips 4 --out runs/eval_copy
-    hybridmem eval report runs/eval --compare-paper
+    hybridmem eval report runs/eval --compare-paper --reference hydra
 
 Rerunning the same command resumes: cached generations (EVALDIR/generations) are reused and only the metrics
 are recomputed (so adding --weights-dir later fills in the "not computed" columns without generating again).
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         boxes=args.boxes,
+        dsc_definition=args.dsc_definition,
         device=args.device,
         lpips_backbone=args.lpips_backbone,
         side_by_side_clips=args.side_by_side_clips,
@@ -48,8 +49,13 @@ def report_command(args: argparse.Namespace) -> int:
 
     folder = Path(args.evaldir)
     summary = read_json(folder / "aggregate.json")
-    write_outputs(folder, summary)  # re-renders report.md and the plot from aggregate.json
-    print(markdown_report(summary))
+    if "per_clip" not in summary:  # written before aggregate.json carried every clip's numbers
+        from hybridmem.eval.report import load_per_clip
+
+        summary["per_clip"] = load_per_clip(folder, summary["methods"])
+    # re-renders report.md and the plot from aggregate.json
+    write_outputs(folder, summary, reference=args.reference)
+    print(markdown_report(summary, reference=args.reference))
     if args.compare_paper:
         comparison = compare_paper_text(summary)
         write_bytes_atomic(folder / "compare_paper.md", comparison.encode())
@@ -84,7 +90,16 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, help="sampling steps (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0, help="clip i is generated with seed + i (default 0)")
     parser.add_argument(
-        "--boxes", default="gt", help="predicted-subject boxes for DSC: gt (default) or tracker"
+        "--boxes",
+        default="gt",
+        help="predicted-subject boxes for DSC: gt (default: the ground-truth boxes) or tracker (the "
+        "weight-free colour tracker on the generated frames)",
+    )
+    parser.add_argument(
+        "--dsc-definition",
+        default="official",
+        help="official (default: the HyDRA eval_dsc.py, one box around all subjects, CLIPProcessor crop) or "
+        "per-subject (each subject on its own box, frames squashed so boxes align; not the paper's number)",
     )
     parser.add_argument("--device", default="cpu", help="torch device for generation and metric models")
     parser.add_argument("--lpips-backbone", default="alex", help="LPIPS network: alex (default) or vgg")
@@ -95,6 +110,10 @@ def register(subparsers) -> None:
     report = commands.add_parser("report", help="re-render and print the report of an evaluation folder")
     report.add_argument("evaldir", help="folder written by `hybridmem eval --out`")
     report.add_argument("--compare-paper", action="store_true", help="print ours next to the paper's Table 2")
+    report.add_argument(
+        "--reference",
+        help="method the paired differences are taken against (default: hydra if present, else the first)",
+    )
     report.set_defaults(func=report_command)
 
 

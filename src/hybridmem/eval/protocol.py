@@ -12,8 +12,10 @@ Output folder (EVALDIR):
                                       an existing file is reused, so an interrupted run resumes where it
                                       stopped and metrics can be recomputed without generating again
     clips/<method>/<clip>.json        every metric of one clip (+ per-frame PSNR/SSIM curves, re-entries)
-    aggregate.json                    config, box source, per-method means and counts
-    report.md                         Table 2 column order, then re-entry/background pixel metrics
+    aggregate.json                    config, box source, DSC definition, per-method means and counts,
+                                      every clip's numbers (per_clip: the report's paired comparisons)
+    report.md                         Table 2 column order, then re-entry/background pixel metrics, then
+                                      paired differences with 95% bootstrap intervals over clips
     reentry_psnr.png                  per-frame PSNR aligned on the re-entry frame, one line per method
     side_by_side/<clip>.mp4, .gif     ground truth and each method, re-entry frame marked
 
@@ -198,8 +200,15 @@ def predicted_subject_boxes(
     return boxes
 
 
-def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source: str = "gt") -> dict:
-    """Every metric of one clip's generated target segment (see report.METRIC_KEYS)."""
+def evaluate_clip(
+    clip,
+    predicted: "Tt H W 3",
+    models: MetricModels,
+    box_source: str = "gt",
+    dsc_definition: str = "official",
+) -> dict:
+    """Every metric of one clip's generated target segment (see report.METRIC_KEYS); DSC by the named
+    definition (hybridmem.eval.dsc.DSC_DEFINITIONS)."""
     if box_source not in BOX_SOURCES:
         raise ConfigError(f"--boxes '{box_source}' is unknown; valid: {', '.join(BOX_SOURCES)}")
     ground_truth = clip.frames[clip.target]
@@ -249,6 +258,7 @@ def evaluate_clip(clip, predicted: "Tt H W 3", models: MetricModels, box_source:
                 predicted_boxes,
                 target_boxes,
                 context_boxes,
+                dsc_definition,
             )
         )
     else:
@@ -274,6 +284,7 @@ class EvalConfig:
     steps: int | None = None
     seed: int = 0
     boxes: str = "gt"
+    dsc_definition: str = "official"  # hybridmem.eval.dsc.DSC_DEFINITIONS
     device: str = "cpu"
     lpips_backbone: str = "alex"
     side_by_side_clips: int = 1  # how many clips (those with a re-entry first) get a side-by-side video
@@ -289,6 +300,12 @@ class EvalConfig:
             )
         if self.boxes not in BOX_SOURCES:
             raise ConfigError(f"--boxes '{self.boxes}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+        from hybridmem.eval.dsc import DSC_DEFINITIONS
+
+        if self.dsc_definition not in DSC_DEFINITIONS:
+            raise ConfigError(
+                f"--dsc-definition '{self.dsc_definition}' is unknown; valid: {', '.join(DSC_DEFINITIONS)}"
+            )
         if self.side_by_side_clips < 0:
             raise ConfigError(f"--side-by-side-clips must be >= 0, got {self.side_by_side_clips}")
         if self.num_clips is not None and self.num_clips < 1:
@@ -381,7 +398,7 @@ def run_evaluation(
                 pixel.check_videos(predicted, clip.frames[clip.target])
                 save_generation(path, predicted, seed, config.steps, source)
             predictions[method] = predicted
-            record = evaluate_clip(clip, predicted, models, config.boxes)
+            record = evaluate_clip(clip, predicted, models, config.boxes, config.dsc_definition)
             record.update(clip=clip_id, method=method, seed=seed, source=str(folder))
             report.write_json_atomic(out / "clips" / method / f"{clip_id}.json", record)
             records[method].append(record)
@@ -396,6 +413,8 @@ def run_evaluation(
         "num_clips": len(folders),
         "clips": [Path(folder).name for folder in folders],
         "methods": {method: report.aggregate_clips(records[method]) for method in names},
+        # every clip's numbers, for the report's paired differences and bootstrap intervals
+        "per_clip": {method: report.per_clip_values(records[method]) for method in names},
         "reentry_curves": {method: curves[method] for method in names},
     }
     write_outputs(out, summary)
@@ -407,10 +426,11 @@ def run_evaluation(
     return summary
 
 
-def write_outputs(out: Path, summary: dict) -> None:
-    """aggregate.json, report.md and reentry_psnr.png from a summary (also `hybridmem eval report`)."""
+def write_outputs(out: Path, summary: dict, reference: str | None = None) -> None:
+    """aggregate.json, report.md and reentry_psnr.png from a summary (also `hybridmem eval report`);
+    `reference`: the method paired differences are taken against (report.default_reference if None)."""
     report.write_json_atomic(out / "aggregate.json", summary)
-    report.write_bytes_atomic(out / "report.md", report.markdown_report(summary).encode())
+    report.write_bytes_atomic(out / "report.md", report.markdown_report(summary, reference).encode())
     curves = {
         method: [tuple(curve) for curve in items]
         for method, items in summary.get("reentry_curves", {}).items()

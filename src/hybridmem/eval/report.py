@@ -4,6 +4,12 @@ Per-clip metric values are a float, None (the region does not exist in that clip
 subject never visible) or a string "not computed: ..." (the metric's weights are missing). Aggregates are
 means over the clips that have a float; a metric no clip could compute keeps its "not computed" string.
 
+Paired comparisons: for a reference method (hydra when present, else the first) against each other method,
+per metric, over the clips where both have a value: the mean of the per-clip differences (reference minus
+other), its 95% percentile-bootstrap confidence interval (BOOTSTRAP_RESAMPLES resamples of the clips with
+replacement, numpy Generator seeded with BOOTSTRAP_SEED for every comparison, so a report is deterministic)
+and the number of clips where each method is better (equal values are ties, counted for neither).
+
 Shape letters: T frames, H/W pixels, M methods.
 """
 
@@ -42,6 +48,22 @@ EXTRA_COLUMNS = [
 ]
 METRIC_KEYS = [key for key, _ in TABLE_COLUMNS + EXTRA_COLUMNS]
 NOT_COMPUTED = "not computed"
+LOWER_IS_BETTER = {"lpips"}
+# the metrics compared clip by clip in every report (those without per-clip numbers are left out)
+PAIRED_METRICS = [
+    *TABLE_COLUMNS,
+    ("reentry_psnr", "Re-entry PSNR"),
+    ("reentry_box_psnr", "Re-entry box PSNR"),
+    ("background_psnr", "BG PSNR"),
+]
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+METRIC_NOTES = (
+    "PSNR and SSIM are means over frames of per-frame values (a frame's PSNR capped at 100 dB for identical "
+    "frames), then over clips. The re-entry, re-entry box and BG columns are one value per clip from the "
+    "region's pixels pooled over the clip (PSNR of the pooled squared error; SSIM map averaged over the "
+    "region), then the mean over clips: see hybridmem.eval.metrics."
+)
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -115,6 +137,117 @@ def aggregate_clips(clip_records: list[dict]) -> dict:
     return {"metrics": metrics, "counts": counts, "num_clips": len(clip_records)}
 
 
+def per_clip_values(clip_records: list[dict]) -> dict:
+    """{clip id: {metric: value}} of the finite numbers in each clip's record (for paired comparisons)."""
+    table = {}
+    for record in clip_records:
+        values = {}
+        for key in METRIC_KEYS:
+            value = record.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                values[key] = float(value)
+        table[str(record["clip"])] = values
+    return table
+
+
+def load_per_clip(eval_dir: str | Path, methods) -> dict:
+    """{method: per_clip_values} from EVALDIR/clips/METHOD/*.json (an aggregate.json written before the
+    summary carried per-clip values)."""
+    per_clip = {}
+    for method in methods:
+        records = []
+        for path in sorted((Path(eval_dir) / "clips" / method).glob("*.json")):
+            records.append({"clip": path.stem, **read_json(path)})
+        per_clip[method] = per_clip_values(records)
+    return per_clip
+
+
+def bootstrap_interval(
+    differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of `differences` ("N"); NaNs when N < 2."""
+    count = differences.size
+    if count < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // count)  # bounded memory for many clips; same draws whatever the chunk
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        means[start:stop] = differences[rng.integers(0, count, size=(stop - start, count))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def paired_comparison(values_a: dict, values_b: dict, lower_is_better: bool = False) -> dict | None:
+    """a - b over the clips both have: mean, 95% bootstrap interval, clips where each is better, ties."""
+    shared = sorted(set(values_a) & set(values_b))
+    if not shared:
+        return None
+    differences = np.array([values_a[clip] - values_b[clip] for clip in shared], dtype=np.float64)
+    better_a = differences < 0 if lower_is_better else differences > 0
+    better_b = differences > 0 if lower_is_better else differences < 0
+    low, high = bootstrap_interval(differences)
+    return {
+        "mean": float(differences.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "a_better": int(better_a.sum()),
+        "b_better": int(better_b.sum()),
+        "ties": int((differences == 0).sum()),
+        "clips": len(shared),
+    }
+
+
+def default_reference(methods) -> str:
+    methods = list(methods)
+    return "hydra" if "hydra" in methods else methods[0]
+
+
+def paired_lines(per_clip: dict, reference: str | None = None, metrics=PAIRED_METRICS) -> list[str]:
+    """Markdown of `reference` minus every other method, per metric, over their shared clips."""
+    methods = list(per_clip)
+    if len(methods) < 2:
+        return []
+    reference = reference or default_reference(methods)
+    if reference not in per_clip:
+        raise DataError(f"--reference '{reference}' is not a method of this run; valid: {', '.join(methods)}")
+    rows = []
+    for other in (name for name in methods if name != reference):
+        for key, title in metrics:
+            values = [
+                {clip: values[key] for clip, values in per_clip[name].items() if key in values}
+                for name in (reference, other)
+            ]
+            paired = paired_comparison(*values, lower_is_better=key in LOWER_IS_BETTER)
+            if paired is None:
+                continue
+            digits = 2 if "psnr" in key else 3
+            interval = (
+                f"[{paired['ci_low']:+.{digits}f}, {paired['ci_high']:+.{digits}f}]"
+                if math.isfinite(paired["ci_low"])
+                else "n/a (1 clip)"
+            )
+            rows.append(
+                f"| {other} | {title} | {paired['mean']:+.{digits}f} | {interval} | {paired['a_better']} | "
+                f"{paired['b_better']} | {paired['clips']} |"
+            )
+    if not rows:
+        return []
+    return [
+        f"{reference} minus each other method, paired over the clips both have a value for: mean "
+        f"difference, its 95% bootstrap confidence interval ({BOOTSTRAP_RESAMPLES} resamples of the clips, "
+        f"seed {BOOTSTRAP_SEED}) and the clips where each method is better (ties count for neither). An "
+        "interval that excludes 0 is a gap larger than the clip-to-clip variation; one clip gives no "
+        f"interval. LPIPS is lower-better, so a negative difference favours {reference}.",
+        "",
+        f"| {reference} vs | Metric | {reference} - other | 95% CI | {reference} better | other better "
+        "| clips |",
+        "|---|---|---:|---|---:|---:|---:|",
+        *rows,
+    ]
+
+
 def format_value(value, digits: int = 3) -> str:
     if isinstance(value, str):
         return NOT_COMPUTED
@@ -132,16 +265,42 @@ def _table(rows: dict, columns: list) -> list[str]:
     return lines
 
 
-def markdown_report(summary: dict) -> str:
-    """The aggregate as markdown: Table 2 column order, then our re-entry and background metrics."""
+def markdown_report(summary: dict, reference: str | None = None) -> str:
+    """The aggregate as markdown: Table 2 column order, our re-entry and background metrics, then the paired
+    per-clip comparisons (from summary["per_clip"]; `hybridmem eval report` fills it for older runs)."""
+    from hybridmem.eval.dsc import DSC_DEFINITIONS
+
     methods = {name: entry["metrics"] for name, entry in summary["methods"].items()}
+    definition = summary.get("dsc_definition", "per-subject (written before --dsc-definition existed)")
+    dsc_counts = {
+        name: entry.get("counts", {}).get("dsc_gt", 0)
+        for name, entry in summary["methods"].items()
+        if isinstance(entry["metrics"].get("dsc_gt"), float)
+    }
     lines = [
         "# hybridmem benchmark",
         "",
         f"Data: `{summary.get('data', '?')}` split `{summary.get('split', '?')}`, "
         f"{summary.get('num_clips', '?')} clips, seed {summary.get('seed', '?')}, "
         f"sampling steps {summary.get('steps') or 'pipeline default'}.",
-        f"Predicted-subject boxes for DSC: {summary.get('box_source_text', summary.get('boxes', '?'))}.",
+        f"DSC definition (`--dsc-definition`): {definition}"
+        + (f", {DSC_DEFINITIONS[definition]}" if definition in DSC_DEFINITIONS else "")
+        + ".",
+        f"Predicted-subject boxes for DSC (`--boxes gt|tracker`): {summary.get('boxes', '?')}, "
+        f"{summary.get('box_source_text', '?')}. (The official script tracks the subject in the generated "
+        "frames with YOLOv11, not released; `tracker` is our weight-free stand-in, `gt` scores the subject "
+        "where the ground truth has it.)",
+    ]
+    if dsc_counts:
+        lines.append(
+            "DSC scored on "
+            + ", ".join(
+                f"{count} of {summary.get('num_clips', '?')} clips ({name})"
+                for name, count in dsc_counts.items()
+            )
+            + " (a clip whose context, target or prediction never shows a subject has no DSC)."
+        )
+    lines += [
         "",
         "## Table 2 metrics (paper column order)",
         "",
@@ -151,11 +310,14 @@ def markdown_report(summary: dict) -> str:
         "",
         *_table(methods, EXTRA_COLUMNS),
         "",
-        "PSNR in dB, capped at 100 dB for identical frames. n/a: no clip has that region (no re-entry, no "
-        "masks). LPIPS lower is better; everything else higher is better. Subject/Background (VBench) reward "
-        "temporal stability, so a frozen video scores 1: read them with PSNR and DSC. DSC compares every "
-        "frame with every frame, so even a perfect prediction scores the subject's self-similarity, not 1.",
+        METRIC_NOTES + " n/a: no clip has that region (no re-entry, no masks). LPIPS lower is better; "
+        "everything else higher is better. Subject/Background (VBench) reward temporal stability, so a "
+        "frozen video scores 1: read them with PSNR and DSC. DSC compares every frame with every frame, so "
+        "even a perfect prediction scores the subject's self-similarity, not 1.",
     ]
+    paired = paired_lines(summary.get("per_clip", {}), reference)
+    if paired:
+        lines += ["", "## Paired differences over clips", "", *paired]
     reasons = sorted(
         {
             f"{key}: {value}"
