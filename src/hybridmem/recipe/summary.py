@@ -8,32 +8,23 @@ RUN/eval (aggregate.json and the per-clip records under clips/). The section hol
 2. the benchmark in the paper's Table 2 column order plus our re-entry pixel metrics, with each world
    model's training rate and wall time;
 3. the paper's Table 2 beside it, labelled as a different scale and data;
-4. paired per-clip comparisons of hydra against every other method (mean difference, its standard error,
-   and on how many clips hydra is ahead), so a reader can tell a difference from noise;
+4. paired per-clip comparisons of hydra against every other method (mean difference, its 95% bootstrap
+   confidence interval over clips, and the clips each method wins: hybridmem.eval.report.paired_lines, the
+   same table `hybridmem eval report` prints), so a reader can tell a difference from noise;
 5. every stage's exact command, wall time and rate.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-
-import numpy as np
 
 from hybridmem.errors import DataError
 from hybridmem.eval import report
 from hybridmem.recipe.recipe import read_record
 
 RESULTS_FILE = "results.md"
-# the metrics a reader compares hydra on, per clip (higher is better for all of them)
-PAIRED_METRICS = [
-    ("psnr", "PSNR"),
-    ("ssim", "SSIM"),
-    ("reentry_psnr", "Re-entry PSNR"),
-    ("reentry_box_psnr", "Re-entry box PSNR"),
-]
 SUMMARY_COLUMNS = [
     *report.TABLE_COLUMNS,
     ("reentry_psnr", "Re-entry PSNR"),
@@ -48,31 +39,6 @@ def _read_json(path: Path, fix: str) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error}); {fix}") from error
-
-
-def clip_values(eval_dir: Path, method: str, key: str) -> dict[str, float]:
-    """{clip id: value} of one metric for one method, from eval/clips/METHOD/*.json (finite numbers only)."""
-    values = {}
-    for path in sorted((eval_dir / "clips" / method).glob("*.json")):
-        value = _read_json(path, "rerun the recipe's eval stage").get(key)
-        if isinstance(value, int | float) and math.isfinite(value):
-            values[path.stem] = float(value)
-    return values
-
-
-def paired_difference(ours: dict[str, float], theirs: dict[str, float]) -> dict | None:
-    """Mean and standard error of ours - theirs over the clips both have, and how many clips ours leads."""
-    shared = sorted(set(ours) & set(theirs))
-    if not shared:
-        return None
-    differences = np.array([ours[clip] - theirs[clip] for clip in shared])
-    stderr = float(differences.std(ddof=1) / math.sqrt(len(shared))) if len(shared) > 1 else float("nan")
-    return {
-        "mean": float(differences.mean()),
-        "stderr": stderr,
-        "ahead": int((differences > 0).sum()),
-        "clips": len(shared),
-    }
 
 
 def _hours(seconds: float) -> str:
@@ -169,11 +135,14 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
     reasons = sorted(
         {f"{key}: {value}" for m in methods.values() for key, value in m.items() if isinstance(value, str)}
     )
+    definition = aggregate.get("dsc_definition", "per-subject (written before --dsc-definition existed)")
     lines += [
         "",
-        "PSNR in dB. Re-entry PSNR: frames from a subject's re-entry on; re-entry box PSNR: inside the "
-        "re-entering subject's ground-truth box (see `hybridmem.eval.metrics`). LPIPS lower is better, "
-        "everything else higher.",
+        "PSNR in dB. Re-entry PSNR: frames from the first re-entry on; re-entry box PSNR: inside the "
+        "re-entering subjects' ground-truth boxes (see `hybridmem.eval.metrics`). "
+        + report.METRIC_NOTES
+        + f" DSC: `--dsc-definition {definition}`, predicted boxes `--boxes {aggregate.get('boxes', '?')}`. "
+        "LPIPS lower is better, everything else higher.",
     ]
     if reasons:
         lines += ["Not computed (the metric networks' weights were not on disk; nothing is downloaded):"]
@@ -191,32 +160,10 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
     for name, values in paper["rows"].items():
         row = dict(zip(paper["columns"], values, strict=True))
         lines.append(f"| {name} | " + " | ".join(report.format_value(row[key]) for key, _ in columns) + " |")
-    # 4. paired comparisons: hydra against each other method, clip by clip
+    # 4. paired comparisons: hydra against each other method, clip by clip, with bootstrap intervals
     if "hydra" in methods:
-        others = [name for name in methods if name != "hydra"]
-        lines += [
-            "",
-            "hydra minus each other method, paired over the same clips (mean +- standard error; clips where "
-            "hydra is ahead / clips with the metric):",
-            "",
-            "| hydra vs | " + " | ".join(title for _, title in PAIRED_METRICS) + " |",
-            "|---|" + "---:|" * len(PAIRED_METRICS),
-        ]
-        for other in others:
-            cells = []
-            for key, _ in PAIRED_METRICS:
-                paired = paired_difference(
-                    clip_values(eval_dir, "hydra", key), clip_values(eval_dir, other, key)
-                )
-                if paired is None:
-                    cells.append("n/a")
-                else:
-                    digits = 2 if "psnr" in key else 3
-                    cells.append(
-                        f"{paired['mean']:+.{digits}f} +- {paired['stderr']:.{digits}f} "
-                        f"({paired['ahead']}/{paired['clips']})"
-                    )
-            lines.append(f"| {other} | " + " | ".join(cells) + " |")
+        per_clip = aggregate.get("per_clip") or report.load_per_clip(eval_dir, methods)
+        lines += ["", *report.paired_lines(per_clip, "hydra")]
     # 5. every stage
     lines += ["", "| Stage | Wall | Rate | Command |", "|---|---:|---:|---|"]
     for name, entry in stages.items():
