@@ -191,12 +191,13 @@ def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, ca
         str(out),
         "--device",
         "cpu",
+        "--overwrite",
     ]
     assert main(args) == 2
-    assert "4k+1" in capsys.readouterr().err
+    assert "4k+1 frames per segment: pass --pad-last (to 9) or --trim (to 5)" in capsys.readouterr().err
     cams.write_text(json.dumps({"intrinsics": INTRINSICS.tolist(), "context": [[1, 2]], "target": []}))
     assert main(args) == 2
-    assert "'context' must be a list of 4x4" in capsys.readouterr().err
+    assert "field 'context' must hold 4x4 matrices" in capsys.readouterr().err
     imageio.mimwrite(video, list(frames(9)), fps=8, macro_block_size=1)
     cams.write_text(
         json.dumps(

@@ -1,50 +1,58 @@
-"""`hybridmem sample`: generate the target video of a clip (or of a video plus a camera file).
+"""`hybridmem sample`: generate the future of a video from its context and the cameras to follow.
 
+    hybridmem sample --video examples/1.mp4 --cameras examples/cam1.json --out out/1.mp4   # official pair
+    hybridmem sample --clip HM-World/sample12 --out out/sample12.mp4                     # released sample
     hybridmem sample --clip runs/world/test/000000 --checkpoint runs/world_hydra --vae runs/vae \
-        --out runs/samples/000000.mp4 --steps 50 --seed 0
-    hybridmem sample --video ctx.mp4 --cameras cams.json --checkpoint runs/world_hydra --vae runs/vae \
-        --out out.mp4 --segment-frames 17          # long rollout: chained 17-frame segments
+        --out runs/samples/000000.mp4 --steps 50 --seed 0                                # our layout
+    hybridmem sample --video ctx.mp4 --cameras cams.json --out out.mp4 --segment-frames 17   # long rollout
 
---clip reads our layout or the released HM-World layout (hybridmem.data.hmworld.load_clip); its target
-cameras drive the generation and, since the clip has ground truth, OUT_side_by_side.mp4 shows
-context | ground truth | generated (the context plays, then holds its last frame).
+Inputs (hybridmem.data.inputs; detected, and every decision printed before any model is loaded):
+  --clip DIR     a clip folder of our layout, or a released HM-World sample (tgt.mp4 and masks optional)
+  --video --cameras   the official HyDRA pair N.mp4 + camN.json ({"cond_cam": {"0": 4x4, ...}, "tgt_cam":
+                 {...}}: Unreal camera-to-world, cm, column-vector; line N of caption.txt beside it), or any
+                 mp4 + a JSON of our schema {"intrinsics": [fx, fy, cx, cy], "context": [4x4 per video
+                 frame], "target": [4x4 per frame to generate]}: camera-to-world, OpenCV axes (x right, y
+                 down, z forward), metres.
+Released and official data store no intrinsics: the default is a 36.3 degree horizontal field of view
+(measured on the official examples); --hfov or --intrinsics override it. Ambiguous cameras are refused with
+the flag that settles them (--matrix-form, --camera-units).
 
-cams.json for --video: {"intrinsics": [fx, fy, cx, cy] (pixels of the video), "context": [4x4 per video
-frame], "target": [4x4 per frame to generate]}; camera-to-world, OpenCV axes (x right, y down, z forward),
-metres. Outputs are written to a temp file and renamed: a failed run leaves existing files untouched.
+The frames are resized and centre-cropped to --size (default: the size the world model was trained at;
+the intrinsics follow), and each segment must have 4k+1 frames (--pad-last or --trim fix other counts).
+Shapes, lengths, cameras, sizes and the memory needed are checked before any model is loaded or anything is
+written. --checkpoint and --vae default to the shipped models (hydra and its VAE). The output plays at the
+input's frame rate unless --fps is given. With ground truth (a clip with a target video), OUT_side_by_side.mp4
+shows context | ground truth | generated. An existing output (or side-by-side) is never replaced without
+--overwrite; outputs are written to a temp file and renamed, so a failed run leaves existing files untouched.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from hybridmem.errors import ConfigError, DataError
 
+MAX_FPS = 1000.0
+MAX_STEPS = 10000
+
 
 def read_camera_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(context "Tc 4 4", target "Tt 4 4", intrinsics "4") from a cams.json (see the module docstring)."""
+    """(context "Tc 4 4", target "Tt 4 4", intrinsics "4") from a JSON of our schema (module docstring)."""
+    from hybridmem.data.hmworld import _array, read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: camera file not found")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(document, dict):
-        raise DataError(f"{path}: expected an object with keys 'intrinsics', 'context', 'target'")
+    document = read_json(path)
     arrays = []
     for key, tail in (("context", (4, 4)), ("target", (4, 4)), ("intrinsics", ())):
         if key not in document:
             raise DataError(f"{path}: missing key '{key}' (expected 'intrinsics', 'context', 'target')")
-        try:
-            array = np.asarray(document[key], dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise DataError(f"{path}: '{key}' is not a numeric array ({error})") from error
+        array = _array(document[key], path, key)
         if tail and (array.ndim != 3 or array.shape[1:] != tail):
             raise DataError(f"{path}: '{key}' must be a list of 4x4 matrices, got shape {array.shape}")
         if not tail and array.shape != (4,):
@@ -86,50 +94,170 @@ def side_by_side(context: "Tc H W 3", truth: "Tt H W 3", generated: "Tt H W 3") 
     return np.concatenate([held, truth, generated], axis=2)
 
 
-def run(args: argparse.Namespace) -> int:
-    from hybridmem.diffusion.rollout import generate_long
-    from hybridmem.sample.pipeline import WorldPipeline
+def side_by_side_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_side_by_side.mp4")
 
-    # 1. check every input before loading models or writing anything
+
+# 1. argument checks: ranges and finiteness, before anything is read
+
+
+def _finite(value: float | None, flag: str, low: float, high: float, low_open: bool = True) -> None:
+    if value is None:
+        return
+    inside = (low < value if low_open else low <= value) and value <= high
+    if not (math.isfinite(value) and inside):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{flag} {value}: must be a finite number in {bracket}{low:g}, {high:g}]")
+
+
+def check_arguments(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"--out {out}: must end in .mp4")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name an .mp4 file")
     if (args.clip is None) == (args.video is None):
         raise ConfigError("pass exactly one of --clip CLIP_DIR or --video CTX.mp4 (with --cameras)")
-    truth = None
+    if args.clip is not None and args.cameras is not None:
+        raise ConfigError("--cameras goes with --video; a --clip folder has its own cameras")
+    if args.video is not None and args.cameras is None:
+        raise ConfigError("--video needs --cameras CAMS.json (see `hybridmem sample --help`)")
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise ConfigError(f"--steps {args.steps}: must be an integer in 1..{MAX_STEPS}")
+    if not 0 <= args.seed < 2**64:
+        raise ConfigError(f"--seed {args.seed}: must be an integer in 0..2^64-1")
+    _finite(args.shift, "--shift", 0.0, 1e6)
+    _finite(args.guidance, "--guidance", 0.0, 1e3, low_open=False)
+    _finite(args.fps, "--fps", 0.0, MAX_FPS)
+    _finite(args.hfov, "--hfov", 0.0, 179.9)
+    if args.segment_frames is not None and args.segment_frames < 1:
+        raise ConfigError(f"--segment-frames {args.segment_frames}: must be >= 1 (of the form 4k+1)")
+    if args.segment_frames and (args.caption_embedding is not None or args.guidance != 1.0):
+        raise ConfigError("--segment-frames rollouts do not take --caption-embedding or --guidance yet")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it, or name another file")
+    return out
+
+
+def read_caption_embedding(path: str, caption_dim: int) -> np.ndarray:
+    """A finite float array (L, caption_dim) from an .npy file, without unpickling anything."""
+    if not caption_dim:
+        raise ConfigError(
+            f"--caption-embedding {path}: this world model has no cross-attention (caption_dim 0); "
+            "drop the flag"
+        )
+    try:
+        embedding = np.load(path, allow_pickle=False)
+    except FileNotFoundError as error:
+        raise DataError(f"--caption-embedding {path}: file not found") from error
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"--caption-embedding {path}: not a NumPy .npy array ({error})") from error
+    if not isinstance(embedding, np.ndarray) or embedding.dtype.kind not in "fiu":
+        raise DataError(
+            f"--caption-embedding {path}: expected a numeric .npy array of shape (L, {caption_dim})"
+        )
+    if embedding.ndim != 2 or embedding.shape[1] != caption_dim or embedding.shape[0] < 1:
+        raise DataError(
+            f"--caption-embedding {path}: shape {embedding.shape}, expected (L, {caption_dim}) with L >= 1"
+        )
+    if not np.all(np.isfinite(embedding)):
+        raise DataError(f"--caption-embedding {path}: contains NaN or infinity")
+    return embedding.astype(np.float32)
+
+
+# 2. the run
+
+
+def run(args: argparse.Namespace) -> int:
+    from hybridmem.data import inputs
+    from hybridmem.sample import plan
+
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"sample [{time.monotonic() - started:6.1f}s] {line}", flush=True)
+
+    # 1. check every input before loading models or writing anything
+    out = check_arguments(args)
+    size = inputs.parse_size(args.size) if args.size is not None else None
+    intrinsics = inputs.parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
+    say(f"reading {args.clip or args.video}")
+    flags = dict(
+        hfov=args.hfov, intrinsics=intrinsics, matrix_form=args.matrix_form, camera_units=args.camera_units
+    )
     if args.clip is not None:
-        from hybridmem.data.hmworld import load_clip
-
-        if args.cameras is not None:
-            raise ConfigError("--cameras goes with --video; a --clip folder has its own cameras")
-        fov = args.horizontal_fov
-        clip = load_clip(args.clip, **({"horizontal_fov_deg": fov} if fov is not None else {}))
-        context_frames, truth = clip.frames[clip.context], clip.frames[clip.target]
-        context_cameras, target_cameras = clip.cameras[clip.context], clip.cameras[clip.target]
-        intrinsics, fps = clip.intrinsics, args.fps or clip.fps
+        given = inputs.read_clip_input(args.clip, **flags)
     else:
-        from hybridmem.data.hmworld import read_video
+        given = inputs.read_video_input(args.video, args.cameras, **flags)
+    input_shape = given.context_frames.shape[:3]
+    comparison = side_by_side_path(out)
+    if given.truth is not None and comparison.exists() and not args.overwrite:
+        raise ConfigError(
+            f"{comparison}: exists (the side-by-side with ground truth); pass --overwrite to replace it"
+        )
+    info = plan.read_model_info(args.checkpoint, args.vae, ema=args.weights == "ema")
+    given = inputs.fit_length(given, info.temporal_stride, args.length_mode, args.segment_frames)
+    if args.segment_frames:
+        from hybridmem.diffusion.rollout import segment_lengths
 
-        if args.cameras is None:
-            raise ConfigError("--video needs --cameras CAMS.json (intrinsics, context and target cameras)")
-        context_frames = read_video(Path(args.video))
-        context_cameras, target_cameras, intrinsics = read_camera_file(args.cameras)
-        fps = args.fps or 8.0
-    caption = np.load(args.caption_embedding) if args.caption_embedding else None
+        segment_lengths(len(given.target_cameras), args.segment_frames, info.temporal_stride)
+    if size is not None:
+        plan.check_size(info, *size, "--size")
+        width, height, why = *size, "--size"
+    elif info.training_size is not None:
+        plan.check_size(info, *info.training_size, f"the training size from {info.training_size_source}:")
+        width, height = info.training_size
+        why = f"the world model's training size, from {info.training_size_source}; --size to change"
+    else:
+        width, height = given.size
+        why = f"the input's; the world model's training size is {info.training_size_source}; --size to change"
+        plan.check_size(info, width, height, "the input size (pass --size WxH)")
+    caption = None
+    if args.caption_embedding is not None:
+        caption = read_caption_embedding(args.caption_embedding, int(info.world.get("caption_dim", 0)))
+    if args.guidance != 1.0 and caption is None:
+        raise ConfigError("--guidance != 1 needs --caption-embedding (a caption to guide with)")
+    from hybridmem.train.distributed import resolve_device
+
+    device = str(resolve_device(args.device))
+    need = plan.estimate_peak_bytes(
+        info,
+        input_shape,
+        len(given.context_frames),
+        len(given.target_cameras),
+        width,
+        height,
+        args.segment_frames,
+        given.truth is not None,
+    )
+    memory_line = plan.check_memory(need, device, f"sampling at {width}x{height}")
+    given = inputs.fit_size(given, width, height, why)
+    fps = args.fps if args.fps is not None else given.fps
+    for line in given.report():
+        say(line)
+    count = len(given.target_cameras) if given.output_frames is None else given.output_frames
+    say(
+        f"output: {count} frames at {fps:g} fps ({'--fps' if args.fps is not None else 'the input rate'}) "
+        f"-> {out}; {memory_line}"
+    )
 
     # 2. generate
+    say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
+    from hybridmem.sample.pipeline import WorldPipeline
+
     pipeline = WorldPipeline.from_checkpoint(
-        args.checkpoint, args.vae, device=args.device, ema=args.weights == "ema"
+        args.checkpoint, args.vae, device=device, ema=args.weights == "ema"
     )
     if args.segment_frames:
-        if caption is not None or args.guidance != 1.0:
-            raise ConfigError("--segment-frames rollouts do not take captions or --guidance yet")
+        from hybridmem.diffusion.rollout import generate_long
+
+        say(f"long rollout in segments of {args.segment_frames} frames, {args.steps} steps each")
         generated = generate_long(
             pipeline,
-            context_frames,
-            context_cameras,
-            target_cameras,
-            intrinsics,
+            given.context_frames,
+            given.context_cameras,
+            given.target_cameras,
+            given.intrinsics,
             args.segment_frames,
             seed=args.seed,
             steps=args.steps,
@@ -137,25 +265,36 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         generated = pipeline.generate(
-            context_frames,
-            context_cameras,
-            target_cameras,
-            intrinsics,
+            given.context_frames,
+            given.context_cameras,
+            given.target_cameras,
+            given.intrinsics,
             seed=args.seed,
             steps=args.steps,
             shift=args.shift,
             guidance=args.guidance,
             caption_embedding=caption,
+            log=say,
         )
+    if given.output_frames is not None:
+        generated = generated[: given.output_frames]
 
     # 3. write
+    say(f"writing {out}")
     write_video_atomically(out, generated, fps)
-    print(f"sample: {len(generated)} frames -> {out}")
-    if truth is not None:
-        comparison = out.with_name(f"{out.stem}_side_by_side.mp4")
-        write_video_atomically(comparison, side_by_side(context_frames, truth, generated), fps)
-        print(f"sample: context | ground truth | generated -> {comparison}")
+    print(f"sample: {len(generated)} frames -> {out}", flush=True)
+    if given.truth is not None:
+        truth = given.truth[: len(generated)]
+        write_video_atomically(comparison, side_by_side(given.context_frames, truth, generated), fps)
+        print(f"sample: context | ground truth | generated -> {comparison}", flush=True)
+    say("done")
     return 0
+
+
+def _shipped(name: str) -> str:
+    from hybridmem.recipe.export import default_assets_dir
+
+    return str(default_assets_dir() / name)
 
 
 def register(subparsers) -> None:
@@ -165,37 +304,99 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--clip", default=None, help="clip folder (our layout or the released one)")
-    parser.add_argument("--video", default=None, help="context video (mp4), with --cameras")
-    parser.add_argument("--cameras", default=None, help="cams.json for --video (see above)")
-    parser.add_argument("--checkpoint", required=True, help="world model: run, checkpoint or model folder")
-    parser.add_argument("--vae", required=True, help="VAE: run or model folder")
-    parser.add_argument("--out", required=True, help="output OUT.mp4")
-    parser.add_argument("--steps", type=int, default=50, help="Euler steps")
-    parser.add_argument("--shift", type=float, default=5.0, help="sampling timestep shift")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    source = parser.add_argument_group("input")
+    source.add_argument("--clip", default=None, help="clip folder: our layout or a released HM-World sample")
+    source.add_argument("--video", default=None, help="context video (mp4), with --cameras")
+    source.add_argument(
+        "--cameras", default=None, help="cameras JSON for --video: official camN.json or ours"
+    )
+    source.add_argument(
+        "--hfov",
+        "--horizontal-fov",
+        type=float,
+        default=None,
+        dest="hfov",
+        help="released/official data: horizontal field of view in degrees (default 36.3, measured)",
+    )
+    source.add_argument(
+        "--intrinsics", default=None, help="FX,FY,CX,CY in pixels of the input video (instead of --hfov)"
+    )
+    source.add_argument(
+        "--matrix-form",
+        choices=("column", "row"),
+        default=None,
+        help="Unreal matrices: translation in the last column or row; needed only when every camera is at "
+        "the origin (otherwise detected)",
+    )
+    source.add_argument(
+        "--camera-units",
+        choices=("m", "cm"),
+        default=None,
+        help="our cameras JSON schema: settle translations that look like centimetres",
+    )
+    fit = parser.add_argument_group("fitting the input to the model")
+    fit.add_argument(
+        "--size",
+        default=None,
+        metavar="WxH",
+        help="generate at this size: resize + centre-crop, intrinsics adjusted (default: the training size)",
+    )
+    length = fit.add_mutually_exclusive_group()
+    length.add_argument(
+        "--pad-last",
+        dest="length_mode",
+        action="store_const",
+        const="pad-last",
+        default=None,
+        help="segments that are not 4k+1 frames: repeat the last frame/camera (output keeps the count asked)",
+    )
+    length.add_argument(
+        "--trim",
+        dest="length_mode",
+        action="store_const",
+        const="trim",
+        help="segments that are not 4k+1 frames: drop the context's first / the target's last frames",
+    )
+    model = parser.add_argument_group("model and sampler")
+    model.add_argument(
+        "--checkpoint",
+        default=None,
+        help="world model: run, checkpoint or model folder (default: the shipped hydra model)",
+    )
+    model.add_argument("--vae", default=None, help="VAE: run or model folder (default: the shipped VAE)")
+    model.add_argument("--steps", type=int, default=50, help="Euler steps (1..10000, default 50)")
+    model.add_argument("--shift", type=float, default=5.0, help="sampling timestep shift (> 0)")
+    model.add_argument("--seed", type=int, default=0)
+    model.add_argument(
         "--guidance",
         type=float,
         default=1.0,
         help="classifier-free guidance scale; != 1 needs --caption-embedding",
     )
-    parser.add_argument("--caption-embedding", default=None, help="caption embedding .npy of shape (L, Dc)")
-    parser.add_argument(
+    model.add_argument("--caption-embedding", default=None, help="caption embedding .npy of shape (L, Dc)")
+    model.add_argument(
         "--segment-frames",
         type=int,
         default=None,
         help="long rollout: chain segments of this many frames (4k+1)",
     )
-    parser.add_argument("--weights", choices=("ema", "live"), default="ema", help="which weights of a run")
-    parser.add_argument(
-        "--horizontal-fov",
-        type=float,
-        default=None,
-        help="released-layout clips only: horizontal field of view in degrees (default 90)",
+    model.add_argument("--weights", choices=("ema", "live"), default="ema", help="which weights of a run")
+    model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", required=True, help="output OUT.mp4")
+    output.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
+    output.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OUT.mp4 (and OUT_side_by_side.mp4)"
     )
-    parser.add_argument(
-        "--fps", type=float, default=None, help="output frame rate (default: the clip's, or 8)"
-    )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=_run_with_defaults)
+
+
+def _run_with_defaults(args: argparse.Namespace) -> int:
+    if (args.checkpoint is None) != (args.vae is None):
+        raise ConfigError(
+            "pass --checkpoint and --vae together (a world model needs the VAE it was trained "
+            "with), or neither for the shipped models"
+        )
+    if args.checkpoint is None:
+        args.checkpoint, args.vae = _shipped("hydra"), _shipped("vae")
+    return run(args)

@@ -16,6 +16,8 @@ h/w latent grid, L caption tokens, Dc caption width.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,8 @@ class WorldPipeline:
         if caption_embedding is None:
             return torch.zeros(1, 1, caption_dim, device=self.device) if caption_dim else None
         caption = torch.as_tensor(np.asarray(caption_embedding), dtype=torch.float32, device=self.device)
+        if not torch.isfinite(caption).all():
+            raise DataError("caption embedding: contains NaN or infinity")
         if not caption_dim:
             raise ConfigError("caption embedding: this world model has no cross-attention (caption_dim 0)")
         if caption.ndim != 2 or caption.shape[1] != caption_dim:
@@ -167,11 +171,17 @@ class WorldPipeline:
                 context_latents, x_t, t, camera_tensor, intrinsics, torch.zeros_like(caption)
             )
 
+        steps = self.steps if steps is None else steps
+        shift = self.shift if shift is None else shift
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
+        if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+            raise ConfigError(f"shift must be a finite number > 0, got {shift!r}")
         return flow.sample(
             velocity,
             noise,
-            steps or self.steps,
-            self.shift if shift is None else shift,
+            steps,
+            shift,
             guidance,
             unconditional_velocity if guidance != 1.0 else None,
             progress=progress,
@@ -223,17 +233,27 @@ class WorldPipeline:
         guidance: float = 1.0,
         caption_embedding=None,
         progress: bool = True,
+        log: Callable[[str], None] | None = None,
     ) -> np.ndarray:
-        """Generate the target video "Tt H W 3" uint8 seen from `target_cameras` (Tt = 4k+1)."""
+        """Generate the target video "Tt H W 3" uint8 seen from `target_cameras` (Tt = 4k+1).
+
+        log: called with one line at the start of each stage (encode, denoise, decode), for progress.
+        """
+        log = log or (lambda line: None)
         from hybridmem.data.encode import normalised_intrinsics
 
         context_frames, context_cameras, target_cameras, intrinsics = self.check_inputs(
             context_frames, context_cameras, target_cameras, intrinsics
         )
         height, width = context_frames.shape[1:3]
+        log(f"encoding the context ({len(context_frames)} frames, {width}x{height})")
         context_latents = self.encode(context_frames)  # 1 Fc C h w
         cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
         target_latent_frames = (len(target_cameras) - 1) // self.temporal_stride + 1
+        log(
+            f"denoising {target_latent_frames} latent frames, {self.steps if steps is None else steps} steps "
+            f"(memory: {self.world_model.config.memory.kind})"
+        )
         latents = self.denoise(
             context_latents,
             cameras,
@@ -246,4 +266,5 @@ class WorldPipeline:
             caption_embedding,
             progress,
         )  # 1 Ft C h w
+        log(f"decoding {len(target_cameras)} frames")
         return self.decode(latents)
