@@ -1,14 +1,17 @@
-"""`hybridmem demo`: the shipped HyDRA and full-attention models on a fresh test clip with a re-entry.
+"""`hybridmem demo`: the shipped HyDRA and full-attention models on fresh test clips with a re-entry.
 
-    hybridmem demo                                  # shipped checkpoints, writes runs/demo
+    hybridmem demo                                  # shipped checkpoints, 4 clips, writes runs/demo
+    hybridmem demo --clips 16 --out runs/demo16     # tighter confidence intervals
     hybridmem demo --out runs/demo --assets runs/exported_checkpoints
 
-Steps: render one clip of the test split (held-out scenes and subjects; it must have a subject that leaves
-the view and re-enters) at the shipped models' resolution and frame counts, with a fixed seed; generate its
-target segment with the `hydra` and `full` world models; score both with the benchmark's pixel metrics and
-write the side-by-side video (ground truth | hydra | full, re-entry frames outlined in red) and the table.
-Reruns reuse the rendered clip and the cached generations. The checkpoints come from
-`hybridmem recipe --budget cpu` then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
+Steps: render `--clips` clips of the test split (held-out scenes and subjects; each must have a subject
+that leaves the view and re-enters) at the shipped models' resolution and frame counts, with a fixed seed;
+generate their target segments with the `hydra` and `full` world models; score both with the benchmark's
+pixel metrics and write the side-by-side video of the first clip (ground truth | hydra | full, re-entry
+frames outlined in red) and the table, which ends with hydra minus full per metric, paired over the clips,
+with a 95% bootstrap confidence interval and the clips each model wins (one clip gives no interval, hence
+the default of DEMO_CLIPS). Reruns reuse the rendered clips and the cached generations. The checkpoints
+come from `hybridmem recipe --budget cpu` then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
-from hybridmem.errors import CheckpointError
+from hybridmem.errors import CheckpointError, ConfigError
 
 DEMO_SEED = 2026  # the clip's generator seed; the split plan (held-out content) depends on split_seed only
 DEMO_MODELS = ("hydra", "full")  # left to right after the ground truth
+DEMO_CLIPS = 4  # enough clips for a paired bootstrap interval, few enough to stay a quick demo
 
 
 class AssetsMissingError(CheckpointError):
@@ -74,10 +78,16 @@ class SamplingGenerator:
         )
 
 
-def run_demo(out: str | Path, assets: str | Path | None = None, device: str = "cpu") -> dict:
-    """Render, generate, score, write; returns {"video", "gif", "table", "clip", "summary"}."""
+def run_demo(
+    out: str | Path, assets: str | Path | None = None, device: str = "cpu", clips: int = DEMO_CLIPS
+) -> dict:
+    """Render `clips` test clips, generate, score, write; returns {"video", "gif", "table", "clip",
+    "summary"}."""
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
     from hybridmem.recipe.export import default_assets_dir
+
+    if clips < 1:
+        raise ConfigError(f"--clips must be >= 1, got {clips}")
     from hybridmem.world.config import WorldConfig
     from hybridmem.world.generate import generate
 
@@ -86,7 +96,7 @@ def run_demo(out: str | Path, assets: str | Path | None = None, device: str = "c
     manifest = check_assets(assets)
     data = manifest["data"]
     out = Path(out)
-    # 2. one held-out test clip; generate() only accepts clips where a subject leaves and re-enters
+    # 2. held-out test clips; generate() only accepts clips where a subject leaves and re-enters
     world = WorldConfig(
         width=data["width"],
         height=data["height"],
@@ -96,16 +106,17 @@ def run_demo(out: str | Path, assets: str | Path | None = None, device: str = "c
         seed=DEMO_SEED,
     )
     print(
-        f"hybridmem demo: rendering a test clip ({world.width}x{world.height}, seed {DEMO_SEED})", flush=True
+        f"hybridmem demo: rendering {clips} test clip(s) ({world.width}x{world.height}, seed {DEMO_SEED})",
+        flush=True,
     )
-    generate(world, out / "world", num_clips=1, split="test", workers=1)
+    generate(world, out / "world", num_clips=clips, split="test", workers=1)
     # 3. generate with hydra and full, score, write the side-by-side video and the table
     print(f"hybridmem demo: generating with {' and '.join(DEMO_MODELS)} from {assets}", flush=True)
     config = EvalConfig(
         data=str(out / "world"),
         out=str(out),
         split="test",
-        num_clips=1,
+        num_clips=clips,
         checkpoints=[str(assets / name) for name in DEMO_MODELS],
         vae=str(assets / "vae"),
         steps=manifest["budget"]["eval_steps"],
@@ -130,7 +141,7 @@ def run_demo(out: str | Path, assets: str | Path | None = None, device: str = "c
 def run(args: argparse.Namespace) -> int:
     from hybridmem.train.distributed import resolve_device
 
-    result = run_demo(args.out, args.assets, str(resolve_device(args.device)))
+    result = run_demo(args.out, args.assets, str(resolve_device(args.device)), clips=args.clips)
     print(result["table"].read_text())
     print(f"hybridmem demo: video {result['video']} (and {result['gif'].name}), table {result['table']}")
     return 0
@@ -149,4 +160,11 @@ def register(subparsers) -> None:
         help="exported checkpoint folder (`hybridmem recipe export`); default: the package's shipped ones",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--clips",
+        type=int,
+        default=DEMO_CLIPS,
+        help=f"test clips to render and score (default {DEMO_CLIPS}); the paired confidence intervals "
+        "need at least 2",
+    )
     parser.set_defaults(func=run)
