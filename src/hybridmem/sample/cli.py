@@ -2,8 +2,7 @@
 
     hybridmem sample --video examples/1.mp4 --cameras examples/cam1.json --out out/1.mp4   # official pair
     hybridmem sample --clip HM-World/sample12 --out out/sample12.mp4                     # released sample
-    hybridmem sample --clip runs/world/test/000000 --checkpoint runs/world_hydra --vae runs/vae \
-        --out runs/samples/000000.mp4 --steps 50 --seed 0                                # our layout
+    hybridmem sample --clip runs/world/test/000000 --checkpoint runs/world_hydra --vae runs/vae --out s.mp4
     hybridmem sample --video ctx.mp4 --cameras cams.json --out out.mp4 --segment-frames 17   # long rollout
 
 Inputs (hybridmem.data.inputs; detected, and every decision printed before any model is loaded):
@@ -365,7 +364,12 @@ def register(subparsers) -> None:
     )
     model.add_argument("--vae", default=None, help="VAE: run or model folder (default: the shipped VAE)")
     model.add_argument("--steps", type=int, default=50, help="Euler steps (1..10000, default 50)")
-    model.add_argument("--shift", type=float, default=5.0, help="sampling timestep shift (> 0)")
+    model.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="sampling timestep shift (> 0; default: the shift the world model was trained with)",
+    )
     model.add_argument("--seed", type=int, default=0)
     model.add_argument(
         "--guidance",
