@@ -117,10 +117,10 @@ def test_latent_normalization_round_trip():
 
 
 def test_presets_and_config_round_trip():
-    assert set(VAE_PRESETS) == {"tiny", "small", "base"}
+    assert set(VAE_PRESETS) == {"tiny", "small", "base", "grouped-tiny", "grouped-compact", "grouped-base"}
     assert vae_config("base").latent_channels == 16 and vae_config("base").spatial_factor == 8
     assert vae_config("tiny").latent_channels < 16
-    with pytest.raises(ConfigError, match="valid presets: tiny, small, base"):
+    with pytest.raises(ConfigError, match="valid presets: tiny, small, base, grouped-tiny"):
         build_vae("large")
     with pytest.raises(ConfigError, match="spatial_factor"):
         vae_config("tiny", spatial_factor=6)
@@ -166,3 +166,73 @@ def test_streamed_encode_and_decode_equal_whole_clip(chunk):
         )
     with pytest.raises(ConfigError, match="chunk"):
         vae.encode(clip, chunk=-1)
+
+
+# --- the grouped design -----------------------------------------------------------------------------------
+
+
+def _thumbnail_reference(clip: torch.Tensor, factor: int) -> torch.Tensor:
+    """Slow reference of a new grouped VAE's round trip: every frame on its own, area-downsampled by
+    `factor` with explicit block means, then bicubic-upsampled: "1 T 3 H W"."""
+    frames = []
+    for frame in clip[0]:  # 3 H W
+        channels, height, width = frame.shape
+        blocks = frame.reshape(channels, height // factor, factor, width // factor, factor).mean(dim=(2, 4))
+        frames.append(
+            torch.nn.functional.interpolate(blocks[None], scale_factor=factor, mode="bicubic", align_corners=False)[0]
+        )
+    return torch.stack(frames)[None]
+
+
+@pytest.mark.parametrize("spatial_factor, height, width", [(8, 24, 40), (4, 12, 20), (16, 48, 32)])
+def test_grouped_vae_starts_as_the_thumbnail_baseline(spatial_factor, height, width):
+    torch.manual_seed(6)
+    vae = build_vae("grouped-tiny", spatial_factor=spatial_factor)
+    clip = torch.rand(1, 9, 3, height, width) * 2 - 1
+    with torch.no_grad():
+        posterior = vae.encode(clip)
+        assert posterior.mean.shape == (1, 3, 16, height // spatial_factor, width // spatial_factor)
+        decoded = vae.decode(posterior.mode())
+    torch.testing.assert_close(decoded, _thumbnail_reference(clip, spatial_factor), atol=1e-5, rtol=0)
+    # the 12 thumbnail channels of latent frame 1 are frames 1..4 downsampled, the other 4 start at zero
+    thumbs = posterior.mean[0, 1, :12].reshape(4, 3, height // spatial_factor, width // spatial_factor)
+    expected = torch.nn.functional.avg_pool2d(clip[0, 1:5], spatial_factor)
+    torch.testing.assert_close(thumbs, expected, atol=1e-6, rtol=0)
+    assert torch.equal(posterior.mean[0, :, 12:], torch.zeros_like(posterior.mean[0, :, 12:]))
+
+
+def test_grouped_vae_latent_depends_on_its_own_group_only():
+    # A bounded temporal receptive field: the clip's length and the other groups cannot change a latent,
+    # so a VAE trained on short windows behaves the same on long segments.
+    torch.manual_seed(7)
+    vae = build_vae("grouped-tiny")
+    for parameter in vae.parameters():  # leave the zero-initialised state, so the learned paths count
+        parameter.data.add_(0.05 * torch.randn_like(parameter))
+    clip = torch.rand(1, 33, 3, 16, 24) * 2 - 1
+    with torch.no_grad():
+        whole = vae.encode(clip).mean  # 1 9 C h w
+        short = vae.encode(clip[:, :9]).mean  # 1 3 C h w
+        torch.testing.assert_close(whole[:, :3], short, atol=1e-5, rtol=0)
+        for latent_index in (0, 4, 8):
+            changed = clip.clone()
+            group = slice(0, 1) if latent_index == 0 else slice(4 * latent_index - 3, 4 * latent_index + 1)
+            outside = torch.ones(33, dtype=torch.bool)
+            outside[group] = False
+            changed[:, outside] = torch.rand_like(changed[:, outside])
+            torch.testing.assert_close(vae.encode(changed).mean[:, latent_index], whole[:, latent_index])
+        latents = torch.randn(1, 9, 16, 2, 3)
+        frames = vae.decode(latents)
+        changed = latents.clone()
+        changed[:, 4] += 1.0  # latent 4 decodes frames 13..16 and nothing else
+        moved = (vae.decode(changed) - frames).abs().flatten(2).amax(-1)[0]  # T
+        assert set(torch.nonzero(moved > 1e-6).flatten().tolist()) == {13, 14, 15, 16}
+        # chunked (bounded activation memory) equals whole
+        torch.testing.assert_close(vae.encode(clip, chunk=2).mean, whole, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(vae.decode(latents, chunk=4), frames, atol=1e-5, rtol=1e-5)
+
+
+def test_grouped_design_needs_a_thumbnail_per_frame():
+    with pytest.raises(ConfigError, match="latent_channels must be >= 3 \\* temporal_factor = 12"):
+        vae_config("grouped-tiny", latent_channels=8)
+    with pytest.raises(ConfigError, match="design 'wavelet' is unknown"):
+        vae_config("tiny", design="wavelet")

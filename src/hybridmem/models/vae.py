@@ -26,17 +26,27 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.models.checkpoint import dataclass_from_dict
 
 
+VAE_DESIGNS = ("causal3d", "grouped")
+
+
 @dataclass
 class VAEConfig:
     """Every size of the VAE plus the latent normalisation the world model sees; saved in checkpoints."""
 
+    # "causal3d": causal 3D convolutions whose temporal receptive field grows with depth (Wan-style).
+    # "grouped": each latent frame is computed from its own group of frames only (temporal receptive field
+    # one group, so clip length cannot matter) and its first 3 * temporal_factor channels start as the
+    # group's frames downsampled by area averaging, decoded by bicubic upsampling; the networks learn
+    # residuals on top of that non-parametric shortcut (as DC-AE's space-to-channel shortcuts), so
+    # training starts at the bicubic-thumbnail baseline instead of from noise.
+    design: str = "causal3d"
     latent_channels: int = 16  # C
     base_channels: int = 96
     # Feature width of resolution level i is base_channels * channel_multipliers[min(i, len - 1)].
@@ -63,6 +73,11 @@ class VAEConfig:
     def num_levels(self) -> int:
         return max(self.spatial_levels, self.temporal_levels)
 
+    @property
+    def thumbnail_channels(self) -> int:
+        """Latent channels that hold the group's area-downsampled frames in the grouped design."""
+        return self.image_channels * self.temporal_factor
+
     def channels(self, level: int) -> int:
         return self.base_channels * self.channel_multipliers[min(level, len(self.channel_multipliers) - 1)]
 
@@ -70,6 +85,13 @@ class VAEConfig:
         for name in ("latent_channels", "base_channels", "num_res_blocks", "image_channels"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"VAEConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.design not in VAE_DESIGNS:
+            raise ConfigError(f"VAEConfig.design '{self.design}' is unknown; valid: {', '.join(VAE_DESIGNS)}")
+        if self.design == "grouped" and self.latent_channels < self.thumbnail_channels:
+            raise ConfigError(
+                f"VAEConfig.latent_channels must be >= 3 * temporal_factor = {self.thumbnail_channels} for "
+                f"the grouped design (one RGB thumbnail per frame of a group), got {self.latent_channels}"
+            )
         if self.spatial_factor not in (4, 8, 16):
             raise ConfigError(f"VAEConfig.spatial_factor must be 4, 8 or 16, got {self.spatial_factor}")
         if self.temporal_factor not in (1, 2, 4):
@@ -278,6 +300,136 @@ class Decoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The grouped design: one latent frame from one group of frames, a thumbnail shortcut, learned residuals
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ChannelNorm2d(nn.Module):
+    """RMS norm over channels at each pixel of "N c H W" (ChannelNorm for 2D feature maps)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()[:, None, None]).to(x.dtype)
+
+
+class ResBlock2d(nn.Module):
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm1 = ChannelNorm2d(channels, eps)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = ChannelNorm2d(channels, eps)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x "N c H W" -> same."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        return x + self.conv2(F.silu(self.norm2(h)))
+
+
+def thumbnails(groups: torch.Tensor, factor: int) -> torch.Tensor:
+    """groups "N c H W" -> area averages over factor x factor pixels "N c H/f W/f" (the shortcut latent)."""
+    return F.avg_pool2d(groups, factor)
+
+
+def upsample_thumbnails(thumbs: torch.Tensor, factor: int) -> torch.Tensor:
+    """thumbs "N c h w" -> bicubic upsampling "N c H W" (the shortcut decoder)."""
+    return F.interpolate(thumbs, scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+class GroupEncoder(nn.Module):
+    """A group of frames stacked on channels "N (g 3) H W" -> moments "N 2C h w".
+
+    The mean is the group's thumbnails (first 3g channels; the other C - 3g start at zero) plus a learned
+    residual whose output layer starts at zero, so a new encoder is exactly the thumbnail encoder. Every
+    layer but the pixel-unshuffle stem works at H/2 or below: no convolution at full resolution.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        in_channels = config.thumbnail_channels * 4  # after pixel-unshuffle by 2
+        self.conv_in = nn.Conv2d(in_channels, config.channels(0), 3, padding=1)
+        self.levels = nn.ModuleList()
+        for level in range(config.spatial_levels - 1):  # H/2 -> H/s
+            blocks = [ResBlock2d(config.channels(level), config.eps) for _ in range(config.num_res_blocks)]
+            blocks.append(nn.Conv2d(config.channels(level), config.channels(level + 1), 3, 2, padding=1))
+            self.levels.append(nn.Sequential(*blocks))
+        deepest = config.channels(config.spatial_levels - 1)
+        self.middle = nn.Sequential(*[ResBlock2d(deepest, config.eps) for _ in range(2)])
+        self.norm_out = ChannelNorm2d(deepest, config.eps)
+        self.conv_out = nn.Conv2d(deepest, 2 * config.latent_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+        # posterior std starts at exp(-4) = 0.018, small against thumbnails in [-1, 1]
+        nn.init.constant_(self.conv_out.bias[config.latent_channels :], -8.0)
+
+    def forward(self, groups: torch.Tensor) -> torch.Tensor:
+        """groups "N (g 3) H W" -> moments "N 2C h w"."""
+        config = self.config
+        x = self.conv_in(F.pixel_unshuffle(groups, 2))  # N c H/2 W/2
+        for level in self.levels:
+            x = level(x)  # N c' H' W'
+        x = self.middle(x)  # N c h w
+        residual_mean, logvar = self.conv_out(F.silu(self.norm_out(x))).chunk(2, dim=1)  # N C h w each
+        shortcut = thumbnails(groups, config.spatial_factor)  # N 3g h w
+        shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, config.latent_channels - shortcut.shape[1]))  # N C h w
+        return torch.cat([shortcut + residual_mean, logvar], dim=1)  # N 2C h w
+
+
+class GroupDecoder(nn.Module):
+    """latents "N C h w" -> a group of frames "N (g 3) H W": bicubic upsampling of the thumbnail channels
+    plus a learned residual (zero at initialisation). The last stage sees the upsampled thumbnails at H/2
+    (pixel-unshuffled, so no pixel is lost) and predicts the residual as 4 sub-pixel planes."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        deepest = config.channels(config.spatial_levels - 1)
+        self.conv_in = nn.Conv2d(config.latent_channels, deepest, 3, padding=1)
+        self.middle = nn.Sequential(*[ResBlock2d(deepest, config.eps) for _ in range(2)])
+        self.levels = nn.ModuleList()
+        for level in reversed(range(config.spatial_levels - 1)):  # H/s -> H/2
+            blocks = [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(config.channels(level + 1), config.channels(level), 3, padding=1),
+            ]
+            blocks += [ResBlock2d(config.channels(level), config.eps) for _ in range(config.num_res_blocks)]
+            self.levels.append(nn.Sequential(*blocks))
+        shortcut_channels = config.thumbnail_channels * 4
+        self.merge = nn.Conv2d(config.channels(0) + shortcut_channels, config.channels(0), 3, padding=1)
+        self.refine = ResBlock2d(config.channels(0), config.eps)
+        self.norm_out = ChannelNorm2d(config.channels(0), config.eps)
+        self.conv_out = nn.Conv2d(config.channels(0), shortcut_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents "N C h w" -> groups "N (g 3) H W"."""
+        config = self.config
+        base = upsample_thumbnails(latents[:, : config.thumbnail_channels], config.spatial_factor)  # N 3g H W
+        x = self.middle(self.conv_in(latents))  # N c h w
+        for level in self.levels:
+            x = level(x)  # N c' H' W'
+        x = self.merge(torch.cat([x, F.pixel_unshuffle(base, 2)], dim=1))  # N c H/2 W/2
+        x = self.refine(x)
+        residual = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), 2)  # N 3g H W
+        return base + residual
+
+
+def _split_chunks(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Split "N ..." into pieces of `size` (0 = one piece): bounds activation memory of the grouped design."""
+    if not isinstance(size, int) or size < 0:
+        raise ConfigError(f"chunk must be a non-negative int (0 = whole clip at once), got {size!r}")
+    return [x] if size == 0 else list(torch.split(x, size))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Posterior and the VAE
 # ---------------------------------------------------------------------------------------------------------
 
@@ -324,8 +476,9 @@ class VideoVAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config.validate()
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        grouped = config.design == "grouped"
+        self.encoder = GroupEncoder(config) if grouped else Encoder(config)
+        self.decoder = GroupDecoder(config) if grouped else Decoder(config)
 
     def check_frames(self, frames: torch.Tensor) -> None:
         config = self.config
@@ -354,6 +507,8 @@ class VideoVAE(nn.Module):
         bounded by the chunk instead of the clip. 0 = the whole clip at once.
         """
         self.check_frames(frames)
+        if self.config.design == "grouped":
+            return self._encode_groups(frames, chunk)
         video = rearrange(frames, "b t c hh ww -> b c t hh ww")  # B 3 T H W
         pieces = _stream_chunks(video, chunk * self.config.temporal_factor)
         cache = {} if len(pieces) > 1 else None
@@ -371,10 +526,36 @@ class VideoVAE(nn.Module):
                 f"latents: expected shape (B, F, {self.config.latent_channels}, h, w), "
                 f"got {tuple(latents.shape)}"
             )
+        if self.config.design == "grouped":
+            return self._decode_groups(latents, chunk)
         pieces = _stream_chunks(rearrange(latents, "b f c hh ww -> b c f hh ww"), chunk)
         cache = {} if len(pieces) > 1 else None
         frames = torch.cat([self.decoder(piece, cache) for piece in pieces], dim=2)  # B 3 T H W
         return rearrange(frames, "b c t hh ww -> b t c hh ww")  # B T 3 H W
+
+    # The grouped design: latent frame 0 is frame 0 repeated temporal_factor times (so one network serves
+    # every group), latent frame j >= 1 is frames 4j-3 .. 4j. Groups are independent, so they are batched.
+
+    def _encode_groups(self, frames: torch.Tensor, chunk: int) -> DiagonalGaussian:
+        group = self.config.temporal_factor
+        first = repeat(frames[:, :1], "b one c hh ww -> b one (g c) hh ww", g=group)  # B 1 3g H W
+        rest = rearrange(frames[:, 1:], "b (f g) c hh ww -> b f (g c) hh ww", g=group)  # B F-1 3g H W
+        groups = rearrange(torch.cat([first, rest], dim=1), "b f gc hh ww -> (b f) gc hh ww")  # BF 3g H W
+        moments = torch.cat([self.encoder(piece) for piece in _split_chunks(groups, chunk)])  # BF 2C h w
+        mean, logvar = rearrange(
+            moments, "(b f) (two c) hh ww -> two b f c hh ww", b=frames.shape[0], two=2
+        )  # B F C h w each
+        return DiagonalGaussian(mean, logvar)
+
+    def _decode_groups(self, latents: torch.Tensor, chunk: int) -> torch.Tensor:
+        flat = rearrange(latents, "b f c hh ww -> (b f) c hh ww")  # BF C h w
+        groups = torch.cat([self.decoder(piece) for piece in _split_chunks(flat, chunk)])  # BF 3g H W
+        groups = rearrange(
+            groups, "(b f) (g c) hh ww -> b f g c hh ww", b=latents.shape[0], g=self.config.temporal_factor
+        )  # B F g 3 H W
+        first = groups[:, 0, -1:]  # B 1 3 H W: the last copy of frame 0
+        rest = rearrange(groups[:, 1:], "b f g c hh ww -> b (f g) c hh ww")  # B 4(F-1) 3 H W
+        return torch.cat([first, rest], dim=1)  # B T 3 H W
 
     def forward(self, frames: torch.Tensor, generator: torch.Generator | None = None):
         """Reconstruction "B T 3 H W" of a posterior sample, and the posterior (for the KL term)."""
@@ -429,6 +610,20 @@ VAE_PRESETS: dict[str, dict] = {
     "small": dict(latent_channels=8, base_channels=48, channel_multipliers=(1, 2, 2, 4), num_res_blocks=1),
     # One GPU; Wan2.1's VAE widths (96 x (1, 2, 4, 4)) and 16 latent channels.
     "base": dict(latent_channels=16, base_channels=96, channel_multipliers=(1, 2, 4, 4), num_res_blocks=2),
+    # Grouped design (bounded temporal receptive field, thumbnail shortcut), f8 and 16 latent channels:
+    # 12 thumbnail channels (4 frames x RGB) + 4 learned, 48x fewer numbers than the video, as Wan2.1's VAE.
+    # Tests and the smoke budget.
+    "grouped-tiny": dict(
+        design="grouped", latent_channels=16, base_channels=8, channel_multipliers=(1, 2, 2), num_res_blocks=1
+    ),
+    # The cpu reference run.
+    "grouped-compact": dict(
+        design="grouped", latent_channels=16, base_channels=32, channel_multipliers=(1, 2, 4), num_res_blocks=1
+    ),
+    # One GPU.
+    "grouped-base": dict(
+        design="grouped", latent_channels=16, base_channels=64, channel_multipliers=(1, 2, 4), num_res_blocks=2
+    ),
 }
 
 
