@@ -309,3 +309,58 @@ def test_summary_names_the_code_of_each_stage_when_they_differ():
         "hybridmem 0.1.0, commit `89be09ee423b`"
     )
     assert _code_by_stage({"world-full": new, "eval": new}) == "hybridmem 0.1.0, commit `89be09ee423b`"
+
+
+# --- the VAE: trained at the encoded length, gated against copy-last ---------------------------------
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_vae_trains_at_the_segment_length_the_caches_encode(tmp_path, name):
+    budget = get_budget(name)
+    vae_stage = next(stage for stage in plan_stages(budget, tmp_path, "cpu") if stage.name == "vae")
+    frames = int(vae_stage.argv[vae_stage.argv.index("--frames") + 1])
+    assert frames == budget.context_frames == budget.target_frames
+    # the first VAE trained on 9-frame windows and encoded 33-frame segments: refused now
+    with pytest.raises(ConfigError, match="vae_frames 9 must equal the segment lengths"):
+        replace(get_budget("cpu"), vae_frames=9)
+
+
+def test_recipe_until_stops_after_the_named_stage(tmp_path):
+    log = []
+    run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log), until="vae")
+    assert log == ["data-train", "data-val", "data-test", "vae"]
+    with pytest.raises(ConfigError, match="valid stages: data-train"):
+        run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]), until="x")
+
+
+def test_gate_runs_before_the_caches_and_stops_the_recipe(tmp_path):
+    def failing_gate(budget, run_dir, device):
+        raise ConfigError("VAE gate: 11.00 dB against copy-last 17.00 dB")
+
+    log = []
+    with pytest.raises(ConfigError, match="copy-last 17.00 dB"):
+        run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=failing_gate, runner=_fake_runner(log))
+    assert log == ["data-train", "data-val", "data-test", "vae"]  # no cache, no world model
+
+
+def test_smoke_vae_passed_the_gate_and_a_bad_vae_is_stopped(smoke_run, tmp_path):
+    from hybridmem.models.checkpoint import load_model, save_model
+    from hybridmem.recipe.recipe import GATE_FILE, vae_gate
+
+    gate = json.loads((smoke_run / "vae" / GATE_FILE).read_text())
+    assert gate["passed"] and gate["psnr"] > gate["copy_last_psnr"]
+    assert list(gate["psnr_by_frame"]) == [str(get_budget("smoke").context_frames)]  # whole segments
+    # the same run with a VAE whose decoder paints noise: stopped, with both numbers in the message
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run / "data" / "val", run_dir / "data" / "val")
+    vae = load_model(smoke_run / "vae" / "final")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.normal_(0.0, 2.0)
+    save_model(vae, run_dir / "vae" / "final")
+    with pytest.raises(ConfigError, match=r"does not beat copy-last") as error:
+        vae_gate(get_budget("smoke"), run_dir, "cpu")
+    message = str(error.value)
+    assert f"reconstruction {json.loads((run_dir / 'vae' / GATE_FILE).read_text())['psnr']:.2f} dB" in message
+    assert "against copy-last" in message
+    assert not json.loads((run_dir / "vae" / GATE_FILE).read_text())["passed"]

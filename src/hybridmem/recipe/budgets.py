@@ -34,8 +34,8 @@ class Budget:
     vae_preset: str
     vae_steps: int
     vae_batch_size: int
-    vae_frames: int
-    vae_norm_windows: int
+    vae_frames: int  # training window = the segment length `hybridmem encode` uses (checked below)
+    vae_norm_windows: int  # whole segments encoded to fit the latent normalisation
     vae_lr: float
     vae_warmup: int
     # 3. world models (hybridmem train world), one per memory variant
@@ -62,6 +62,20 @@ class Budget:
     save_every: int = 0  # 0: only at the end; the trainers also save at the last step
     seed: int = 0
 
+    vae_recon: str = "mse"  # the VAE's reconstruction loss (PSNR measures squared error)
+    # training (and so sampling) timestep shift of the world models; the paper's 5 is for 30x52 tokens a
+    # latent frame, the cpu budget has 8x8 (measured with benchmarks/world_curve.py, docs/REFERENCE_RUN.md)
+    world_shift: float = 5.0
+
+    def __post_init__(self) -> None:
+        # The first VAE trained on 9-frame windows and encoded 33-frame segments, where it fell to 11 dB:
+        # train at the length that is encoded.
+        if not self.vae_frames == self.context_frames == self.target_frames:
+            raise ConfigError(
+                f"budget '{self.name}': vae_frames {self.vae_frames} must equal the segment lengths the caches "
+                f"encode (context_frames {self.context_frames}, target_frames {self.target_frames})"
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -80,10 +94,10 @@ BUDGETS: dict[str, Budget] = {
         val_clips=1,
         test_clips=2,
         workers=1,
-        vae_preset="tiny",
+        vae_preset="grouped-tiny",
         vae_steps=4,
         vae_batch_size=1,
-        vae_frames=5,
+        vae_frames=9,
         vae_norm_windows=2,
         vae_lr=1e-3,
         vae_warmup=0,
@@ -116,13 +130,13 @@ BUDGETS: dict[str, Budget] = {
         val_clips=8,
         test_clips=16,
         workers=2,
-        vae_preset="tiny",
-        vae_steps=1200,
+        vae_preset="grouped-compact",
+        vae_steps=600,
         vae_batch_size=2,
-        vae_frames=9,
-        vae_norm_windows=32,
-        vae_lr=5e-4,
-        vae_warmup=100,
+        vae_frames=33,
+        vae_norm_windows=64,
+        vae_lr=3e-4,
+        vae_warmup=50,
         world_preset="compact",
         world_steps=2000,
         world_batch_size=4,
@@ -150,10 +164,10 @@ BUDGETS: dict[str, Budget] = {
         val_clips=64,
         test_clips=128,
         workers=16,
-        vae_preset="small",
+        vae_preset="grouped-base",
         vae_steps=20000,
-        vae_batch_size=8,
-        vae_frames=17,
+        vae_batch_size=4,
+        vae_frames=65,
         vae_norm_windows=256,
         vae_lr=2e-4,
         vae_warmup=500,

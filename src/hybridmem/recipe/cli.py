@@ -3,6 +3,7 @@
     hybridmem recipe --budget smoke --out runs/ref_smoke
     hybridmem recipe --budget cpu --out runs/ref_cpu                   # kill and rerun: finished stages skip
     hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
+    hybridmem recipe --budget cpu --out runs/ref_cpu --until encode-val      # data, VAE, caches; then stop
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints
     hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
@@ -22,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from hybridmem.recipe.recipe import run_recipe
 
     budget = get_budget(args.budget)
-    record = run_recipe(budget, args.out, device=args.device, weights_dir=args.weights_dir)
+    record = run_recipe(budget, args.out, device=args.device, weights_dir=args.weights_dir, until=args.until)
+    if args.until is not None and args.until != "eval":
+        print(f"hybridmem recipe: stopped after stage {args.until}; rerun without --until to continue")
+        return 0
     evaldir = Path(args.out) / "eval"
     if record["invocations"][-1]["ran"] == []:  # the eval stage printed the table when it ran
         print((evaldir / "report.md").read_text())
@@ -66,6 +70,10 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--weights-dir",
         help="metric weights for the benchmark (see `hybridmem eval --help`); missing ones: not computed",
+    )
+    parser.add_argument(
+        "--until",
+        help="stop after this stage (e.g. encode-val: data, VAE and caches only); rerun without it to go on",
     )
     parser.set_defaults(func=_run_or_fail(parser))
 

@@ -6,7 +6,8 @@
 
 RUN_DIR layout:
     data/{train,val,test}/NNNNNN   generated clips (test: held-out scenes and subjects, world/splits.py)
-    vae/                           VAE run (final/ is the VAE with its latent normalisation)
+    vae/                           VAE run (final/ is the VAE with its latent normalisation; gate.json its
+                                   whole-segment validation against copy-last, checked before encoding)
     cache/{train,val}/             latent caches
     world/{full,window,fov,hydra}/ world-model runs (final/ holds the EMA weights)
     eval/                          report.md, aggregate.json, reentry_psnr.png, side_by_side/
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hybridmem import runlock
 from hybridmem.errors import ConfigError
 from hybridmem.recipe.budgets import MEMORY_VARIANTS, Budget
 
@@ -113,6 +115,7 @@ def plan_stages(
         "--frames", str(budget.vae_frames), "--steps", str(budget.vae_steps),
         "--batch-size", str(budget.vae_batch_size), "--lr", str(budget.vae_lr),
         "--warmup", str(budget.vae_warmup), "--norm-windows", str(budget.vae_norm_windows),
+        "--recon", budget.vae_recon,
         "--precision", budget.precision, "--save-every", str(budget.save_every),
         "--val-every", str(budget.val_every), "--seed", str(budget.seed),
         "--device", device, "--resume",
@@ -142,7 +145,8 @@ def plan_stages(
             "--memory", kind, *memory_flags, "--preset", budget.world_preset,
             "--steps", str(budget.world_steps),
             "--batch-size", str(budget.world_batch_size), "--lr", str(budget.world_lr),
-            "--warmup", str(budget.world_warmup), "--precision", budget.precision,
+            "--warmup", str(budget.world_warmup), "--shift", str(budget.world_shift),
+            "--precision", budget.precision,
             "--save-every", str(budget.save_every), "--val-every", str(budget.val_every),
             "--val-cache", str(run_dir / "cache" / "val"), "--val-clips", str(budget.val_clips),
             "--seed", str(budget.seed), "--device", device, "--resume",
@@ -286,6 +290,43 @@ def _open_record(run_dir: Path, budget: Budget) -> dict:
     return record
 
 
+# --- the VAE gate: no world model can beat copy-last on top of a VAE that cannot ----------------------
+
+GATE_FILE = "gate.json"
+
+
+def vae_gate(budget: Budget, run_dir: Path, device: str) -> dict:
+    """Reconstruct the whole context and target segments of the validation clips with the trained VAE and
+    compare with copy-last (every target frame = the last context frame) on the same clips. Writes
+    RUN_DIR/vae/gate.json and raises ConfigError, with both numbers, when the VAE does not beat copy-last:
+    a world model decodes through this VAE, so its samples cannot beat copy-last either."""
+    from hybridmem.data.encode import list_clip_folders
+    from hybridmem.models.checkpoint import load_model
+    from hybridmem.train.distributed import resolve_device
+    from hybridmem.train.vae import ClipWindows, validate_segments
+
+    torch_device = resolve_device(device)
+    vae = load_model(run_dir / "vae" / "final", map_location=torch_device)
+    folders = list_clip_folders(run_dir / "data", "val")
+    result = validate_segments(vae, ClipWindows(folders, 1), budget.val_clips, torch_device)
+    result["passed"] = result["psnr"] > result["copy_last_psnr"]
+    write_json_atomic(run_dir / "vae" / GATE_FILE, result)
+    lengths = ", ".join(result["psnr_by_frame"])
+    message = (
+        f"VAE gate: whole-segment reconstruction {result['psnr']:.2f} dB (worst frame index "
+        f"{result['worst_frame_psnr']:.2f} dB; segments of {lengths} frames, {result['segments']} segments) "
+        f"against copy-last {result['copy_last_psnr']:.2f} dB on the validation clips"
+    )
+    if not result["passed"]:
+        raise ConfigError(
+            f"{message}: the VAE does not beat copy-last, so no world model decoded through it can. Train "
+            f"the VAE longer or with a larger preset (delete {run_dir / 'vae'} and rerun); per-frame "
+            f"numbers are in {run_dir / 'vae' / GATE_FILE}"
+        )
+    print(f"[recipe {budget.name}] {message}: passed", flush=True)
+    return result
+
+
 # --- running -----------------------------------------------------------------------------------------
 
 
@@ -297,17 +338,21 @@ def run_stage(stage: Stage) -> None:
     args.func(args)
 
 
+@runlock.locked("recipe", "run_dir")  # one recipe at a time in a run folder
 def run_recipe(
     budget: Budget,
     run_dir: str | os.PathLike,
     device: str = "auto",
     weights_dir: str | None = None,
     runner=run_stage,
+    gate=vae_gate,
+    until: str | None = None,
 ) -> dict:
     """Run (or resume) every stage; returns the record also written to RUN_DIR/recipe.json.
 
-    runner: stage -> None; tests may pass a stand-in. Stages run in order and each is skipped when
-    `stage_complete` says its outputs exist.
+    runner: stage -> None; gate: (budget, run_dir, device) -> dict, raising to stop before the caches and
+    world models (vae_gate); tests may pass stand-ins. Stages run in order and each is skipped when
+    `stage_complete` says its outputs exist. until: the name of the last stage to run (None: all).
     """
     from hybridmem.train.distributed import resolve_device
 
@@ -315,15 +360,23 @@ def run_recipe(
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir}: exists and is not a folder")
     torch_device = str(resolve_device(device))
+    stages = plan_stages(budget, run_dir, torch_device, weights_dir)
+    names = [stage.name for stage in stages]
+    if until is not None and until not in names:
+        raise ConfigError(f"--until '{until}' is not a stage of the recipe; valid stages: {', '.join(names)}")
+    if until is not None:
+        stages = stages[: names.index(until) + 1]
     run_dir.mkdir(parents=True, exist_ok=True)
     record = _open_record(run_dir, budget)
     invocation = {"started": _now(), "device": torch_device, "ran": [], "skipped": []}
     record["invocations"].append(invocation)
-    stages = plan_stages(budget, run_dir, torch_device, weights_dir)
     machine = machine_info(torch_device)
     code = code_info()
     for number, stage in enumerate(stages, start=1):
-        prefix = f"[recipe {budget.name}] stage {number}/{len(stages)} {stage.name}"
+        prefix = f"[recipe {budget.name}] stage {number}/{len(names)} {stage.name}"
+        if stage.name == "encode-train":  # the VAE is complete here: check it before any world model
+            record["vae_gate"] = gate(budget, run_dir, torch_device)
+            write_json_atomic(run_dir / RECIPE_FILE, record)
         if stage_complete(stage):
             stale = stale_inputs(stage, record)
             if stale:
