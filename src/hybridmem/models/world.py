@@ -27,6 +27,7 @@ frame, D model width, h heads, d head width, L caption tokens, Dc caption width.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -68,6 +69,9 @@ class DiTConfig:
     eps: float = 1e-6  # of every norm
     gradient_checkpointing: bool = False  # recompute each block in backward (torch.utils.checkpoint)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    # The timestep shift the model was trained with, the sampler's default (Wan2.1 keeps sample_shift in
+    # its model config the same way): a shift tuned for one token count is wrong for another.
+    sample_shift: float = 5.0
 
     @property
     def head_dim(self) -> int:
@@ -85,6 +89,8 @@ class DiTConfig:
             )
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ConfigError(f"DiTConfig.patch_size must be three positive ints, got {self.patch_size}")
+        if not (isinstance(self.sample_shift, (int, float)) and math.isfinite(self.sample_shift) and self.sample_shift > 0):
+            raise ConfigError(f"DiTConfig.sample_shift must be a finite number > 0, got {self.sample_shift!r}")
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):

@@ -62,7 +62,9 @@ def segment_latent_cameras(
 class WorldPipeline:
     """A world model and a VAE on one device, with default sampler settings."""
 
-    def __init__(self, world_model, vae, device="cpu", steps: int = 50, shift: float = 5.0):
+    def __init__(self, world_model, vae, device="cpu", steps: int = 50, shift: float | None = None):
+        """shift: the sampler's default timestep shift; None = the shift the world model was trained with
+        (DiTConfig.sample_shift)."""
         if world_model.config.latent_channels != vae.config.latent_channels:
             raise CheckpointError(
                 f"world model reads {world_model.config.latent_channels} latent channels but the VAE makes "
@@ -71,7 +73,8 @@ class WorldPipeline:
         self.device = torch.device(device)
         self.world_model = world_model.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
-        self.steps, self.shift = steps, shift
+        self.steps = steps
+        self.shift = world_model.config.sample_shift if shift is None else shift
 
     @classmethod
     def from_checkpoint(
