@@ -1,0 +1,177 @@
+"""Learning curves of the world model: held-out sample PSNR against training steps, copy-last beside it.
+
+    .venv/bin/python benchmarks/world_curve.py --cache runs/ref_cpu/cache/train --vae runs/ref_cpu/vae \
+        --data runs/ref_cpu/data --split val --memory full --shifts 1,2,3,5 --at 150,300 --out runs/shift_sweep
+    .venv/bin/python benchmarks/world_curve.py --cache runs/ref_cpu/cache/train --vae runs/ref_cpu/vae \
+        --data runs/ref_cpu/data --split val --memory hydra --shifts 2 --at 250,500,1000,2000 \
+        --out runs/curve_hydra
+
+For each timestep shift, one world model is trained with `hybridmem train world` (the same trainer, resumed
+from one checkpoint step to the next), and at every step of `--at` its EMA weights generate the targets of
+`--clips` held-out clips (`--sample-steps` Euler steps, sampled with the same shift it was trained with).
+Each generated target is scored by whole-target PSNR (the mean over target frames of per-frame PSNR, as
+`hybridmem eval`) against the ground truth, paired per clip with copy-last (every target frame = the last
+context frame), and with the VAE's own reconstruction of the target (the ceiling any sample decoded through
+it can reach). Writes OUT/curve.json (every row) and OUT/curve.png, and prints a table.
+
+Read the curve to see where more steps stop helping, and whether the model beats copy-last at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hybridmem.data.encode import list_clip_folders
+from hybridmem.data.hmworld import load_clip
+from hybridmem.eval.metrics import psnr_per_frame
+from hybridmem.sample.pipeline import WorldPipeline
+from hybridmem.train.config import WorldTrainConfig
+from hybridmem.train.world import train_world
+
+
+def whole_target_psnr(predicted: "T H W 3", target: "T H W 3") -> float:
+    """Mean over frames of per-frame PSNR on [0, 1] (uint8 inputs)."""
+    return float(np.mean(psnr_per_frame(predicted, target)))
+
+
+def score_checkpoint(run: Path, args, clips, shift: float) -> dict:
+    """Generate every clip's target with the run's EMA weights; per-clip PSNR of model, copy-last, VAE."""
+    pipeline = WorldPipeline.from_checkpoint(
+        run, args.vae, device=args.device, steps=args.sample_steps, shift=shift
+    )
+    model, copy_last, ceiling = [], [], []
+    for clip in clips:
+        context, target = clip.context, clip.target
+        generated = pipeline.generate(
+            clip.frames[context],
+            clip.cameras[context],
+            clip.cameras[target],
+            clip.intrinsics,
+            seed=args.seed,
+            progress=False,
+        )
+        truth = clip.frames[target]
+        model.append(whole_target_psnr(generated, truth))
+        copy_last.append(whole_target_psnr(np.repeat(clip.frames[clip.context_frames - 1][None], len(truth), 0), truth))
+        ceiling.append(whole_target_psnr(pipeline.decode(pipeline.encode(truth)), truth))
+    return {"model": model, "copy_last": copy_last, "vae": ceiling}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for shift in sorted({row["shift"] for row in rows}):
+        mine = [row for row in rows if row["shift"] == shift]
+        axis.errorbar(
+            [row["step"] for row in mine],
+            [row["psnr"] for row in mine],
+            yerr=[row["psnr_se"] for row in mine],
+            marker="o",
+            capsize=3,
+            label=f"{rows[0]['memory']}, shift {shift:g}",
+        )
+    axis.axhline(rows[0]["copy_last_psnr"], color="gray", linestyle="--", label="copy-last")
+    axis.axhline(rows[0]["vae_psnr"], color="black", linestyle=":", label="VAE reconstruction")
+    axis.set_xlabel("training steps")
+    axis.set_ylabel("whole-target PSNR (dB), held-out clips")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", required=True, help="training latent cache (hybridmem encode)")
+    parser.add_argument("--vae", required=True, help="the VAE run the cache was encoded with")
+    parser.add_argument("--data", required=True, help="dataset folder of the held-out clips")
+    parser.add_argument("--split", default="val", help="held-out split under --data")
+    parser.add_argument("--clips", type=int, default=8, help="held-out clips scored at each point")
+    parser.add_argument("--memory", default="full", help="full | window | fov | hydra")
+    parser.add_argument("--preset", default="compact")
+    parser.add_argument("--shifts", default="2", help="comma-separated training (and sampling) shifts")
+    parser.add_argument("--at", default="250,500", help="comma-separated training steps to score at")
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--memory-window", type=int, default=3)
+    parser.add_argument("--memory-top-k", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True, help="folder for the runs, curve.json and curve.png")
+    args = parser.parse_args(argv)
+    try:
+        shifts = [float(value) for value in args.shifts.split(",")]
+        points = sorted(int(value) for value in args.at.split(","))
+    except ValueError:
+        parser.error("--shifts and --at take comma-separated numbers, e.g. --shifts 1,2,3,5 --at 250,500")
+    if min(shifts) <= 0 or min(points) < 1:
+        parser.error("--shifts must be > 0 and --at steps >= 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = list_clip_folders(args.data, args.split)[: args.clips]
+    if not folders:
+        parser.error(f"--data {args.data}: no clips in split '{args.split}'")
+    clips = [load_clip(folder) for folder in folders]
+
+    rows = []
+    for shift in shifts:
+        run = out / f"{args.memory}_shift{shift:g}"
+        for step in points:
+            config = WorldTrainConfig(
+                cache=args.cache, out=str(run), memory=args.memory, preset=args.preset,
+                memory_window=args.memory_window, memory_top_k=args.memory_top_k, steps=step,
+                batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, shift=shift,
+                save_every=max(points), keep=1, seed=args.seed, device=args.device, resume=True,
+                progress=False, tensorboard=False,
+            )  # fmt: skip
+            started = time.perf_counter()
+            train_world(config)
+            train_seconds = time.perf_counter() - started
+            scores = score_checkpoint(run, args, clips, shift)
+            model, copy_last = np.array(scores["model"]), np.array(scores["copy_last"])
+            difference = model - copy_last
+            row = {
+                "memory": args.memory,
+                "shift": shift,
+                "step": step,
+                "psnr": float(model.mean()),
+                "psnr_se": float(model.std(ddof=1) / np.sqrt(len(model))) if len(model) > 1 else 0.0,
+                "copy_last_psnr": float(copy_last.mean()),
+                "vs_copy_last": float(difference.mean()),
+                "vs_copy_last_se": float(difference.std(ddof=1) / np.sqrt(len(model))) if len(model) > 1 else 0.0,
+                "wins_vs_copy_last": int((difference > 0).sum()),
+                "vae_psnr": float(np.mean(scores["vae"])),
+                "clips": len(model),
+                "train_seconds": round(train_seconds, 1),
+                "per_clip": scores,
+            }
+            rows.append(row)
+            print(
+                f"shift {shift:g} step {step}: {row['psnr']:.2f} ± {row['psnr_se']:.2f} dB, copy-last "
+                f"{row['copy_last_psnr']:.2f} dB (model - copy-last {row['vs_copy_last']:+.2f} ± "
+                f"{row['vs_copy_last_se']:.2f}, wins {row['wins_vs_copy_last']}/{row['clips']}), VAE ceiling "
+                f"{row['vae_psnr']:.2f} dB, {train_seconds:.0f} s of training",
+                flush=True,
+            )
+            (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    plot(rows, out / "curve.png")
+    print(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
