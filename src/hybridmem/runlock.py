@@ -207,6 +207,25 @@ def hold(folder: str | os.PathLike, command: str, name: str = "", flag: str = "-
         lock.release()
 
 
+def locked(command: str, folder_argument: str, flag: str = "--out"):
+    """Decorator: hold the lock on the folder passed as `folder_argument` for the whole call."""
+    import functools
+    import inspect
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            folder = signature.bind(*args, **kwargs).arguments[folder_argument]
+            with hold(folder, command, flag=flag):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 # --- content identity ----------------------------------------------------------------------------------
 
 _DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, so a file is hashed once a run
@@ -322,3 +341,25 @@ def check_inputs(
         )
     write_record(folder, command, new)
     return bool(changed)
+
+
+def model_identity(path: str | os.PathLike | None, ema: bool = True) -> dict | None:
+    """{"path", "sha256"} of the model folder a run, checkpoint or model path resolves to (as the samplers
+    resolve it); sha256 None when there is no model there (a stand-in in tests). None for no path."""
+    if path is None:
+        return None
+    from hybridmem.errors import CheckpointError
+    from hybridmem.train.state import resolve_model_folder
+
+    try:
+        folder = Path(resolve_model_folder(path, ema=ema))
+        digest = model_sha256(folder)
+    except (CheckpointError, OSError):
+        return {"path": str(Path(path).resolve()), "sha256": None}
+    return {"path": str(folder.resolve()), "sha256": digest}
+
+
+def clip_sha256(folder: str | os.PathLike) -> str | None:
+    """Content hash of a clip folder (every file), None when it is not a folder."""
+    folder = Path(folder)
+    return folder_sha256(folder) if folder.is_dir() else None

@@ -211,6 +211,18 @@ def check_memory(needed: float, what: str, fix: str, device=None) -> None:
         )
 
 
+def check_vae_step(config, window_shape: tuple, device=None) -> None:
+    """Refuse a `train vae` --batch-size whose first activations alone cannot fit; window "T H W 3"."""
+    frames, height, width = window_shape[:3]
+    check_memory(
+        vae_step_bytes(config.preset, config.batch_size, frames, height, width),
+        f"train vae: a step of --batch-size {config.batch_size} windows of {frames} frames of {width}x{height} "
+        f"with preset '{config.preset}'",
+        "lower --batch-size (or --frames)",
+        device,
+    )
+
+
 def vae_step_bytes(preset: str, batch_size: int, frames: int, height: int, width: int) -> float:
     """Lower bound of a VAE training step: the input batch plus the first convolution's activations at full
     resolution, kept for backward, in fp32."""
@@ -220,9 +232,18 @@ def vae_step_bytes(preset: str, batch_size: int, frames: int, height: int, width
     return 4.0 * batch_size * frames * height * width * (config.image_channels + config.base_channels)
 
 
-def world_step_bytes(preset: str, batch_size: int, latent_frames: int, latent_height: int, latent_width: int) -> float:
-    """Lower bound of a world-model training step: each block's input tokens "B N D", kept for backward, in
-    fp32 (N tokens over context and target latent frames)."""
+def world_step_bytes(
+    preset: str,
+    batch_size: int,
+    latent_frames: int,
+    latent_height: int,
+    latent_width: int,
+    grad_checkpointing: bool = False,
+) -> float:
+    """Lower bound of a world-model training step in fp32, N tokens over context and target latent frames:
+    what each block keeps for backward, per token its input, q, k, v and attention output (5 D) and the
+    feed-forward activation before and after the nonlinearity (2 ffn_dim); with gradient checkpointing only
+    its input (D)."""
     from hybridmem.models.world import dit_config
 
     config = dit_config(preset)  # an unknown preset: ConfigError listing the valid ones
@@ -232,4 +253,5 @@ def world_step_bytes(preset: str, batch_size: int, latent_frames: int, latent_he
         * math.ceil(latent_height / rows_per_patch)
         * math.ceil(latent_width / columns_per_patch)
     )
-    return 4.0 * batch_size * tokens * config.dim * (config.num_layers + 1)
+    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
+    return 4.0 * batch_size * tokens * per_token_layer * config.num_layers

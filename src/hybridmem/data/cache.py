@@ -31,6 +31,8 @@ INDEX_FILE = "cache.json"
 CLIPS_DIR = "clips"
 TENSOR_KEYS = ("context_latents", "target_latents", "cameras", "intrinsics")
 OPTIONAL_TENSOR_KEYS = ("context_logvar", "target_logvar")
+# messages of errors that are the machine's, not the file's (mmap/open failing under a huge batch)
+_RESOURCE_ERRORS = ("Cannot allocate memory", "Too many open files", "Out of memory")
 
 
 def write_clip_entry(
@@ -91,9 +93,16 @@ def read_clip_entry(path: str | Path) -> dict:
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            entry = {key: handle.get_tensor(key) for key in handle.keys()}
+            # cloned: a tensor that shares the file's mapping keeps it open, and a large batch of items
+            # would run out of mappings (vm.max_map_count) and blame the file
+            entry = {key: handle.get_tensor(key).clone() for key in handle.keys()}
             metadata = {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
     except Exception as error:  # safetensors raises several types for a truncated or foreign file
+        if isinstance(error, MemoryError) or any(text in str(error) for text in _RESOURCE_ERRORS):
+            raise DataError(
+                f"{path}: could not be read for lack of memory or file handles ({error}); the file is not "
+                "at fault: lower --batch-size or --num-workers"
+            ) from error
         raise DataError(
             f"{path}: unreadable cache entry ({error}); delete it and rerun `hybridmem encode`"
         ) from error

@@ -7,7 +7,13 @@
 Context and target segments are encoded separately by the causal VAE (each must have 4k+1 frames), so the
 first latent frame of each segment stands for one video frame. Latents are the posterior mean (the mode);
 `--store-logvar` keeps the log-variance too, for training on posterior samples. Clips already in the cache
-are skipped, so an interrupted run resumes where it stopped.
+are skipped, so an interrupted run resumes where it stopped, and shards (`--shard i/N`) fill one cache
+side by side (each shard is locked: a second run of the same shard is refused while the first lives).
+
+A cache belongs to one VAE and one dataset split: cache.json records the VAE's config and content hash
+(sha256 of its weights and config), the data folder and the split, and a rerun with any of them changed is
+refused. `--vae RUN` needs the finished VAE (RUN/final, which holds the latent normalisation); a run stopped
+before its end is refused rather than encoded with a checkpoint's unnormalised latents.
 """
 
 from __future__ import annotations
@@ -131,38 +137,90 @@ def encode_split(
     any machines sharing the cache folder) together encode the split once.
     """
 
-    from hybridmem.data.cache import cached_clip_ids, read_index, write_clip_entry, write_index
+    from hybridmem import runlock
+    from hybridmem.data.cache import read_index, write_index
     from hybridmem.data.hmworld import load_clip
     from hybridmem.models.checkpoint import load_model
     from hybridmem.train.distributed import resolve_device
-    from hybridmem.train.state import resolve_model_folder
 
-    # 1. inputs and the cache index (a cache belongs to one VAE: refuse to mix)
+    # 1. inputs and the cache index (a cache belongs to one VAE and one split: refuse to mix)
     index_in_shard, shard_count = shard
+    out_dir = runlock.check_out_folder(out_dir)
     folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
     torch_device = resolve_device(device)
-    vae_dir = resolve_model_folder(vae_dir)
+    vae_dir = resolve_finished_vae(vae_dir)
     vae = load_model(vae_dir, map_location=torch_device)
-    vae_config = vae.config.to_dict()
     index = {
         "vae": str(Path(vae_dir).resolve()),
-        "vae_config": vae_config,
+        # the JSON form, as read back from cache.json: the config's tuples are lists there
+        "vae_config": runlock.normalised(vae.config.to_dict()),
+        "vae_sha256": runlock.model_sha256(vae_dir) if (Path(vae_dir) / "model.safetensors").is_file() else None,
         "split": split,
         "data": str(Path(data_dir).resolve()),
         "temporal_stride": vae_temporal_stride(vae),
         "store_logvar": store_logvar,
     }
-    out_dir = Path(out_dir)
-    if (out_dir / "cache.json").exists():
-        existing = read_index(out_dir)
-        if existing.get("vae_config") != vae_config or existing.get("store_logvar") != store_logvar:
-            raise DataError(
-                f"{out_dir}: holds latents of another VAE or --store-logvar setting; "
-                "pass a new --out folder or delete this cache"
-            )
-    write_index(out_dir, index)
+    lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
+    try:
+        if (out_dir / "cache.json").exists():
+            check_same_cache(out_dir, read_index(out_dir), index)
+        write_index(out_dir, index)
 
-    # 2. encode what is missing
+        # 2. encode what is missing
+        return _encode_missing(out_dir, folders, vae, torch_device, store_logvar, progress, load_clip)
+    finally:
+        lock.release()
+
+
+# what must match for a rerun to add clips to an existing cache (a key an older cache.json lacks is skipped)
+IDENTITY_KEYS = ("vae_config", "vae_sha256", "store_logvar", "data", "split")
+
+
+def check_same_cache(out_dir: Path, existing: dict, index: dict) -> None:
+    """DataError naming each difference when `existing` (cache.json) was made by another VAE or data."""
+    changed = [
+        f"{key}: {_short(existing.get(key))} there, {_short(index.get(key))} now"
+        for key in IDENTITY_KEYS
+        if key in existing and index.get(key) is not None and existing[key] != index[key]
+    ]
+    if changed:
+        raise DataError(
+            f"{out_dir}: holds latents of another VAE, --store-logvar setting or dataset ({'; '.join(changed)}); "
+            "pass a new --out folder or delete this cache"
+        )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def resolve_finished_vae(path: str | Path) -> Path:
+    """The model folder of a finished VAE: a model folder, or a run's final/ (with its latent normalisation).
+
+    A run without final/ (stopped before its end) or a training checkpoint is refused: its weights have no
+    latent normalisation, so its latents would not be the zero-mean, unit-variance ones the world model
+    is trained on.
+    """
+    from hybridmem.errors import CheckpointError
+    from hybridmem.train.state import resolve_model_folder
+
+    path = Path(path)
+    folder = Path(resolve_model_folder(path))
+    if not (folder.parent / "state.json").is_file():  # not RUN/checkpoints/step_N/{model,ema}
+        return folder
+    run = folder.parent.parent.parent
+    raise CheckpointError(
+        f"--vae {path}: resolves to the training checkpoint {folder.parent.name}, not a finished VAE "
+        f"({run / 'final'} does not exist: the run stopped before fitting the latent normalisation, so "
+        f"its latents would not be normalised). Finish it with `hybridmem train vae ... --out {run} "
+        "--resume`, or pass a finished VAE's model folder"
+    )
+
+
+def _encode_missing(out_dir, folders, vae, torch_device, store_logvar, progress, load_clip) -> dict:
+    from hybridmem.data.cache import cached_clip_ids, write_clip_entry
+
     done = set(cached_clip_ids(out_dir))
     todo = [folder for folder in folders if folder.name not in done]
     iterator = todo
@@ -203,7 +261,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--data", required=True, help="dataset folder (holding split folders)")
     parser.add_argument("--vae", required=True, help="VAE checkpoint folder (models.checkpoint.save_model)")
-    parser.add_argument("--out", required=True, help="cache folder (created; existing clips are skipped)")
+    parser.add_argument(
+        "--out", required=True, help="cache folder (created; clips already there are kept and skipped)"
+    )
     parser.add_argument("--split", default="train", help="split folder under --data; '' for DATA itself")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--store-logvar", action="store_true", help="also store the posterior log-variance")

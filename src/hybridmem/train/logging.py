@@ -11,17 +11,43 @@ import csv
 import os
 from pathlib import Path
 
+from hybridmem.errors import DataError
+
 CSV_NAME = "metrics.csv"
 CSV_FIELDS = ("step", "metric", "value")
 
 
 def read_metrics(run_dir: str | Path, metric: str | None = None) -> list[tuple[int, str, float]]:
-    """Rows (step, metric, value) of a run's CSV, optionally one metric only."""
+    """Rows (step, metric, value) of a run's CSV, optionally one metric only.
+
+    A last line without its line end is a row cut short by a kill and is dropped (the resumed run writes
+    it again); any other malformed row raises DataError naming the file and the line.
+    """
     path = Path(run_dir) / CSV_NAME
     if not path.exists():
         return []
-    with open(path, newline="") as handle:
-        rows = [(int(r["step"]), r["metric"], float(r["value"])) for r in csv.DictReader(handle)]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error}); delete it (the curve restarts)") from error
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines = lines[:-1]
+    if not lines:
+        return []
+    reader = csv.reader(lines)
+    header = next(reader)
+    if tuple(header) != CSV_FIELDS:
+        raise DataError(f"{path}: line 1 is {header}, expected the header {list(CSV_FIELDS)}")
+    rows = []
+    for number, fields in enumerate(reader, start=2):
+        try:
+            step, name, value = fields
+            rows.append((int(step), name, float(value)))
+        except ValueError:
+            raise DataError(
+                f"{path}: line {number} is {fields}, expected step (int), metric, value (number); fix or "
+                "delete that line"
+            ) from None
     return [row for row in rows if metric is None or row[1] == metric]
 
 

@@ -14,7 +14,11 @@ rank) (train/common.py); the noise and timesteps come from one generator per ran
 every checkpoint with the global RNG states, so `--resume` continues the exact loss curve on CPU.
 
 Outputs: RUN/checkpoints/step_N (train/state.py), RUN/final (EMA weights, a model folder for sampling),
-RUN/metrics.csv, RUN/tensorboard/, RUN/train_config.json.
+RUN/metrics.csv, RUN/tensorboard/, RUN/train_config.json, RUN/run.json (the VAE of the cache trained on).
+
+One run at a time: rank 0 locks RUN (hybridmem.runlock), so a second `train world --out RUN` is refused
+while the first lives, and `--resume` with a --cache encoded by another VAE is refused (run.json).
+A step whose activations cannot fit in memory is refused before the model is built (validation.py).
 
 Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, h/w latent grid.
 """
@@ -27,8 +31,9 @@ from pathlib import Path
 
 import torch
 
+from hybridmem import runlock, validation
 from hybridmem.diffusion import flow
-from hybridmem.errors import ConfigError
+from hybridmem.errors import CheckpointError, ConfigError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
@@ -57,6 +62,7 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
         latent_channels=latent_channels,
         memory=config.memory_config(),
         gradient_checkpointing=config.grad_checkpointing,
+        sample_shift=config.shift,  # sampling defaults to the shift the model was trained with
     )
 
 
@@ -127,12 +133,14 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
     ctx = distributed.init_distributed(config.device)
     device = ctx.device
     common.check_precision(config.precision, device)
-    out = Path(config.out)
+    out = runlock.check_out_folder(config.out)
+    lock = None
     try:
-        # 1. data
+        # 1. data, and a step's memory checked before anything is allocated
         dataset = LatentCacheDataset(config.cache)
         first = dataset[0]
         latent_channels = first["target_latents"].shape[1]
+        check_step_memory(config, first, device)
         if config.sample_latents and "target_logvar" not in first:
             raise ConfigError(
                 f"--sample-latents: {config.cache} holds posterior means only; encode it again with "
@@ -159,7 +167,10 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         scaler = common.grad_scaler(config.precision, device)
         generator = common.rank_generator(config.seed, ctx.rank)
 
-        # 3. resume, or refuse to overwrite an existing run
+        # 3. lock the run folder (rank 0); resume, or refuse to overwrite an existing run
+        if ctx.is_main:
+            lock = runlock.acquire(out, "train world")
+            check_cache_identity(out, config, dataset.index)
         start_step, generator = train_state.resume_or_refuse(
             out,
             config,
@@ -275,4 +286,46 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         logger.close()
         return {"step": step, "losses": losses, "seconds": time.perf_counter() - started, "model": model}
     finally:
+        if lock is not None:
+            lock.release()
         distributed.cleanup(ctx)
+
+
+def check_step_memory(config: WorldTrainConfig, item: dict, device: torch.device) -> None:
+    """Refuse a --batch-size whose activations cannot fit (a lower bound, see validation.world_step_bytes)."""
+    frames = item["context_latents"].shape[0] + item["target_latents"].shape[0]
+    height, width = item["target_latents"].shape[-2:]
+    needed = validation.world_step_bytes(
+        config.preset, config.batch_size, frames, height, width, config.grad_checkpointing
+    )
+    validation.check_memory(
+        needed,
+        f"train world: a step of --batch-size {config.batch_size} on clips of {frames} latent frames of "
+        f"{height}x{width} with preset '{config.preset}'",
+        "lower --batch-size (or add --grad-checkpointing, or use more ranks)",
+        device,
+    )
+
+
+def check_cache_identity(out: Path, config: WorldTrainConfig, cache_index: dict) -> None:
+    """run.json records the VAE of the cache a run trains on; --resume with another VAE's cache is refused
+    (the checkpoints learnt latents of the other VAE). A fresh run (no checkpoint yet) just records it."""
+    inputs = {
+        "cache_vae_config": cache_index.get("vae_config"),
+        "cache_vae_sha256": cache_index.get("vae_sha256"),
+    }
+    if train_state.latest_checkpoint(out) is None:
+        runlock.write_record(out, "train world", inputs)
+        return
+    if not config.resume:  # resume_or_refuse refuses to overwrite the run
+        return
+    record = runlock.read_record(out)
+    if record is None:  # a run started before run.json existed: nothing to compare, record from now on
+        runlock.write_record(out, "train world", inputs)
+        return
+    changed = runlock.differences(record["inputs"], runlock.normalised(inputs))
+    if changed:
+        raise CheckpointError(
+            f"--cache {config.cache}: encoded by another VAE than the one {out} was trained on "
+            f"({'; '.join(changed)}); resume with a cache encoded by that VAE, or choose another --out"
+        )

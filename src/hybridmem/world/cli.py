@@ -34,7 +34,11 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     generate.add_argument("--num-clips", type=int, required=True, help="clips 0..N-1 (over all shards)")
-    generate.add_argument("--out", required=True, help="dataset folder (created; rerun to resume)")
+    generate.add_argument(
+        "--out",
+        required=True,
+        help="dataset folder (created; rerun to resume: finished clips are kept, never replaced)",
+    )
     generate.add_argument(
         "--split",
         choices=("train", "val", "test"),
@@ -66,6 +70,9 @@ def register(subparsers) -> None:
     preview.add_argument("--columns", type=int, default=6, help="frames per row of the contact sheet")
     preview.add_argument("--every", type=int, default=None, help="contact sheet: every n-th frame")
     preview.add_argument("--scale", type=int, default=None, help="pixel upscaling (default: to ~256 px)")
+    preview.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     preview.set_defaults(func=run_preview)
 
 
@@ -102,6 +109,8 @@ def run_generate(args) -> int:
 def run_preview(args) -> int:
     from hybridmem.world.preview import write_preview
 
-    path = write_preview(args.clip, args.out, columns=args.columns, every=args.every, scale=args.scale)
+    path = write_preview(
+        args.clip, args.out, columns=args.columns, every=args.every, scale=args.scale, overwrite=args.overwrite
+    )
     print(f"world preview: wrote {path}", file=sys.stderr)
     return 0

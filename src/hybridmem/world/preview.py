@@ -115,6 +115,14 @@ def animation(clip: Clip, *, scale: int | None = None) -> list[Image.Image]:
     return [annotate_frame(clip, t, scale, boxes, font) for t in range(clip.num_frames)]
 
 
+def preview_bytes(clip: Clip, *, gif: bool, every: int | None, scale: int | None) -> int:
+    """Memory the preview's images take (every tile, plus the sheet), computed before drawing any."""
+    scale = scale or max(1, 256 // clip.frames.shape[2])
+    tile = clip.frames.shape[2] * scale * (clip.frames.shape[1] * scale + STRIP) * 3
+    count = clip.num_frames if gif else len(sheet_frames(clip, every or max(1, clip.num_frames // 12)))
+    return 2 * count * tile
+
+
 def write_preview(
     clip_folder: str | os.PathLike,
     out: str | os.PathLike,
@@ -122,15 +130,34 @@ def write_preview(
     columns: int = 6,
     every: int | None = None,
     scale: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Contact sheet (.png) or animation (.gif) of one clip folder, written atomically; returns `out`."""
+    """Contact sheet (.png) or animation (.gif) of one clip folder, written atomically; returns `out`.
+
+    An existing `out` is refused unless `overwrite`; a preview too large for memory is refused before
+    drawing (hybridmem.validation).
+    """
+    from hybridmem import validation
     from hybridmem.data.hmworld import load_clip
 
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".gif"):
         raise ConfigError(f"--out {out}: the preview must be a .png (contact sheet) or a .gif (animation)")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the .png or .gif file to write")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it, or choose another name")
+    for name, value in (("--columns", columns), ("--every", every), ("--scale", scale)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} {value}: must be at least 1")
     clip = load_clip(clip_folder)
+    validation.check_memory(
+        preview_bytes(clip, gif=suffix == ".gif", every=every, scale=scale),
+        f"world preview: {clip.num_frames} frames of {clip.frames.shape[2]}x{clip.frames.shape[1]} at --scale "
+        f"{scale or 'auto'}",
+        "lower --scale (or raise --every for a contact sheet)",
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{suffix}")
     if suffix == ".png":
