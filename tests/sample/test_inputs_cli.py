@@ -312,3 +312,15 @@ def test_training_size_of_a_run_comes_from_its_latent_cache(models, tmp_path):
     assert info.training_size == (40, 48) and "training cache" in info.training_size_source
     (run / "train_config.json").write_text(json.dumps({"cache": str(tmp_path / "gone")}))
     assert plan.read_model_info(run, models / "vae").training_size is None
+
+
+def test_pipeline_refuses_steps_0_and_shift_nan(models):
+    from hybridmem.sample.pipeline import WorldPipeline
+
+    pipeline = WorldPipeline.from_checkpoint(models / "world", models / "vae", device="cpu")
+    poses = np.stack([look_at((0.1 * i, 0, 1.5), (0.1 * i, 5, 1.5)) for i in range(10)])
+    args = (official_formats.frames(5, 32, 32), poses[:5], poses[5:], np.array([30.0, 30.0, 16.0, 16.0]))
+    with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
+        pipeline.generate(*args, steps=0, progress=False)
+    with pytest.raises(ConfigError, match="shift must be a finite number > 0, got nan"):
+        pipeline.generate(*args, shift=math.nan, progress=False)
