@@ -78,9 +78,11 @@ def read_index(cache_dir: str | Path) -> dict:
             f"{path}: missing; build the cache with `hybridmem encode --data DIR --vae VAE --out CACHE`"
         )
     try:
-        index = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: corrupt ({error}); delete the cache and encode again") from error
+    if not isinstance(index, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(index).__name__}; encode again")
     if index.get("format") != CACHE_FORMAT:
         raise DataError(f"{path}: cache format {index.get('format')} is not {CACHE_FORMAT}; encode again")
     return index

@@ -15,7 +15,7 @@ SeedSequence([config.seed, split code, index, attempt]); a clip is the first acc
 content depends only on the base seed, its split and k, never on the number of workers or the shard.
 Shard i of N takes the clips with index % N == i, so all shards together make exactly the unsharded run.
 
-Resume and crashes. A clip is written into this run's staging folder (DIR/.staging/<host>-<pid>-<start>/)
+Resume and crashes. A clip is written into this run's staging folder (DIR/.staging/<host>-<pid>-<start>/...)
 and renamed into place only when complete, and never over a clip that is already there, so a clip folder
 that exists is complete (all of CLIP_FILES) and is skipped on the next run; staging folders of dead runs are
 deleted before anything is rendered. A folder missing some of CLIP_FILES (made by an older version, or by
@@ -30,12 +30,14 @@ A render worker that dies (killed, out of memory) ends the run with an error; fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import shutil
 import socket
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,7 +376,15 @@ def _check_dataset_file(out: Path, config: WorldConfig, split_plan: splits.Split
     }
     path = out / DATASET_FILE
     if path.is_file():
-        existing = json.loads(path.read_text())
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DataError(
+                f"{path}: not valid JSON ({error}); restore it (the clips' metadata.json hold the settings) "
+                "or use a new --out folder"
+            ) from error
+        if not isinstance(existing, dict) or not isinstance(existing.get("config", {}), dict):
+            raise DataError(f"{path}: expected an object with 'generator_version' and 'config'; use a new --out")
         if existing.get("generator_version") != GENERATOR_VERSION:
             raise ConfigError(
                 f"{path}: made by generator {existing.get('generator_version')!r}, this is "
@@ -472,11 +482,19 @@ def generate(
         record = _check_dataset_file(out, config, split_plan)
         _write_atomic(out / DATASET_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
         _remove_dead_staging(out)
-        staging = out / STAGING_DIR / _staging_name()
+        # this process's staging folder (its name says whose, for _remove_dead_staging), one per call
+        staging = out / STAGING_DIR / _staging_name() / uuid.uuid4().hex
+        summary, tasks = _list_shard(out, config, split, num_clips, shard, staging)
+        # 3. render
+        started = time.perf_counter()
         try:
-            summary = _run_shard(out, config, split, num_clips, shard, staging, workers, progress)
+            if tasks:
+                _run_tasks(tasks, config, workers, summary, progress)
         finally:
+            summary.seconds = time.perf_counter() - started
             shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()  # unless another call of this process still stages there
             # 4. manifest from everything finished so far (all shards), also after a failure
             rebuild_manifest(out)
     if summary.failed:
@@ -527,17 +545,10 @@ def _check_memory(config: WorldConfig, workers: int) -> None:
     )
 
 
-def _run_shard(
-    out: Path,
-    config: WorldConfig,
-    split: str | None,
-    num_clips: int,
-    shard: tuple[int, int],
-    staging: Path,
-    workers: int,
-    progress: bool,
-) -> GenerationSummary:
-    """Steps 2-3 of `generate`, under the shard's lock: list this shard's clips, skip finished ones, render."""
+def _list_shard(
+    out: Path, config: WorldConfig, split: str | None, num_clips: int, shard: tuple[int, int], staging: Path
+) -> tuple[GenerationSummary, list]:
+    """This shard's clips still to render, as tasks; finished ones counted as skipped, incomplete refused."""
     shard_index, shard_count = shard
     summary = GenerationSummary()
     tasks = []
@@ -556,12 +567,7 @@ def _run_shard(
             continue
         folder.parent.mkdir(parents=True, exist_ok=True)
         tasks.append((clip_split, clip_index, str(folder), str(staging)))
-    # 3. render
-    started = time.perf_counter()
-    if tasks:
-        _run_tasks(tasks, config, workers, summary, progress)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return summary, tasks
 
 
 def _run_tasks(

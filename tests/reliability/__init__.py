@@ -1,0 +1,1 @@
+"""Fault injection: kills, concurrent writers and malformed inputs (a package so basenames may repeat)."""
