@@ -304,6 +304,21 @@ def differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {short(old.get(k))} there, {short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)]
 
 
+def refuse_foreign(folder: str | os.PathLike, outputs: tuple[str, ...], overwrite: bool = False) -> list[str]:
+    """ConfigError when `folder` holds any of `outputs` but no identity record (results made by something
+    else, or before records existed), unless `overwrite`; returns those outputs."""
+    folder = Path(folder)
+    if (folder / RECORD_FILE).is_file():
+        return []
+    foreign = [name for name in outputs if (folder / name).exists()]
+    if foreign and not overwrite:
+        raise ConfigError(
+            f"--out {folder}: already holds {', '.join(foreign)} with no record of what made them; pass "
+            "--overwrite to replace them, or choose another --out"
+        )
+    return foreign
+
+
 def check_inputs(
     folder: str | os.PathLike,
     command: str,
@@ -323,12 +338,7 @@ def check_inputs(
     new = normalised(inputs)
     record = read_record(folder)
     if record is None:
-        foreign = [name for name in outputs if (folder / name).exists()]
-        if foreign and not overwrite:
-            raise ConfigError(
-                f"--out {folder}: already holds {', '.join(foreign)} with no record of what made them; pass "
-                "--overwrite to replace them, or choose another --out"
-            )
+        foreign = refuse_foreign(folder, outputs, overwrite)
         write_record(folder, command, new)
         return bool(foreign)
     changed = differences(record["inputs"], new)
