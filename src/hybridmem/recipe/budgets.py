@@ -142,6 +142,7 @@ BUDGETS: dict[str, Budget] = {
         world_batch_size=4,
         world_lr=5e-4,
         world_warmup=100,
+        world_shift=10.0,  # best of 1, 2, 3, 5, 10 on held-out sample PSNR (docs/REFERENCE_RUN.md)
         val_every=500,
         memory_window=3,
         memory_top_k=4,

@@ -138,6 +138,8 @@ def plan_stages(
         "--tokenizer-kernel", budget.tokenizer_kernel, "--affinity", budget.affinity,
         "--retrieval", budget.retrieval, "--memory-scope", budget.memory_scope,
     ]  # fmt: skip
+    # every checkpoint is kept, so benchmarks/world_curve.py --checkpoints can draw the learning curve
+    world_keep = max(3, budget.world_steps // budget.save_every + 1) if budget.save_every else 3
     for kind in MEMORY_VARIANTS:
         out = run_dir / "world" / kind
         argv = [
@@ -147,8 +149,8 @@ def plan_stages(
             "--batch-size", str(budget.world_batch_size), "--lr", str(budget.world_lr),
             "--warmup", str(budget.world_warmup), "--shift", str(budget.world_shift),
             "--precision", budget.precision,
-            "--save-every", str(budget.save_every), "--val-every", str(budget.val_every),
-            "--val-cache", str(run_dir / "cache" / "val"), "--val-clips", str(budget.val_clips),
+            "--save-every", str(budget.save_every), "--keep", str(world_keep),
+            "--val-every", str(budget.val_every), "--val-cache", str(run_dir / "cache" / "val"), "--val-clips", str(budget.val_clips),
             "--seed", str(budget.seed), "--device", device, "--resume",
         ]  # fmt: skip
         outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors")]
