@@ -6,7 +6,13 @@
         --data runs/ref_cpu/data --split val --memory hydra --shifts 2 --at 250,500,1000,2000 \
         --out runs/curve_hydra
 
-For each timestep shift, one world model is trained with `hybridmem train world` (the same trainer, resumed
+    .venv/bin/python benchmarks/world_curve.py --runs runs/ref_cpu/world/full,runs/ref_cpu/world/hydra \
+        --vae runs/ref_cpu/vae --data runs/ref_cpu/data --split test --clips 8 --out runs/curve_ref_cpu
+
+With --runs, nothing is trained: the EMA weights of each run's saved checkpoints (RUN/checkpoints/step_N,
+those of --at, or all when --at is not given) are scored, each sampled with the shift it was trained with.
+
+Otherwise, for each timestep shift, one world model is trained with `hybridmem train world` (the same trainer, resumed
 from one checkpoint step to the next), and at every step of `--at` its EMA weights generate the targets of
 `--clips` held-out clips (`--sample-steps` Euler steps, sampled with the same shift it was trained with).
 Each generated target is scored by whole-target PSNR (the mean over target frames of per-frame PSNR, as
@@ -41,7 +47,7 @@ def whole_target_psnr(predicted: "T H W 3", target: "T H W 3") -> float:
     return float(np.mean(psnr_per_frame(predicted, target)))
 
 
-def score_checkpoint(run: Path, args, clips, shift: float) -> dict:
+def score_checkpoint(run: Path, args, clips, shift: float | None) -> dict:
     """Generate every clip's target with the run's EMA weights; per-clip PSNR of model, copy-last, VAE."""
     pipeline = WorldPipeline.from_checkpoint(
         run, args.vae, device=args.device, steps=args.sample_steps, shift=shift
@@ -64,6 +70,41 @@ def score_checkpoint(run: Path, args, clips, shift: float) -> dict:
     return {"model": model, "copy_last": copy_last, "vae": ceiling}
 
 
+def summarise(scores: dict, memory: str, shift: float | None, step: int, train_seconds: float | None) -> dict:
+    """One row of the curve: means, paired difference to copy-last with its standard error, wins."""
+    model, copy_last = np.array(scores["model"]), np.array(scores["copy_last"])
+    difference = model - copy_last
+    count = len(model)
+    standard_error = (lambda values: float(values.std(ddof=1) / np.sqrt(count)) if count > 1 else 0.0)
+    return {
+        "memory": memory,
+        "shift": shift,
+        "step": step,
+        "psnr": float(model.mean()),
+        "psnr_se": standard_error(model),
+        "copy_last_psnr": float(copy_last.mean()),
+        "vs_copy_last": float(difference.mean()),
+        "vs_copy_last_se": standard_error(difference),
+        "wins_vs_copy_last": int((difference > 0).sum()),
+        "vae_psnr": float(np.mean(scores["vae"])),
+        "clips": count,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "per_clip": scores,
+    }
+
+
+def report(row: dict, out: Path, args, rows: list[dict]) -> None:
+    shift = "" if row["shift"] is None else f" shift {row['shift']:g}"
+    print(
+        f"{row['memory']}{shift} step {row['step']}: {row['psnr']:.2f} ± {row['psnr_se']:.2f} dB, copy-last "
+        f"{row['copy_last_psnr']:.2f} dB (model - copy-last {row['vs_copy_last']:+.2f} ± "
+        f"{row['vs_copy_last_se']:.2f}, wins {row['wins_vs_copy_last']}/{row['clips']}), VAE ceiling "
+        f"{row['vae_psnr']:.2f} dB",
+        flush=True,
+    )
+    (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -71,15 +112,16 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for shift in sorted({row["shift"] for row in rows}):
-        mine = [row for row in rows if row["shift"] == shift]
+    curves = sorted({(row["memory"], row["shift"] or 0.0) for row in rows})
+    for memory, shift in curves:
+        mine = [row for row in rows if (row["memory"], row["shift"] or 0.0) == (memory, shift)]
         axis.errorbar(
             [row["step"] for row in mine],
             [row["psnr"] for row in mine],
             yerr=[row["psnr_se"] for row in mine],
             marker="o",
             capsize=3,
-            label=f"{rows[0]['memory']}, shift {shift:g}",
+            label=memory if not shift else f"{memory}, shift {shift:g}",
         )
     axis.axhline(rows[0]["copy_last_psnr"], color="gray", linestyle="--", label="copy-last")
     axis.axhline(rows[0]["vae_psnr"], color="black", linestyle=":", label="VAE reconstruction")
@@ -94,7 +136,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True, help="training latent cache (hybridmem encode)")
+    parser.add_argument("--cache", help="training latent cache (hybridmem encode), to train")
+    parser.add_argument("--runs", help="comma-separated trained world-model runs to score instead")
     parser.add_argument("--vae", required=True, help="the VAE run the cache was encoded with")
     parser.add_argument("--data", required=True, help="dataset folder of the held-out clips")
     parser.add_argument("--split", default="val", help="held-out split under --data")
@@ -102,7 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", default="full", help="full | window | fov | hydra")
     parser.add_argument("--preset", default="compact")
     parser.add_argument("--shifts", default="2", help="comma-separated training (and sampling) shifts")
-    parser.add_argument("--at", default="250,500", help="comma-separated training steps to score at")
+    parser.add_argument("--at", help="comma-separated training steps to score at (training: default 250,500)")
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -113,12 +156,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="folder for the runs, curve.json and curve.png")
     args = parser.parse_args(argv)
+    if (args.cache is None) == (args.runs is None):
+        parser.error("pass --cache (train, then score) or --runs (score trained runs' checkpoints)")
     try:
         shifts = [float(value) for value in args.shifts.split(",")]
-        points = sorted(int(value) for value in args.at.split(","))
+        points = sorted(int(value) for value in (args.at or ("" if args.runs else "250,500")).split(",") if value)
     except ValueError:
         parser.error("--shifts and --at take comma-separated numbers, e.g. --shifts 1,2,3,5 --at 250,500")
-    if min(shifts) <= 0 or min(points) < 1:
+    if min(shifts) <= 0 or (points and min(points) < 1):
         parser.error("--shifts must be > 0 and --at steps >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +173,17 @@ def main(argv=None) -> int:
     clips = [load_clip(folder) for folder in folders]
 
     rows = []
+    if args.runs:
+        for run in args.runs.split(","):
+            steps = sorted(int(path.name.split("_")[-1]) for path in Path(run).glob("checkpoints/step_*"))
+            for step in [step for step in steps if not points or step in points]:
+                scores = score_checkpoint(Path(run) / "checkpoints" / f"step_{step}", args, clips, None)
+                row = summarise(scores, Path(run).name, None, step, None)
+                rows.append(row)
+                report(row, out, args, rows)
+        plot(rows, out / "curve.png")
+        print(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")
+        return 0
     for shift in shifts:
         run = out / f"{args.memory}_shift{shift:g}"
         for step in points:
@@ -142,32 +198,9 @@ def main(argv=None) -> int:
             train_world(config)
             train_seconds = time.perf_counter() - started
             scores = score_checkpoint(run, args, clips, shift)
-            model, copy_last = np.array(scores["model"]), np.array(scores["copy_last"])
-            difference = model - copy_last
-            row = {
-                "memory": args.memory,
-                "shift": shift,
-                "step": step,
-                "psnr": float(model.mean()),
-                "psnr_se": float(model.std(ddof=1) / np.sqrt(len(model))) if len(model) > 1 else 0.0,
-                "copy_last_psnr": float(copy_last.mean()),
-                "vs_copy_last": float(difference.mean()),
-                "vs_copy_last_se": float(difference.std(ddof=1) / np.sqrt(len(model))) if len(model) > 1 else 0.0,
-                "wins_vs_copy_last": int((difference > 0).sum()),
-                "vae_psnr": float(np.mean(scores["vae"])),
-                "clips": len(model),
-                "train_seconds": round(train_seconds, 1),
-                "per_clip": scores,
-            }
+            row = summarise(scores, args.memory, shift, step, train_seconds)
             rows.append(row)
-            print(
-                f"shift {shift:g} step {step}: {row['psnr']:.2f} ± {row['psnr_se']:.2f} dB, copy-last "
-                f"{row['copy_last_psnr']:.2f} dB (model - copy-last {row['vs_copy_last']:+.2f} ± "
-                f"{row['vs_copy_last_se']:.2f}, wins {row['wins_vs_copy_last']}/{row['clips']}), VAE ceiling "
-                f"{row['vae_psnr']:.2f} dB, {train_seconds:.0f} s of training",
-                flush=True,
-            )
-            (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+            report(row, out, args, rows)
     plot(rows, out / "curve.png")
     print(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")
     return 0
