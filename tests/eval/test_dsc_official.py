@@ -53,12 +53,11 @@ def clip_folder(tmp_path_factory):
     return folder
 
 
-def _processor():
+def _processor(size: int = IMAGE_SIZE):
+    """What the official `CLIPProcessor.from_pretrained` builds for a CLIP of input size `size`."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    return CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    )
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
 
 # --- the reference --------------------------------------------------------------------------------
@@ -113,7 +112,8 @@ def _reference_features(model, frames, normalised_boxes):
     valid = [index for index, box in enumerate(normalised_boxes) if box[0] >= 0]
     if not valid:
         raise ValueError("No valid subject boxes were provided.")
-    pixel_values = _processor()([frames[i] for i in valid], return_tensors="pt")["pixel_values"]
+    processor = _processor(model.config.vision_config.image_size)
+    pixel_values = processor([frames[i] for i in valid], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         tokens = model.vision_model(pixel_values=pixel_values).last_hidden_state[:, 1:, :]
     side = int(round(tokens.shape[1] ** 0.5))
