@@ -50,7 +50,9 @@ def bicubic_baseline(frames: "T H W 3", factor: int) -> "T H W 3":
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vae", required=True, help="VAE model folder or training run")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--split", default="test")
@@ -72,7 +74,9 @@ def main(argv=None) -> int:
 
     results = {
         "vae": str(args.vae),
-        "vae_config": {k: v for k, v in vae.config.to_dict().items() if k not in ("latent_shift", "latent_scale")},
+        "vae_config": {
+            k: v for k, v in vae.config.to_dict().items() if k not in ("latent_shift", "latent_scale")
+        },
         "data": str(args.data),
         "split": args.split,
         "clips": len(clips),
@@ -140,7 +144,10 @@ def main(argv=None) -> int:
             )
         longest = max(results["lengths"], key=int)
         axis.plot(
-            results["lengths"][longest]["bicubic_psnr_by_frame"], color="gray", linewidth=1, label="bicubic baseline"
+            results["lengths"][longest]["bicubic_psnr_by_frame"],
+            color="gray",
+            linewidth=1,
+            label="bicubic baseline",
         )
         axis.set_xlabel("frame index in the segment")
         axis.set_ylabel("PSNR (dB)")

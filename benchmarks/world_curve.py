@@ -1,7 +1,8 @@
 """Learning curves of the world model: held-out sample PSNR against training steps, copy-last beside it.
 
     .venv/bin/python benchmarks/world_curve.py --cache runs/ref_cpu/cache/train --vae runs/ref_cpu/vae \
-        --data runs/ref_cpu/data --split val --memory full --shifts 1,2,3,5 --at 150,300 --out runs/shift_sweep
+        --data runs/ref_cpu/data --split val --memory full --shifts 1,2,3,5,10 --at 300 \
+        --out runs/shift_sweep
     .venv/bin/python benchmarks/world_curve.py --cache runs/ref_cpu/cache/train --vae runs/ref_cpu/vae \
         --data runs/ref_cpu/data --split val --memory hydra --shifts 2 --at 250,500,1000,2000 \
         --out runs/curve_hydra
@@ -12,9 +13,10 @@
 With --runs, nothing is trained: the EMA weights of each run's saved checkpoints (RUN/checkpoints/step_N,
 those of --at, or all when --at is not given) are scored, each sampled with the shift it was trained with.
 
-Otherwise, for each timestep shift, one world model is trained with `hybridmem train world` (the same trainer, resumed
-from one checkpoint step to the next), and at every step of `--at` its EMA weights generate the targets of
-`--clips` held-out clips (`--sample-steps` Euler steps, sampled with the same shift it was trained with).
+Otherwise, for each timestep shift, one world model is trained with `hybridmem train world` (the same
+trainer, resumed from one checkpoint step to the next), and at every step of `--at` its EMA weights generate
+the targets of `--clips` held-out clips (`--sample-steps` Euler steps, sampled with the shift it was
+trained with).
 Each generated target is scored by whole-target PSNR (the mean over target frames of per-frame PSNR, as
 `hybridmem eval`) against the ground truth, paired per clip with copy-last (every target frame = the last
 context frame), and with the VAE's own reconstruction of the target (the ceiling any sample decoded through
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hybridmem.data.encode import list_clip_folders
 from hybridmem.data.hmworld import load_clip
@@ -65,7 +66,9 @@ def score_checkpoint(run: Path, args, clips, shift: float | None) -> dict:
         )
         truth = clip.frames[target]
         model.append(whole_target_psnr(generated, truth))
-        copy_last.append(whole_target_psnr(np.repeat(clip.frames[clip.context_frames - 1][None], len(truth), 0), truth))
+        copy_last.append(
+            whole_target_psnr(np.repeat(clip.frames[clip.context_frames - 1][None], len(truth), 0), truth)
+        )
         ceiling.append(whole_target_psnr(pipeline.decode(pipeline.encode(truth)), truth))
     return {"model": model, "copy_last": copy_last, "vae": ceiling}
 
@@ -75,7 +78,10 @@ def summarise(scores: dict, memory: str, shift: float | None, step: int, train_s
     model, copy_last = np.array(scores["model"]), np.array(scores["copy_last"])
     difference = model - copy_last
     count = len(model)
-    standard_error = (lambda values: float(values.std(ddof=1) / np.sqrt(count)) if count > 1 else 0.0)
+
+    def standard_error(values: np.ndarray) -> float:
+        return float(values.std(ddof=1) / np.sqrt(count)) if count > 1 else 0.0
+
     return {
         "memory": memory,
         "shift": shift,
@@ -135,7 +141,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cache", help="training latent cache (hybridmem encode), to train")
     parser.add_argument("--runs", help="comma-separated trained world-model runs to score instead")
     parser.add_argument("--vae", required=True, help="the VAE run the cache was encoded with")
@@ -160,7 +168,9 @@ def main(argv=None) -> int:
         parser.error("pass --cache (train, then score) or --runs (score trained runs' checkpoints)")
     try:
         shifts = [float(value) for value in args.shifts.split(",")]
-        points = sorted(int(value) for value in (args.at or ("" if args.runs else "250,500")).split(",") if value)
+        points = sorted(
+            int(value) for value in (args.at or ("" if args.runs else "250,500")).split(",") if value
+        )
     except ValueError:
         parser.error("--shifts and --at take comma-separated numbers, e.g. --shifts 1,2,3,5 --at 250,500")
     if min(shifts) <= 0 or (points and min(points) < 1):

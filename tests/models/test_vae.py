@@ -179,7 +179,9 @@ def _thumbnail_reference(clip: torch.Tensor, factor: int) -> torch.Tensor:
         channels, height, width = frame.shape
         blocks = frame.reshape(channels, height // factor, factor, width // factor, factor).mean(dim=(2, 4))
         frames.append(
-            torch.nn.functional.interpolate(blocks[None], scale_factor=factor, mode="bicubic", align_corners=False)[0]
+            torch.nn.functional.interpolate(
+                blocks[None], scale_factor=factor, mode="bicubic", align_corners=False
+            )[0]
         )
     return torch.stack(frames)[None]
 

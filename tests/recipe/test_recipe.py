@@ -158,18 +158,34 @@ def test_run_dir_refuses_another_budget(tmp_path):
     with pytest.raises(ConfigError, match="budget 'smoke'"):
         run_recipe(get_budget("cpu"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
     with pytest.raises(ConfigError, match=r"\(world_steps\)"):
-        run_recipe(replace(get_budget("smoke"), world_steps=5), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
+        run_recipe(
+            replace(get_budget("smoke"), world_steps=5),
+            tmp_path,
+            "cpu",
+            gate=_passing_gate,
+            runner=_fake_runner([]),
+        )
     # a reworded description (it carries the measured time) is prose, not a setting: the run resumes
     log = []
     run_recipe(
-        replace(get_budget("smoke"), description="reworded"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log)
+        replace(get_budget("smoke"), description="reworded"),
+        tmp_path,
+        "cpu",
+        gate=_passing_gate,
+        runner=_fake_runner(log),
     )
     assert log == []
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([], fail_at="world-full"))
+        run_recipe(
+            get_budget("smoke"),
+            tmp_path,
+            "cpu",
+            gate=_passing_gate,
+            runner=_fake_runner([], fail_at="world-full"),
+        )
     with pytest.raises(CheckpointError, match="unfinished models"):
         export_run(tmp_path, tmp_path / "exported")
     assert not (tmp_path / "exported").exists()
@@ -292,7 +308,13 @@ def test_summary_of_the_smoke_run(smoke_run, capsys):
 
 def test_summary_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([], fail_at="world-hydra"))
+        run_recipe(
+            get_budget("smoke"),
+            tmp_path,
+            "cpu",
+            gate=_passing_gate,
+            runner=_fake_runner([], fail_at="world-hydra"),
+        )
     with pytest.raises(DataError, match="not finished .*world-hydra.*--budget smoke"):
         results_markdown(tmp_path)
     assert main(["recipe", "summary", str(tmp_path)]) == 2
@@ -327,10 +349,14 @@ def test_vae_trains_at_the_segment_length_the_caches_encode(tmp_path, name):
 
 def test_recipe_until_stops_after_the_named_stage(tmp_path):
     log = []
-    run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log), until="vae")
+    run_recipe(
+        get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log), until="vae"
+    )
     assert log == ["data-train", "data-val", "data-test", "vae"]
     with pytest.raises(ConfigError, match="valid stages: data-train"):
-        run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]), until="x")
+        run_recipe(
+            get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]), until="x"
+        )
 
 
 def test_gate_runs_before_the_caches_and_stops_the_recipe(tmp_path):

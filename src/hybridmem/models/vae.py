@@ -32,7 +32,6 @@ from torch import nn
 from hybridmem.errors import ConfigError
 from hybridmem.models.checkpoint import dataclass_from_dict
 
-
 VAE_DESIGNS = ("causal3d", "grouped")
 
 
@@ -618,11 +617,19 @@ VAE_PRESETS: dict[str, dict] = {
     ),
     # The cpu reference run.
     "grouped-compact": dict(
-        design="grouped", latent_channels=16, base_channels=32, channel_multipliers=(1, 2, 4), num_res_blocks=1
+        design="grouped",
+        latent_channels=16,
+        base_channels=32,
+        channel_multipliers=(1, 2, 4),
+        num_res_blocks=1,
     ),
     # One GPU.
     "grouped-base": dict(
-        design="grouped", latent_channels=16, base_channels=64, channel_multipliers=(1, 2, 4), num_res_blocks=2
+        design="grouped",
+        latent_channels=16,
+        base_channels=64,
+        channel_multipliers=(1, 2, 4),
+        num_res_blocks=2,
     ),
 }
 

@@ -89,8 +89,14 @@ class DiTConfig:
             )
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ConfigError(f"DiTConfig.patch_size must be three positive ints, got {self.patch_size}")
-        if not (isinstance(self.sample_shift, (int, float)) and math.isfinite(self.sample_shift) and self.sample_shift > 0):
-            raise ConfigError(f"DiTConfig.sample_shift must be a finite number > 0, got {self.sample_shift!r}")
+        if not (
+            isinstance(self.sample_shift, (int, float))
+            and math.isfinite(self.sample_shift)
+            and self.sample_shift > 0
+        ):
+            raise ConfigError(
+                f"DiTConfig.sample_shift must be a finite number > 0, got {self.sample_shift!r}"
+            )
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):

@@ -72,8 +72,8 @@ class Budget:
         # train at the length that is encoded.
         if not self.vae_frames == self.context_frames == self.target_frames:
             raise ConfigError(
-                f"budget '{self.name}': vae_frames {self.vae_frames} must equal the segment lengths the caches "
-                f"encode (context_frames {self.context_frames}, target_frames {self.target_frames})"
+                f"budget '{self.name}': vae_frames {self.vae_frames} must equal the segment lengths the "
+                f"caches encode (context_frames {self.context_frames}, target_frames {self.target_frames})"
             )
 
     def to_dict(self) -> dict:

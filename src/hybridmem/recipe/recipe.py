@@ -150,7 +150,8 @@ def plan_stages(
             "--warmup", str(budget.world_warmup), "--shift", str(budget.world_shift),
             "--precision", budget.precision,
             "--save-every", str(budget.save_every), "--keep", str(world_keep),
-            "--val-every", str(budget.val_every), "--val-cache", str(run_dir / "cache" / "val"), "--val-clips", str(budget.val_clips),
+            "--val-every", str(budget.val_every), "--val-cache", str(run_dir / "cache" / "val"),
+            "--val-clips", str(budget.val_clips),
             "--seed", str(budget.seed), "--device", device, "--resume",
         ]  # fmt: skip
         outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors")]

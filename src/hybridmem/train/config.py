@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hybridmem.errors import ConfigError
+from hybridmem.validation import check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
@@ -79,6 +80,7 @@ class WorldTrainConfig:
         ).validate()
 
     def validate(self) -> WorldTrainConfig:
+        check_fields(self)  # range and finiteness of every numeric flag (hybridmem.validation.RULES)
         positive = ("steps", "batch_size", "keep", "log_every", "val_clips")
         for name in positive:
             if getattr(self, name) < 1:
@@ -178,7 +180,7 @@ class VaeTrainConfig:
     recon: str = "l1"  # reconstruction term: l1 | mse
     kl_weight: float = 1e-6
     edge_weight: float = 0.0  # L1 between spatial image gradients: sharper edges, needs no weights
-    norm_windows: int = 32  # training windows encoded at the end to fit the latent shift/scale
+    norm_windows: int = 32  # whole training segments encoded at the end to fit the latent shift/scale
     precision: str = "fp32"
     save_every: int = 500
     keep: int = 3
@@ -191,6 +193,7 @@ class VaeTrainConfig:
     tensorboard: bool = True
 
     def validate(self) -> VaeTrainConfig:
+        check_fields(self)  # range and finiteness of every numeric flag (hybridmem.validation.RULES)
         for name in ("steps", "batch_size", "keep", "log_every", "val_clips", "norm_windows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
@@ -215,10 +218,17 @@ def add_vae_arguments(parser) -> None:
     defaults = VaeTrainConfig(data="", out="")
     parser.add_argument("--data", required=True, help="dataset folder holding split folders of clips")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final/)")
-    parser.add_argument("--preset", default=defaults.preset, help="tiny | small | base")
+    parser.add_argument(
+        "--preset",
+        default=defaults.preset,
+        help="tiny | small | base (causal3d design) | grouped-tiny | grouped-compact | grouped-base",
+    )
     parser.add_argument("--split", default=defaults.split, help="training split folder under --data")
     parser.add_argument(
-        "--val-split", default=None, help="validation split (default: first --val-clips clips)"
+        "--val-split",
+        default=None,
+        help="validation split (default: first --val-clips clips); validation reconstructs their whole "
+        "context and target segments",
     )
     parser.add_argument("--val-clips", type=int, default=defaults.val_clips)
     parser.add_argument(
@@ -244,7 +254,8 @@ def add_vae_arguments(parser) -> None:
         "--norm-windows",
         type=int,
         default=defaults.norm_windows,
-        help="training windows encoded at the end to fit the latent normalisation",
+        help="whole training segments (context/target, as encode caches them) encoded at the end to fit "
+        "the latent normalisation",
     )
     parser.add_argument("--precision", default=defaults.precision, help="fp32 | bf16 | fp16 (CUDA only)")
     parser.add_argument("--save-every", type=int, default=defaults.save_every, help="0: only at the end")

@@ -7,10 +7,13 @@
 Loss per window of `--frames` (4k+1) consecutive frames: reconstruction (L1 or MSE) of a posterior sample
 + kl_weight * KL(posterior || N(0, I)) + edge_weight * L1 between the spatial finite differences of the
 reconstruction and the input (an edge term that sharpens without downloaded perceptual weights).
-Validation reports reconstruction PSNR (posterior mean, frames clamped to [-1, 1], PSNR on [0, 1]).
+Validation reconstructs the WHOLE context and target segments of the validation clips, the lengths that
+`hybridmem encode` and sampling use (posterior mean, frames clamped to [-1, 1], PSNR on [0, 1]), and
+logs the mean, the per-frame-index curve (RUN/validation.json) and its worst index beside copy-last.
+Validating on training-length windows hid a VAE that fell to 11 dB after its 9th frame.
 
-At the end the latent normalisation is fitted on `--norm-windows` training windows (per-channel mean and
-1/std of the posterior means, models.vae.fit_latent_normalization) and stored in the VAE config of
+At the end the latent normalisation is fitted on `--norm-windows` whole training segments (per-channel
+mean and 1/std of the posterior means, models.vae.fit_latent_normalization) and stored in the VAE config of
 RUN/final, so `hybridmem encode` writes zero-mean, unit-variance latents for the world model.
 
 Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channels.
@@ -25,13 +28,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 
+from hybridmem import runlock
 from hybridmem.errors import DataError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import VaeTrainConfig
+from hybridmem.validation import check_vae_step
 
 RESUME_FIXED = ("preset", "batch_size", "seed", "split", "frames")
+# The last whole-segment validation ({"step", **validate_segments(...)}), read by the recipe's VAE gate.
+VALIDATION_FILE = "validation.json"
 
 
 class ClipWindows:
@@ -42,7 +50,7 @@ class ClipWindows:
 
         self.folders = folders
         self.frames = frames
-        self._load = lru_cache(maxsize=256)(lambda index: load_clip(self.folders[index]).frames)
+        self._load = lru_cache(maxsize=256)(lambda index: load_clip(self.folders[index]))
         if self.num_frames(0) < frames:
             raise DataError(
                 f"{folders[0]}: clip has {self.num_frames(0)} frames, fewer than --frames {frames}"
@@ -52,14 +60,19 @@ class ClipWindows:
         return len(self.folders)
 
     def num_frames(self, index: int) -> int:
-        return self._load(index).shape[0]
+        return self._load(index).frames.shape[0]
 
     def window(self, index: int, start: int) -> np.ndarray:
         """ "T H W 3" uint8, frames [start, start + frames) of clip `index`."""
-        frames = self._load(index)
+        frames = self._load(index).frames
         if frames.shape[0] < start + self.frames:
             raise DataError(f"{self.folders[index]}: clip has {frames.shape[0]} frames, fewer than --frames")
         return frames[start : start + self.frames]
+
+    def segments(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(context, target) "T H W 3" uint8 of clip `index`: the whole segments encode caches."""
+        clip = self._load(index)
+        return clip.frames[clip.context], clip.frames[clip.target]
 
 
 def to_model_range(windows: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -103,38 +116,68 @@ def window_start(
 
 
 def psnr(reconstruction: torch.Tensor, frames: torch.Tensor) -> float:
-    """PSNR in dB of videos in [-1, 1], measured on [0, 1]."""
+    """PSNR in dB of videos in [-1, 1], measured on [0, 1] (one number over every pixel)."""
     mse = torch.mean(((reconstruction.clamp(-1, 1) - frames) / 2) ** 2)
     return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
 
 
+def frame_psnr(reconstruction: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each frame of "B T 3 H W" videos in [-1, 1], measured on [0, 1]: "B T"."""
+    mse = torch.mean(((reconstruction.clamp(-1, 1) - frames) / 2) ** 2, dim=(2, 3, 4))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
 @torch.no_grad()
-def validation_psnr(vae, windows: list[np.ndarray], device: torch.device) -> float:
+def validate_segments(vae, data: ClipWindows, count: int, device: torch.device) -> dict:
+    """Reconstruct the whole context and target segments of the first `count` clips (the lengths
+    `hybridmem encode` uses) and score them beside copy-last (every target frame = the last context frame).
+
+    Returns {"psnr": mean over every frame, "psnr_by_frame": {length: per-frame-index mean over segments of
+    that length}, "worst_frame_psnr": lowest per-index mean, "copy_last_psnr": mean over target frames,
+    "segments": how many}.
+    """
     was_training = vae.training
     vae.eval()
-    values = []
-    for window in windows:
-        frames = to_model_range([window], device)
-        values.append(psnr(vae.decode(vae.encode(frames).mode()), frames))
+    by_length: dict[int, list[torch.Tensor]] = {}
+    copy_last = []
+    for index in range(min(count, len(data))):
+        context, target = data.segments(index)
+        for segment in (context, target):
+            frames = to_model_range([segment], device)
+            by_length.setdefault(len(segment), []).append(
+                frame_psnr(vae.decode(vae.encode(frames).mode()), frames)[0].cpu()
+            )
+        target_frames = to_model_range([target], device)
+        last = to_model_range([context[-1:]], device).expand_as(target_frames)
+        copy_last.append(frame_psnr(last, target_frames)[0].cpu())
     vae.train(was_training)
-    return float(np.mean(values))
+    curves = {length: torch.stack(values).mean(0) for length, values in by_length.items()}
+    every = torch.cat([torch.stack(values).flatten() for values in by_length.values()])
+    return {
+        "psnr": float(every.mean()),
+        "psnr_by_frame": {
+            str(length): [round(float(v), 3) for v in curve] for length, curve in curves.items()
+        },
+        "worst_frame_psnr": float(min(curve.min() for curve in curves.values())),
+        "copy_last_psnr": float(torch.cat(copy_last).mean()),
+        "segments": sum(len(values) for values in by_length.values()),
+    }
 
 
 @torch.no_grad()
-def fit_normalization(vae, data: ClipWindows, count: int, frames: int, device: torch.device):
-    """Per-channel (shift, scale) from the posterior means of `count` windows spread over the clips."""
+def fit_normalization(vae, data: ClipWindows, count: int, device: torch.device):
+    """Per-channel (shift, scale) from the posterior means of `count` whole segments (context, target,
+    alternating over the clips): the segments `hybridmem encode` caches, at their own length."""
     from hybridmem.models.vae import fit_latent_normalization
 
     was_training = vae.training
     vae.eval()
     latents = []
     for i in range(count):
-        index = i % len(data)
-        last_start = data.num_frames(index) - frames
-        start = (i // len(data)) * max(1, frames // 2) % (last_start + 1)
-        latents.append(vae.encode(to_model_range([data.window(index, start)], device)).mode().cpu())
+        segment = data.segments(i % len(data))[(i // len(data)) % 2]
+        latents.append(vae.encode(to_model_range([segment], device)).mode().cpu())  # 1 F C h w
     vae.train(was_training)
-    return fit_latent_normalization(torch.cat(latents))
+    return fit_latent_normalization(torch.cat([rearrange(z, "b f c h w -> (b f) 1 c h w") for z in latents]))
 
 
 def train_vae(config: VaeTrainConfig) -> dict:
@@ -148,15 +191,16 @@ def train_vae(config: VaeTrainConfig) -> dict:
     ctx = distributed.init_distributed(config.device)
     device = ctx.device
     common.check_precision(config.precision, device)
-    out = Path(config.out)
+    out = runlock.check_out_folder(config.out)
+    lock = None
     try:
         # 1. data
         data = ClipWindows(list_clip_folders(config.data, config.split), config.frames)
+        check_vae_step(config, data.window(0, 0).shape, device)  # memory, before any allocation
         if config.val_split:
             val_data = ClipWindows(list_clip_folders(config.data, config.val_split), config.frames)
         else:
             val_data = data
-        val_windows = [val_data.window(i, 0) for i in range(min(config.val_clips, len(val_data)))]
 
         # 2. model and optimizer
         torch.manual_seed(config.seed)
@@ -166,7 +210,8 @@ def train_vae(config: VaeTrainConfig) -> dict:
         # posterior samples are drawn on the device, from this rank's generator (saved in checkpoints)
         generator = common.rank_generator(config.seed, ctx.rank, device)
 
-        # 3. resume, or refuse to overwrite
+        # 3. lock the run folder (rank 0: a second run into it is refused); resume, or refuse to overwrite
+        lock = runlock.acquire(out, "train vae") if ctx.is_main else None
         start_step, generator = train_state.resume_or_refuse(
             out,
             config,
@@ -252,15 +297,23 @@ def train_vae(config: VaeTrainConfig) -> dict:
                     },
                 )
             if ctx.is_main and config.val_every and (done % config.val_every == 0 or done == config.steps):
-                last_psnr = validation_psnr(vae, val_windows, device)
-                logger.log(done, {"val_psnr": last_psnr})
-                logger.message(f"step {done}: validation reconstruction PSNR {last_psnr:.2f} dB")
+                scores = validate_segments(vae, val_data, config.val_clips, device)
+                last_psnr = scores["psnr"]
+                logger.log(
+                    done,
+                    {"val_psnr": last_psnr, "val_worst_frame_psnr": scores["worst_frame_psnr"]},
+                )
+                train_state.write_json_atomically(out / VALIDATION_FILE, {"step": done, **scores})
+                logger.message(
+                    f"step {done}: whole-segment reconstruction PSNR {last_psnr:.2f} dB (worst frame index "
+                    f"{scores['worst_frame_psnr']:.2f} dB; copy-last {scores['copy_last_psnr']:.2f} dB)"
+                )
             if (config.save_every and done % config.save_every == 0) or done == config.steps:
                 save(done)
 
         # 6. latent normalisation from training latents, stored in the final VAE's config
         if ctx.is_main:
-            shift, scale = fit_normalization(vae, data, config.norm_windows, config.frames, device)
+            shift, scale = fit_normalization(vae, data, config.norm_windows, device)
             vae.set_latent_normalization(shift, scale)
             train_state.save_final_model(vae, out / "final", save_model_fn=save_model)
             logger.message(f"done: step {config.steps}, VAE with latent normalisation in {out / 'final'}")
@@ -273,4 +326,6 @@ def train_vae(config: VaeTrainConfig) -> dict:
             "val_psnr": last_psnr,
         }
     finally:
+        if lock is not None:
+            lock.release()
         distributed.cleanup(ctx)
