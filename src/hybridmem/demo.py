@@ -79,11 +79,19 @@ class SamplingGenerator:
 
 
 def run_demo(
-    out: str | Path, assets: str | Path | None = None, device: str = "cpu", clips: int = DEMO_CLIPS
+    out: str | Path,
+    assets: str | Path | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    clips: int = DEMO_CLIPS,
 ) -> dict:
     """Render `clips` test clips, generate, score, write; returns {"video", "gif", "table", "clip",
-    "summary"}."""
+    "summary"}.
+
+    Results already in `out` from other checkpoints (or not made by the demo) are refused unless
+    `overwrite` (hybridmem.runlock via the benchmark's run_evaluation)."""
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
+    from hybridmem.runlock import refuse_foreign
     from hybridmem.recipe.export import default_assets_dir
 
     if clips < 1:
@@ -109,6 +117,7 @@ def run_demo(
         f"hybridmem demo: rendering {clips} test clip(s) ({world.width}x{world.height}, seed {DEMO_SEED})",
         flush=True,
     )
+    refuse_foreign(out, ("aggregate.json", "report.md"), overwrite)  # before rendering anything
     generate(world, out / "world", num_clips=clips, split="test", workers=1)
     # 3. generate with hydra and full, score, write the side-by-side video and the table
     print(f"hybridmem demo: generating with {' and '.join(DEMO_MODELS)} from {assets}", flush=True)
@@ -123,6 +132,7 @@ def run_demo(
         seed=DEMO_SEED,
         device=device,
         side_by_side_clips=1,
+        overwrite=overwrite,
     )
     generators = {
         name: SamplingGenerator(assets / name, assets / "vae", device, config.steps) for name in DEMO_MODELS
@@ -141,7 +151,9 @@ def run_demo(
 def run(args: argparse.Namespace) -> int:
     from hybridmem.train.distributed import resolve_device
 
-    result = run_demo(args.out, args.assets, str(resolve_device(args.device)), clips=args.clips)
+    result = run_demo(
+        args.out, args.assets, str(resolve_device(args.device)), overwrite=args.overwrite, clips=args.clips
+    )
     print(result["table"].read_text())
     print(f"hybridmem demo: video {result['video']} (and {result['gif'].name}), table {result['table']}")
     return 0
@@ -166,5 +178,11 @@ def register(subparsers) -> None:
         default=DEMO_CLIPS,
         help=f"test clips to render and score (default {DEMO_CLIPS}); the paired confidence intervals "
         "need at least 2",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results already in --out made from other checkpoints or by another command "
+        "(default: refuse; a rerun with the same checkpoints reuses its clip and generations)",
     )
     parser.set_defaults(func=run)

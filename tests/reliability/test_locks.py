@@ -116,6 +116,7 @@ def test_lock_is_reentrant_in_one_process_and_refuses_a_file(tmp_path):
     assert (tmp_path / "file.mp4").read_bytes() == b"x"
 
 
+@pytest.mark.slow  # two processes importing torch; the in-process case is the `train world` row above
 def test_two_train_world_runs_into_one_out(inputs, tmp_path):
     """Issue 12 case 6: the second run exited 0 and the first's weights were silently lost."""
     out = tmp_path / "run"

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         lpips_backbone=args.lpips_backbone,
         side_by_side_clips=args.side_by_side_clips,
+        overwrite=args.overwrite,
     )
     summary = run_evaluation(config)
     print(markdown_report(summary))
@@ -49,6 +50,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     folder = Path(args.evaldir)
     summary = read_json(folder / "aggregate.json")
+    check_aggregate(summary, folder / "aggregate.json")
     if "per_clip" not in summary:  # written before aggregate.json carried every clip's numbers
         from hybridmem.eval.report import load_per_clip
 
@@ -62,6 +64,20 @@ def report_command(args: argparse.Namespace) -> int:
         print("## Next to the paper (different scale and data)\n")
         print(comparison)
     return 0
+
+
+def check_aggregate(summary, path: Path) -> None:
+    """DataError naming the field when aggregate.json lacks what the report reads (hand-edited, foreign)."""
+    from hybridmem.errors import DataError
+
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(summary).__name__}; rerun `hybridmem eval`")
+    methods = summary.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise DataError(f"{path}: field 'methods' missing or empty; rerun `hybridmem eval` to rewrite it")
+    for name, entry in methods.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+            raise DataError(f"{path}: methods.{name}.metrics missing or not an object; rerun `hybridmem eval`")
 
 
 def register(subparsers) -> None:
@@ -104,6 +120,12 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for generation and metric models")
     parser.add_argument("--lpips-backbone", default="alex", help="LPIPS network: alex (default) or vgg")
     parser.add_argument("--side-by-side-clips", type=int, default=1, help="clips that get a comparison video")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute results already in --out that were made from other data, checkpoints or settings "
+        "(default: refuse them; a rerun with the same inputs resumes)",
+    )
     parser.set_defaults(func=_run_or_fail(parser))
 
     commands = parser.add_subparsers(dest="eval_command", metavar="{report}")

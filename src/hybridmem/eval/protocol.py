@@ -18,6 +18,8 @@ Output folder (EVALDIR):
                                       paired differences with 95% bootstrap intervals over clips
     reentry_psnr.png                  per-frame PSNR aligned on the re-entry frame, one line per method
     side_by_side/<clip>.mp4, .gif     ground truth and each method, re-entry frame marked
+    run.json                          the inputs (data, checkpoint and VAE content hashes, metric settings):
+                                      a rerun with other inputs is refused, or recomputed with --overwrite
 
 Metrics whose weights are missing are recorded as "not computed: weights not found at PATH".
 Shape letters: T frames (Tc context, Tt target), H/W pixels, S subjects.
@@ -26,12 +28,14 @@ Shape letters: T frames (Tc context, Tt target), H/W pixels, S subjects.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hybridmem import runlock
 from hybridmem.errors import ConfigError, DataError
 from hybridmem.eval import metrics as pixel
 from hybridmem.eval import report
@@ -97,8 +101,11 @@ def cache_path(out: Path, method: str, clip_id: str) -> Path:
     return out / "generations" / method / f"{clip_id}.npz"
 
 
-def save_generation(path: Path, frames: "Tt H W 3", seed: int, steps: int | None, source: str) -> None:
-    """Frames plus what made them (seed, steps, checkpoint or baseline), so a rerun can check it."""
+def save_generation(
+    path: Path, frames: "Tt H W 3", seed: int, steps: int | None, source: str, inputs: str = ""
+) -> None:
+    """Frames plus what made them (seed, steps, checkpoint or baseline, and `inputs`: the content hashes
+    of the checkpoint, VAE and clip), so a rerun can check it."""
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
@@ -106,15 +113,19 @@ def save_generation(path: Path, frames: "Tt H W 3", seed: int, steps: int | None
         seed=np.int64(seed),
         steps=np.int64(-1 if steps is None else steps),
         source=np.array(source),
+        inputs=np.array(inputs),
     )
     report.write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_generation(path: Path, seed: int, steps: int | None, source: str) -> np.ndarray | None:
+def load_generation(
+    path: Path, seed: int, steps: int | None, source: str, inputs: str = "", overwrite: bool = False
+) -> np.ndarray | None:
     """Cached frames; None if there is no readable cache file (then the clip is generated again).
 
-    Raises ConfigError when the cache was made with another seed, step count or checkpoint: reusing it
-    would silently report the old setting.
+    Raises ConfigError when the cache was made with another seed, step count, checkpoint or `inputs`
+    (checkpoint, VAE or clip content): reusing it would silently report the old setting. With `overwrite`
+    such a file is generated again instead; a file that predates `inputs` cannot be checked and is too.
     """
     if not path.is_file():
         return None
@@ -122,14 +133,21 @@ def load_generation(path: Path, seed: int, steps: int | None, source: str) -> np
         with np.load(path) as archive:
             frames = archive["frames"]
             made_with = (int(archive["seed"]), int(archive["steps"]), str(archive["source"]))
+            made_from = str(archive["inputs"]) if "inputs" in archive.files else None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
     wanted = (seed, -1 if steps is None else steps, source)
-    if made_with != wanted:
+    if made_with != wanted or (inputs and made_from is not None and made_from != inputs):
+        if overwrite:
+            return None
+        what = "(seed, steps, source)" if made_with != wanted else "other checkpoint, VAE or clip contents"
         raise ConfigError(
-            f"{path}: cached generation was made with (seed, steps, source) = {made_with}, this run asks for "
-            f"{wanted}; use another --out, or delete {path.parent} to regenerate"
+            f"{path}: cached generation was made with {what} = {made_with if made_with != wanted else made_from}, "
+            f"this run asks for {wanted if made_with != wanted else inputs}; pass --overwrite to regenerate, "
+            "or use another --out"
         )
+    if inputs and made_from is None:
+        return None
     return frames
 
 
@@ -288,6 +306,7 @@ class EvalConfig:
     device: str = "cpu"
     lpips_backbone: str = "alex"
     side_by_side_clips: int = 1  # how many clips (those with a re-entry first) get a side-by-side video
+    overwrite: bool = False  # recompute results in `out` made from other inputs (default: refuse them)
 
     def validate(self) -> None:
         if not self.checkpoints and not self.baselines:
@@ -343,7 +362,38 @@ def list_clips(config: EvalConfig) -> list[Path]:
     return folders[: config.num_clips] if config.num_clips else folders
 
 
+def eval_inputs(config: EvalConfig, names: list[str]) -> dict:
+    """What the results in EVALDIR depend on, recorded in EVALDIR/run.json (hybridmem.runlock): the data,
+    each method's checkpoint content hash, the VAE's, and the metric settings. Seed and steps are checked
+    per generation file; --num-clips may grow; --weights-dir may fill in metrics later."""
+    checkpoints = dict(zip(names, config.checkpoints, strict=False))
+    return {
+        "data": str(Path(config.data).resolve()),
+        "split": config.split,
+        "methods": {name: runlock.model_identity(checkpoints.get(name)) or name for name in names},
+        "vae": runlock.model_identity(config.vae) if config.checkpoints else None,
+        "boxes": config.boxes,
+        "dsc_definition": config.dsc_definition,
+        "lpips_backbone": config.lpips_backbone,
+    }
+
+
 def run_evaluation(
+    config: EvalConfig, *, generators: dict | None = None, clip_loader=None, progress=True
+) -> dict:
+    """`_run_evaluation` with EVALDIR locked (a second writer is refused) and its inputs checked against
+    EVALDIR/run.json: results of other inputs are refused, or recomputed with `config.overwrite`."""
+    config.validate()
+    out = runlock.check_out_folder(config.out)
+    with runlock.hold(out, "eval"):
+        runlock.check_inputs(
+            out, "eval", eval_inputs(config, method_names(config)), overwrite=config.overwrite,
+            outputs=("aggregate.json", "report.md"),
+        )  # fmt: skip
+        return _run_evaluation(config, generators=generators, clip_loader=clip_loader, progress=progress)
+
+
+def _run_evaluation(
     config: EvalConfig, *, generators: dict | None = None, clip_loader=None, progress=True
 ) -> dict:
     """Generate (or reuse), score, aggregate and report; returns the aggregate summary.
@@ -369,6 +419,8 @@ def run_evaluation(
                 lazy[method] = PipelineGenerator(checkpoint, config.vae, config.device, config.steps, method)
         return lazy[method]
 
+    identities = eval_inputs(config, names)  # content hashes of each method's checkpoint and the VAE
+
     # 1. per clip: generate or reuse, then score every method
     records = {method: [] for method in names}
     curves = {method: [] for method in names}
@@ -392,11 +444,15 @@ def run_evaluation(
                 if method in config.baselines
                 else str(Path(config.checkpoints[names.index(method)]).resolve())
             )
-            predicted = load_generation(path, seed, config.steps, source)
+            inputs = json.dumps(
+                {"method": identities["methods"][method], "vae": identities["vae"] if method not in
+                 config.baselines else None, "clip_sha256": runlock.clip_sha256(folder)}, sort_keys=True,
+            )  # fmt: skip
+            predicted = load_generation(path, seed, config.steps, source, inputs, config.overwrite)
             if predicted is None or predicted.shape != clip.frames[clip.target].shape:
                 predicted = np.asarray(generator(method).generate(clip, seed), dtype=np.uint8)
                 pixel.check_videos(predicted, clip.frames[clip.target])
-                save_generation(path, predicted, seed, config.steps, source)
+                save_generation(path, predicted, seed, config.steps, source, inputs)
             predictions[method] = predicted
             record = evaluate_clip(clip, predicted, models, config.boxes, config.dsc_definition)
             record.update(clip=clip_id, method=method, seed=seed, source=str(folder))
