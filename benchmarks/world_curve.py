@@ -185,9 +185,9 @@ def main(argv=None) -> int:
     rows = []
     if args.runs:
         for run in args.runs.split(","):
-            steps = sorted(int(path.name.split("_")[-1]) for path in Path(run).glob("checkpoints/step_*"))
-            for step in [step for step in steps if not points or step in points]:
-                scores = score_checkpoint(Path(run) / "checkpoints" / f"step_{step}", args, clips, None)
+            saved = {int(path.name.split("_")[-1]): path for path in Path(run).glob("checkpoints/step_*")}
+            for step in sorted(step for step in saved if not points or step in points):
+                scores = score_checkpoint(saved[step], args, clips, None)
                 row = summarise(scores, Path(run).name, None, step, None)
                 rows.append(row)
                 report(row, out, args, rows)
