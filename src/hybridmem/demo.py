@@ -44,7 +44,7 @@ def check_assets(folder: str | Path) -> dict:
         raise AssetsMissingError(
             f"no shipped checkpoints in {folder} (missing {missing[0]}"
             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-            + "). Produce them with `hybridmem recipe --budget cpu --out runs/ref_cpu` (1.6 h on a "
+            + "). Produce them with `hybridmem recipe --budget cpu --out runs/ref_cpu` (1.4 h on a "
             "2-core CPU) then `hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints`, "
             "or pass --assets DIR pointing at an exported folder"
         )
@@ -91,8 +91,8 @@ def run_demo(
     Results already in `out` from other checkpoints (or not made by the demo) are refused unless
     `overwrite` (hybridmem.runlock via the benchmark's run_evaluation)."""
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
-    from hybridmem.runlock import refuse_foreign
     from hybridmem.recipe.export import default_assets_dir
+    from hybridmem.runlock import refuse_foreign
 
     if clips < 1:
         raise ConfigError(f"--clips must be >= 1, got {clips}")

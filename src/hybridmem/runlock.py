@@ -185,8 +185,9 @@ def acquire(folder: str | os.PathLike, command: str, name: str = "", flag: str =
             and process_alive(holder["pid"], holder.get("start_time"))
         ):
             raise RunLockedError(
-                f"{flag} {folder}: {lock_path(folder, name).name} names a live process, {_describe(holder)}, "
-                f"although its lock is free (a filesystem without flock?); wait for it, or choose another {flag}"
+                f"{flag} {folder}: {lock_path(folder, name).name} names a live process, "
+                f"{_describe(holder)}, although its lock is free (a filesystem without flock?); wait for it, "
+                f"or choose another {flag}"
             )
         record = json.dumps(_holder_record(command)).encode()
         os.ftruncate(fd, 0)
@@ -279,7 +280,9 @@ def read_record(folder: str | os.PathLike) -> dict | None:
             f"{path}: unreadable identity record ({error}); delete it and rerun with --overwrite"
         ) from error
     if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
-        raise ConfigError(f"{path}: field 'inputs' missing or not an object; delete it and rerun with --overwrite")
+        raise ConfigError(
+            f"{path}: field 'inputs' missing or not an object; delete it and rerun with --overwrite"
+        )
     return record
 
 
@@ -301,7 +304,9 @@ def differences(old: dict, new: dict) -> list[str]:
         return text if len(text) <= 80 else text[:77] + "..."
 
     keys = sorted(set(old) | set(new))
-    return [f"{k}: {short(old.get(k))} there, {short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {short(old.get(k))} there, {short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)
+    ]
 
 
 def refuse_foreign(folder: str | os.PathLike, outputs: tuple[str, ...], overwrite: bool = False) -> list[str]:

@@ -52,7 +52,9 @@ class Range:
         too_low = value < self.low or (self.low_open and value == self.low)
         too_high = value > self.high or (self.high_open and value == self.high)
         if too_low or too_high:
-            return f"{_number(value)} is out of range: {self.describe()}" + (f" ({self.why})" if self.why else "")
+            return f"{_number(value)} is out of range: {self.describe()}" + (
+                f" ({self.why})" if self.why else ""
+            )
         return None
 
 
@@ -204,10 +206,11 @@ def check_memory(needed: float, what: str, fix: str, device=None) -> None:
     """ConfigError when the lower bound `needed` (bytes) exceeds what the device has; says what to lower."""
     available = available_memory(device)
     if available is not None and needed > available:
+        on_gpu = device is not None and str(device).startswith("cuda")
+        where = f"on {device}" if on_gpu else "of memory available"
         raise ConfigError(
             f"{what} needs at least {format_bytes(needed)}, more than the {format_bytes(available)} "
-            f"{'on ' + str(device) if device is not None and str(device).startswith('cuda') else 'of memory available'}; "
-            f"{fix}"
+            f"{where}; {fix}"
         )
 
 
@@ -216,8 +219,8 @@ def check_vae_step(config, window_shape: tuple, device=None) -> None:
     frames, height, width = window_shape[:3]
     check_memory(
         vae_step_bytes(config.preset, config.batch_size, frames, height, width),
-        f"train vae: a step of --batch-size {config.batch_size} windows of {frames} frames of {width}x{height} "
-        f"with preset '{config.preset}'",
+        f"train vae: a step of --batch-size {config.batch_size} windows of {frames} frames of "
+        f"{width}x{height} with preset '{config.preset}'",
         "lower --batch-size (or --frames)",
         device,
     )

@@ -18,7 +18,6 @@ import numpy as np
 from hybridmem.cli import main
 from hybridmem.world import generate as gen
 from hybridmem.world.config import WorldConfig
-
 from world.test_generate import FakeRenderer, fake_plan_clip  # tests/ is on sys.path (rootdir packages)
 
 TINY_WORLD = dict(width=32, height=32, context_frames=9, target_frames=9, min_hidden_frames=3, supersample=1)

@@ -55,7 +55,10 @@ FLAG_CASES = {
     "train world --ema-decay 1": (lambda i, o: _train_world(i, o, "--ema-decay", "1"), "--ema-decay"),
     "train world --grad-clip nan": (lambda i, o: _train_world(i, o, "--grad-clip", "nan"), "--grad-clip"),
     "train world --shift inf": (lambda i, o: _train_world(i, o, "--shift", "inf"), "--shift"),
-    "train world --weight-decay -inf": (lambda i, o: _train_world(i, o, "--weight-decay", "-inf"), "--weight-decay"),
+    "train world --weight-decay -inf": (
+        lambda i, o: _train_world(i, o, "--weight-decay", "-inf"),
+        "--weight-decay",
+    ),
     "train world --warmup -1": (lambda i, o: _train_world(i, o, "--warmup", "-1"), "--warmup"),
     "train world --steps 10^30": (lambda i, o: _train_world(i, o, "--steps", "1" + "0" * 30), "--steps"),
     "train vae --lr 1e30": (lambda i, o: _train_vae(i, o, "--lr", "1e30"), "--lr"),
@@ -69,22 +72,45 @@ FLAG_CASES = {
     "world generate --workers 0": (lambda i, o: _generate(i, o, "--workers", "0"), "--workers"),
     "world generate --video-crf 99": (lambda i, o: _generate(i, o, "--video-crf", "99"), "--video-crf"),
     "world generate --visible-threshold 2": (
-        lambda i, o: _generate(i, o, "--visible-threshold", "2"), "--visible-threshold"
+        lambda i, o: _generate(i, o, "--visible-threshold", "2"),
+        "--visible-threshold",
     ),
     "world generate --shard 3/2": (lambda i, o: _generate(i, o, "--shard", "3/2"), "--shard"),
     "world preview --scale 100000": (
-        lambda i, o: ["world", "preview", i["data"] / "train" / "000000", "--out", o / "p.png", "--scale",
-                      "100000"], "--scale"),  # fmt: skip
+        lambda i, o: [
+            "world",
+            "preview",
+            i["data"] / "train" / "000000",
+            "--out",
+            o / "p.png",
+            "--scale",
+            "100000",
+        ],
+        "--scale",
+    ),  # fmt: skip
     "world preview --columns 0": (
-        lambda i, o: ["world", "preview", i["data"] / "train" / "000000", "--out", o / "p.png", "--columns",
-                      "0"], "--columns"),  # fmt: skip
+        lambda i, o: [
+            "world",
+            "preview",
+            i["data"] / "train" / "000000",
+            "--out",
+            o / "p.png",
+            "--columns",
+            "0",
+        ],
+        "--columns",
+    ),  # fmt: skip
     "encode --shard 2/2": (
-        lambda i, o: ["encode", "--data", i["data"], "--vae", i["vae"], "--out", o, "--shard", "2/2"], "--shard"
+        lambda i, o: ["encode", "--data", i["data"], "--vae", i["vae"], "--out", o, "--shard", "2/2"],
+        "--shard",
     ),
     "eval --seed -1": (lambda i, o: _eval(i, o, "--seed", "-1"), "--seed"),
     "eval --num-clips 0": (lambda i, o: _eval(i, o, "--num-clips", "0"), "--num-clips"),
     "eval --steps 0": (lambda i, o: _eval(i, o, "--steps", "0"), "--steps"),
-    "eval --side-by-side-clips -1": (lambda i, o: _eval(i, o, "--side-by-side-clips", "-1"), "--side-by-side"),
+    "eval --side-by-side-clips -1": (
+        lambda i, o: _eval(i, o, "--side-by-side-clips", "-1"),
+        "--side-by-side",
+    ),
     "sample --shift nan": (
         lambda i, o: ["sample", "--checkpoint", o, "--vae", i["vae"], "--out", o / "s.mp4", "--shift", "nan"],
         "--shift",
@@ -103,8 +129,13 @@ FILE_OUT_CASES = {
     "train vae": lambda i, f: _train_vae(i, f),
     "eval": lambda i, f: _eval(i, f),
     "recipe": lambda i, f: ["recipe", "--budget", "smoke", "--out", f],
-    "world preview (a folder)": lambda i, f: ["world", "preview", i["data"] / "train" / "000000", "--out",
-                                              f.parent / "folder.png"],  # fmt: skip
+    "world preview (a folder)": lambda i, f: [
+        "world",
+        "preview",
+        i["data"] / "train" / "000000",
+        "--out",
+        f.parent / "folder.png",
+    ],  # fmt: skip
 }
 
 

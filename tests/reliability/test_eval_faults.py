@@ -28,7 +28,9 @@ def _eval(data, out, *flags):
 
 
 def _frames(out):
-    return {path.name: np.load(path)["frames"] for path in sorted((out / "generations" / "copy-last").glob("*"))}
+    return {
+        path.name: np.load(path)["frames"] for path in sorted((out / "generations" / "copy-last").glob("*"))
+    }
 
 
 def test_generations_of_another_dataset_are_refused_or_recomputed(datasets, tmp_path):

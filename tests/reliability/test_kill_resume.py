@@ -73,7 +73,8 @@ def test_train_world_killed_then_resumed(tmp_path):
 
 def test_train_vae_killed_then_resumed(data, tmp_path):
     argv = ["train", "vae", "--data", data, "--device", "cpu", "--preset", "tiny", "--steps", 8,
-            "--save-every", 2, "--batch-size", 1, "--val-clips", 1, "--norm-windows", 2, "--frames", 5]  # fmt: skip
+            "--save-every", 2, "--batch-size", 1, "--val-clips", 1, "--norm-windows", 2,
+            "--frames", 5]  # fmt: skip
     assert run_cli([*argv, "--out", tmp_path / "straight"])[0] == 0
     killed = tmp_path / "killed"
     _kill_when([*argv, "--out", killed], lambda: train_state.latest_checkpoint(killed) is not None)
@@ -89,7 +90,10 @@ def test_eval_killed_then_rerun(data, tmp_path):
     killed = tmp_path / "killed"
     _kill_when([*argv, "--out", killed], lambda: any((killed / "generations").rglob("*.npz")))
     assert run_cli([*argv, "--out", killed])[0] == 0
-    methods = [json.loads((folder / "aggregate.json").read_text())["methods"] for folder in (killed, tmp_path / "straight")]
+    methods = [
+        json.loads((folder / "aggregate.json").read_text())["methods"]
+        for folder in (killed, tmp_path / "straight")
+    ]
     assert methods[0] == methods[1]
 
 
@@ -101,5 +105,8 @@ def test_recipe_smoke_killed_then_rerun(tmp_path):
     _kill_when([*argv, "--out", killed], lambda: train_state.latest_checkpoint(killed / "vae") is not None)
     code, err = run_cli([*argv, "--out", killed])
     assert code == 0, err
-    aggregates = [json.loads((folder / "eval" / "aggregate.json").read_text()) for folder in (killed, tmp_path / "straight")]
+    aggregates = [
+        json.loads((folder / "eval" / "aggregate.json").read_text())
+        for folder in (killed, tmp_path / "straight")
+    ]
     assert aggregates[0]["methods"] == aggregates[1]["methods"]

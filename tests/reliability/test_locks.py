@@ -13,8 +13,8 @@ import pytest
 
 from hybridmem import runlock
 from hybridmem.errors import ConfigError
-
 from train.helpers import make_latent_cache
+
 from .helpers import (
     hybridmem,
     kill9,
@@ -40,18 +40,56 @@ def inputs(tmp_path_factory):
 # command -> (argv given the inputs and --out, lock name)
 COMMANDS = {
     "world generate": (lambda i, out: ["world", "generate", "--num-clips", 1, "--out", out], "generate-0of1"),
-    "encode": (lambda i, out: ["encode", "--data", i["data"], "--vae", i["vae"], "--out", out], "encode-0of1"),
+    "encode": (
+        lambda i, out: ["encode", "--data", i["data"], "--vae", i["vae"], "--out", out],
+        "encode-0of1",
+    ),
     "train world": (
-        lambda i, out: ["train", "world", "--cache", i["cache"], "--out", out, "--steps", 2, "--device", "cpu"],
+        lambda i, out: [
+            "train",
+            "world",
+            "--cache",
+            i["cache"],
+            "--out",
+            out,
+            "--steps",
+            2,
+            "--device",
+            "cpu",
+        ],
         "",
     ),
     "train vae": (
-        lambda i, out: ["train", "vae", "--data", i["data"], "--out", out, "--steps", 2, "--device", "cpu",
-                        "--val-clips", 1, "--norm-windows", 1],
+        lambda i, out: [
+            "train",
+            "vae",
+            "--data",
+            i["data"],
+            "--out",
+            out,
+            "--steps",
+            2,
+            "--device",
+            "cpu",
+            "--val-clips",
+            1,
+            "--norm-windows",
+            1,
+        ],
         "",
     ),  # fmt: skip
     "eval": (
-        lambda i, out: ["eval", "--baseline", "copy-last", "--data", i["data"], "--split", "train", "--out", out],
+        lambda i, out: [
+            "eval",
+            "--baseline",
+            "copy-last",
+            "--data",
+            i["data"],
+            "--split",
+            "train",
+            "--out",
+            out,
+        ],
         "",
     ),
     "recipe": (lambda i, out: ["recipe", "--budget", "smoke", "--out", out], ""),

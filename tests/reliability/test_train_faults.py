@@ -85,7 +85,18 @@ def test_huge_world_batch_is_refused_before_allocation(latent_cache, tmp_path, s
 
 def test_huge_vae_batch_is_refused_before_allocation(tmp_path, small_machine):
     data = tiny_dataset(tmp_path / "data", num_clips=1)
-    argv = ["train", "vae", "--data", data, "--out", tmp_path / "run", "--batch-size", 100000, "--device", "cpu"]
+    argv = [
+        "train",
+        "vae",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--batch-size",
+        100000,
+        "--device",
+        "cpu",
+    ]
     code, err = run_cli(argv)
     assert code == 2 and "--batch-size" in err and "needs at least" in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()

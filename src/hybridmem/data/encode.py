@@ -154,7 +154,9 @@ def encode_split(
         "vae": str(Path(vae_dir).resolve()),
         # the JSON form, as read back from cache.json: the config's tuples are lists there
         "vae_config": runlock.normalised(vae.config.to_dict()),
-        "vae_sha256": runlock.model_sha256(vae_dir) if (Path(vae_dir) / "model.safetensors").is_file() else None,
+        "vae_sha256": runlock.model_sha256(vae_dir)
+        if (Path(vae_dir) / "model.safetensors").is_file()
+        else None,
         "split": split,
         "data": str(Path(data_dir).resolve()),
         "temporal_stride": vae_temporal_stride(vae),
@@ -185,8 +187,8 @@ def check_same_cache(out_dir: Path, existing: dict, index: dict) -> None:
     ]
     if changed:
         raise DataError(
-            f"{out_dir}: holds latents of another VAE, --store-logvar setting or dataset ({'; '.join(changed)}); "
-            "pass a new --out folder or delete this cache"
+            f"{out_dir}: holds latents of another VAE, --store-logvar setting or dataset "
+            f"({'; '.join(changed)}); pass a new --out folder or delete this cache"
         )
 
 

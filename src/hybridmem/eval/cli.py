@@ -71,13 +71,17 @@ def check_aggregate(summary, path: Path) -> None:
     from hybridmem.errors import DataError
 
     if not isinstance(summary, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(summary).__name__}; rerun `hybridmem eval`")
+        raise DataError(
+            f"{path}: expected a JSON object, got {type(summary).__name__}; rerun `hybridmem eval`"
+        )
     methods = summary.get("methods")
     if not isinstance(methods, dict) or not methods:
         raise DataError(f"{path}: field 'methods' missing or empty; rerun `hybridmem eval` to rewrite it")
     for name, entry in methods.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
-            raise DataError(f"{path}: methods.{name}.metrics missing or not an object; rerun `hybridmem eval`")
+            raise DataError(
+                f"{path}: methods.{name}.metrics missing or not an object; rerun `hybridmem eval`"
+            )
 
 
 def register(subparsers) -> None:

@@ -142,7 +142,8 @@ def load_generation(
             return None
         what = "(seed, steps, source)" if made_with != wanted else "other checkpoint, VAE or clip contents"
         raise ConfigError(
-            f"{path}: cached generation was made with {what} = {made_with if made_with != wanted else made_from}, "
+            f"{path}: cached generation was made with {what} = "
+            f"{made_with if made_with != wanted else made_from}, "
             f"this run asks for {wanted if made_with != wanted else inputs}; pass --overwrite to regenerate, "
             "or use another --out"
         )

@@ -113,14 +113,15 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: 1.64 h end to end on the 2-core reference machine, measured 2026-11-26
+    # The shipped checkpoints: about 1.4 h end to end on the 2-core reference machine, measured 2026-11-29
     # (docs/REFERENCE_RUN.md has the stage times). 33+33 frames = 9+9 latent frames; window 3 and top-k 4
     # make the memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of
     # the 8-9 memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M
-    # parameters, hydra 2.46M with its tokenizer) put VAE + four models at 32 MB, under the 40 MB cap.
+    # parameters, hydra 2.47M with its tokenizer) and the grouped-compact VAE (1.68M) come to 35 MB, under
+    # the 40 MB cap.
     "cpu": Budget(
         name="cpu",
-        description="1.6 h on a 2-core CPU (measured); the checkpoints shipped with the package",
+        description="1.4 h on a 2-core CPU (measured); the checkpoints shipped with the package",
         width=128,
         height=128,
         context_frames=33,

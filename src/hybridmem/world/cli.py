@@ -110,7 +110,12 @@ def run_preview(args) -> int:
     from hybridmem.world.preview import write_preview
 
     path = write_preview(
-        args.clip, args.out, columns=args.columns, every=args.every, scale=args.scale, overwrite=args.overwrite
+        args.clip,
+        args.out,
+        columns=args.columns,
+        every=args.every,
+        scale=args.scale,
+        overwrite=args.overwrite,
     )
     print(f"world preview: wrote {path}", file=sys.stderr)
     return 0

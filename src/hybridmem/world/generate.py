@@ -384,7 +384,9 @@ def _check_dataset_file(out: Path, config: WorldConfig, split_plan: splits.Split
                 "or use a new --out folder"
             ) from error
         if not isinstance(existing, dict) or not isinstance(existing.get("config", {}), dict):
-            raise DataError(f"{path}: expected an object with 'generator_version' and 'config'; use a new --out")
+            raise DataError(
+                f"{path}: expected an object with 'generator_version' and 'config'; use a new --out"
+            )
         if existing.get("generator_version") != GENERATOR_VERSION:
             raise ConfigError(
                 f"{path}: made by generator {existing.get('generator_version')!r}, this is "

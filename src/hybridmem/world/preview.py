@@ -154,8 +154,8 @@ def write_preview(
     clip = load_clip(clip_folder)
     validation.check_memory(
         preview_bytes(clip, gif=suffix == ".gif", every=every, scale=scale),
-        f"world preview: {clip.num_frames} frames of {clip.frames.shape[2]}x{clip.frames.shape[1]} at --scale "
-        f"{scale or 'auto'}",
+        f"world preview: {clip.num_frames} frames of {clip.frames.shape[2]}x{clip.frames.shape[1]} "
+        f"at --scale {scale or 'auto'}",
         "lower --scale (or raise --every for a contact sheet)",
     )
     out.parent.mkdir(parents=True, exist_ok=True)
