@@ -162,10 +162,11 @@ class ChannelNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x "B c T H W" -> same."""
+        """x "B c T H W" (or "N c H W" in the grouped design) -> same."""
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()[:, None, None, None]).to(x.dtype)
+        weight = self.weight.float().view(-1, *([1] * (x.ndim - 2)))  # c 1 ... 1
+        return (normed * weight).to(x.dtype)
 
 
 class ResBlock(nn.Module):
@@ -303,26 +304,12 @@ class Decoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 
 
-class ChannelNorm2d(nn.Module):
-    """RMS norm over channels at each pixel of "N c H W" (ChannelNorm for 2D feature maps)."""
-
-    def __init__(self, channels: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()[:, None, None]).to(x.dtype)
-
-
 class ResBlock2d(nn.Module):
     def __init__(self, channels: int, eps: float):
         super().__init__()
-        self.norm1 = ChannelNorm2d(channels, eps)
+        self.norm1 = ChannelNorm(channels, eps)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.norm2 = ChannelNorm2d(channels, eps)
+        self.norm2 = ChannelNorm(channels, eps)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -361,7 +348,7 @@ class GroupEncoder(nn.Module):
             self.levels.append(nn.Sequential(*blocks))
         deepest = config.channels(config.spatial_levels - 1)
         self.middle = nn.Sequential(*[ResBlock2d(deepest, config.eps) for _ in range(2)])
-        self.norm_out = ChannelNorm2d(deepest, config.eps)
+        self.norm_out = ChannelNorm(deepest, config.eps)
         self.conv_out = nn.Conv2d(deepest, 2 * config.latent_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -403,7 +390,7 @@ class GroupDecoder(nn.Module):
         shortcut_channels = config.thumbnail_channels * 4
         self.merge = nn.Conv2d(config.channels(0) + shortcut_channels, config.channels(0), 3, padding=1)
         self.refine = ResBlock2d(config.channels(0), config.eps)
-        self.norm_out = ChannelNorm2d(config.channels(0), config.eps)
+        self.norm_out = ChannelNorm(config.channels(0), config.eps)
         self.conv_out = nn.Conv2d(config.channels(0), shortcut_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
