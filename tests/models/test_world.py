@@ -273,3 +273,58 @@ def test_bfloat16_autocast_with_float64_cameras():
     assert velocity.dtype == torch.bfloat16
     relative_error = (velocity.float() - reference).abs().mean() / reference.abs().mean()
     assert relative_error < 0.05
+
+
+# --- per-token camera rays -------------------------------------------------------------------------------
+
+
+def test_camera_rays_match_a_per_cell_reference_and_project_back_to_their_cells():
+    """Vectorised Plücker rays against a per-cell loop over K^-1 [u, v, 1]; every point on a ray projects
+    to its cell's centre (geometry.project_points, independent code)."""
+    import numpy as np
+
+    from hybridmem.geometry import intrinsics_matrix, project_points
+    from hybridmem.models.world import camera_rays
+
+    inputs = make_inputs(seed=3)
+    cameras = inputs["cameras"].double()
+    intrinsics = torch.tensor([[0.8, 1.1, 0.45, 0.55], [1.3, 0.9, 0.5, 0.5]], dtype=torch.float64)
+    height, width = 3, 5
+    rays = camera_rays(cameras, intrinsics, height, width).double()  # B F H W 6
+    assert rays.shape == (2, cameras.shape[1], height, width, 6)
+    for b in range(2):
+        k_inverse = np.linalg.inv(intrinsics_matrix(intrinsics[b].numpy()))
+        for f in range(cameras.shape[1]):
+            pose = cameras[b, f].numpy()
+            for i in range(height):
+                for j in range(width):
+                    pixel = np.array([(j + 0.5) / width, (i + 0.5) / height, 1.0])
+                    direction = pose[:3, :3] @ (k_inverse @ pixel)
+                    direction /= np.linalg.norm(direction)
+                    moment = np.cross(pose[:3, 3], direction)
+                    expected = np.concatenate([direction, moment])
+                    np.testing.assert_allclose(rays[b, f, i, j].numpy(), expected, atol=1e-5)
+            points = pose[:3, 3] + 2.5 * rays[b, f, ..., :3].reshape(-1, 3).numpy()
+            pixels, depth = project_points(points, pose, intrinsics[b].numpy())
+            centres = np.stack(
+                np.meshgrid((np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height), -1
+            ).reshape(-1, 2)
+            np.testing.assert_allclose(pixels, centres, atol=1e-5)
+            assert (depth > 0).all()
+
+
+def test_camera_rays_start_ignored_then_make_intrinsics_matter():
+    model = build_world_model("tiny", memory=MemoryConfig(kind="full"), camera_rays=True)
+    assert torch.count_nonzero(model.ray_embedding.weight) == 0
+    inputs = make_inputs(seed=0)
+    other = {**inputs, "intrinsics": torch.tensor([[1.5, 0.7, 0.3, 0.6]]).expand(2, 4)}
+    randomize(model, seed=1, skip=("ray_embedding",))
+    assert torch.equal(model(**other), model(**inputs))  # the full memory reads no intrinsics
+    randomize(model, seed=2)
+    assert not torch.allclose(model(**other), model(**inputs))
+    with pytest.raises(ConfigError, match="camera rays"):
+        model(**{**inputs, "intrinsics": None})
+    # a config saved before the field existed loads with the rays off
+    data = model.config.to_dict()
+    data.pop("camera_rays")
+    assert DiTConfig.from_dict(data).camera_rays is False

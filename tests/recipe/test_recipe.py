@@ -157,9 +157,9 @@ def test_run_dir_refuses_another_budget(tmp_path):
     run_recipe(get_budget("smoke"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
     with pytest.raises(ConfigError, match="budget 'smoke'"):
         run_recipe(get_budget("cpu"), tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
-    with pytest.raises(ConfigError, match=r"\(world_steps\)"):
+    with pytest.raises(ConfigError, match=r"\(world_steps\)"):  # fewer steps than were trained
         run_recipe(
-            replace(get_budget("smoke"), world_steps=5),
+            replace(get_budget("smoke"), world_steps=3),
             tmp_path,
             "cpu",
             gate=_passing_gate,
@@ -175,6 +175,28 @@ def test_run_dir_refuses_another_budget(tmp_path):
         runner=_fake_runner(log),
     )
     assert log == []
+
+
+def test_more_world_steps_resume_the_world_models_and_evaluate_again(tmp_path):
+    budget = get_budget("smoke")
+    run_recipe(budget, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
+    longer = replace(budget, world_steps=budget.world_steps + 4)
+    log = []
+    record = run_recipe(longer, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log))
+    # the data, VAE and caches stand; each world model resumes to the new step count; eval runs again
+    assert log == [*(f"world-{kind}" for kind in MEMORY_VARIANTS), "eval"]
+    assert record["budget"]["world_steps"] == budget.world_steps + 4
+    assert record["extensions"][-1]["from"] == budget.world_steps
+    for kind in MEMORY_VARIANTS:
+        command = record["stages"][f"world-{kind}"]["command"]
+        assert f"--steps {budget.world_steps + 4}" in command and "--resume" in command
+        assert [a["status"] for a in record["stages"][f"world-{kind}"]["attempts"]] == ["done", "done"]
+    # once there, nothing reruns; the old budget is now the smaller one and is refused
+    log.clear()
+    run_recipe(longer, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log))
+    assert log == []
+    with pytest.raises(ConfigError, match=r"\(world_steps\)"):
+        run_recipe(budget, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner([]))
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):

@@ -15,6 +15,9 @@ pose, relative to the first target frame, is flattened to the 12 numbers of row-
 adds zero-initialised Linear(12, D) embeddings of them (one Linear for context frames, one for target
 frames) to its normalised self-attention input, and passes the self-attention output through an
 identity-initialised Linear(D, D) projector. A new model therefore ignores cameras exactly.
+With DiTConfig.camera_rays, every token also gets a zero-initialised embedding of the Plücker ray through its
+cell's centre (camera_rays below), which says where in the scene each token looks, not only where the frame's
+camera is.
 
 Initialisation is adaLN-zero (DiT): every residual branch is gated by a zero-initialised modulation, and the
 final projection is zero, so a new model is the identity on its tokens and predicts zero velocity.
@@ -72,6 +75,10 @@ class DiTConfig:
     # The timestep shift the model was trained with, the sampler's default (Wan2.1 keeps sample_shift in
     # its model config the same way): a shift tuned for one token count is wrong for another.
     sample_shift: float = 5.0
+    # Per-token Plücker rays (direction, moment) of each latent frame's camera, embedded by a zero-initialised
+    # Linear(6, D) and added to the tokens before the first block (as CameraCtrl): each token knows the ray
+    # it sees along, on top of the official per-frame [R | t] encoders. Needs intrinsics.
+    camera_rays: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -286,6 +293,28 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def camera_rays(cameras: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Plücker rays through the centres of an height x width grid of cells covering each frame.
+
+    cameras: "B F 4 4" camera-to-world (OpenCV axes); intrinsics: "B 4" normalised (fx/W, fy/H, cx/W, cy/H).
+    Returns "B F height width 6": the unit world direction d of each cell's ray, then its moment o x d
+    (o: the camera centre), float32.
+    """
+    cameras, intrinsics = cameras.float(), intrinsics.float()
+    rows = (torch.arange(height, device=cameras.device, dtype=torch.float32) + 0.5) / height  # H
+    cols = (torch.arange(width, device=cameras.device, dtype=torch.float32) + 0.5) / width  # W
+    fx, fy, cx, cy = (intrinsics[:, i, None, None, None] for i in range(4))  # B 1 1 1 each
+    x = (cols[None, None, None, :] - cx) / fx  # B 1 1 W
+    y = (rows[None, None, :, None] - cy) / fy  # B 1 H 1
+    x, y = torch.broadcast_tensors(x, y)  # B 1 H W
+    directions = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # B 1 H W 3 (camera axes)
+    rotation, origin = cameras[:, :, None, None, :3, :3], cameras[:, :, None, None, :3, 3]  # B F 1 1 ...
+    world = (rotation @ directions[..., None])[..., 0]  # B F H W 3
+    world = world / world.norm(dim=-1, keepdim=True)
+    moment = torch.cross(origin.expand_as(world), world, dim=-1)  # B F H W 3
+    return torch.cat([world, moment], dim=-1)
+
+
 class WorldModel(nn.Module):
     """Clean context latents ++ noisy target latents, one camera per latent frame -> target velocity."""
 
@@ -304,6 +333,7 @@ class WorldModel(nn.Module):
             )
         else:
             self.caption_embedding = None
+        self.ray_embedding = nn.Linear(6, dim) if config.camera_rays else None
         self.blocks = nn.ModuleList(WorldBlock(config) for _ in range(config.num_layers))
         patch_volume = patch[0] * patch[1] * patch[2]
         self.final_layer = FinalLayer(dim, patch_volume, config.latent_channels, config.eps)
@@ -321,6 +351,8 @@ class WorldModel(nn.Module):
         for layer in (self.time_embedder.mlp[0], self.time_embedder.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
         zero = [self.time_projection[1], self.final_layer.adaLN_modulation[1], self.final_layer.linear]
+        if self.ray_embedding is not None:
+            zero.append(self.ray_embedding)  # a new model ignores the rays, as it ignores the cameras
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
             zero += [block.context_camera_encoder, block.target_camera_encoder]
@@ -367,6 +399,11 @@ class WorldModel(nn.Module):
             raise ConfigError(
                 f"cameras: expected shape ({batch}, {frames}, 4, 4), one camera-to-world pose per latent "
                 f"frame (context then target), got {tuple(cameras.shape)}"
+            )
+        if config.camera_rays and intrinsics is None:
+            raise ConfigError(
+                "intrinsics: this model embeds camera rays (camera_rays=True) and needs intrinsics of shape "
+                f"({batch}, 4) (fx/W, fy/H, cx/W, cy/H)"
             )
         if intrinsics is not None and intrinsics.shape != (batch, 4):
             raise ConfigError(
@@ -438,6 +475,11 @@ class WorldModel(nn.Module):
         caption_tokens = (
             self.caption_embedding(caption) if self.caption_embedding is not None else None
         )  # B L D
+
+        if self.ray_embedding is not None:
+            rays = camera_rays(token_cameras, intrinsics, height, width)  # B F' H W 6
+            rays = rearrange(rays, "b f hh ww six -> b (f hh ww) six").to(x.dtype)
+            x = x + self.ray_embedding(rays)  # B N D
 
         # 4. blocks
         for block in self.blocks:

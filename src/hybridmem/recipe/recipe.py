@@ -139,6 +139,8 @@ def plan_stages(
         "--retrieval", budget.retrieval, "--memory-scope", budget.memory_scope,
     ]  # fmt: skip
     # every checkpoint is kept, so benchmarks/world_curve.py --checkpoints can draw the learning curve
+    from hybridmem.train.state import checkpoint_name
+
     world_keep = max(3, budget.world_steps // budget.save_every + 1) if budget.save_every else 3
     for kind in MEMORY_VARIANTS:
         out = run_dir / "world" / kind
@@ -154,7 +156,10 @@ def plan_stages(
             "--val-clips", str(budget.val_clips),
             "--seed", str(budget.seed), "--device", device, "--resume",
         ]  # fmt: skip
-        outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors")]
+        # the trainer always checkpoints its last step: a run trained to fewer steps (before the budget's
+        # world_steps grew) is not complete, and --resume continues it from its newest checkpoint
+        last = out / "checkpoints" / checkpoint_name(budget.world_steps) / "state.json"
+        outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors"), str(last)]
         inputs = ("encode-train", "encode-val")
         stages.append(Stage(f"world-{kind}", argv, "steps", budget.world_steps, outputs, inputs, str(out)))
     # 5. benchmark on the held-out test split, with the copy-last baseline
@@ -285,11 +290,19 @@ def _open_record(run_dir: Path, budget: Budget) -> dict:
     # the description is prose (it carries the measured time), not a setting: rewording it must not
     # strand a run folder
     changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
-    if changed:
+    extended = changed == ["world_steps"] and new["world_steps"] > old.get("world_steps", 0)
+    if changed and not extended:
         raise ConfigError(
             f"{path}: this run was started with budget '{old.get('name')}' and other settings "
             f"({', '.join(changed)}); rerun with --budget {old.get('name')} to resume, or use a new --out"
         )
+    if extended:
+        # The world trainers' learning rate is constant after warm-up and their data order and noise are
+        # saved with each checkpoint, so resuming to more steps trains exactly as a longer run would.
+        record.setdefault("extensions", []).append(
+            {"field": "world_steps", "from": old["world_steps"], "to": new["world_steps"], "at": _now()}
+        )
+        record["budget"] = new
     return record
 
 
@@ -382,15 +395,19 @@ def run_recipe(
             write_json_atomic(run_dir / RECIPE_FILE, record)
         if stage_complete(stage):
             stale = stale_inputs(stage, record)
-            if stale:
+            if stale and stage.name == "eval":
+                # eval checks its generations against the checkpoints and regenerates stale ones itself
+                print(f"{prefix}: {', '.join(stale)} ran again since; evaluating again", flush=True)
+            elif stale:
                 # resuming would keep the old outputs (caches skip existing clips, trainers see final/)
                 raise ConfigError(
                     f"stage {stage.name}: its outputs are older than those of {', '.join(stale)}, which ran "
                     f"again since; delete {stage.folder} and rerun to redo it, or use a new --out"
                 )
-            print(f"{prefix}: complete, skipped", flush=True)
-            invocation["skipped"].append(stage.name)
-            continue
+            if not stale:
+                print(f"{prefix}: complete, skipped", flush=True)
+                invocation["skipped"].append(stage.name)
+                continue
         print(f"{prefix}: {stage.command}", flush=True)
         entry = record["stages"].setdefault(stage.name, {"attempts": []})
         if entry["attempts"] and not Path(stage.folder).exists():

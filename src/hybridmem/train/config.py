@@ -33,6 +33,7 @@ class WorldTrainConfig:
     affinity: str = "mean"
     retrieval: str = "affinity"
     memory_scope: str = "all"
+    camera_rays: bool = False  # per-token Plücker ray embeddings (DiTConfig.camera_rays)
     steps: int = 1000
     batch_size: int = 4
     lr: float = 1e-4
@@ -130,6 +131,11 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--affinity", default=defaults.affinity, help="hydra affinity: mean | eq4")
     parser.add_argument("--retrieval", default=defaults.retrieval, help="hydra retrieval: affinity | fov")
     parser.add_argument("--memory-scope", default=defaults.memory_scope, help="hydra memory: all | context")
+    parser.add_argument(
+        "--camera-rays",
+        action="store_true",
+        help="also embed each token's Plücker camera ray (CameraCtrl-style), beside the per-frame [R|t]",
+    )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per rank per step")
     parser.add_argument("--lr", type=float, default=defaults.lr)

@@ -51,6 +51,7 @@ RESUME_FIXED = (
     "batch_size",
     "seed",
     "timestep_distribution",
+    "camera_rays",
 )
 
 
@@ -63,6 +64,7 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
         memory=config.memory_config(),
         gradient_checkpointing=config.grad_checkpointing,
         sample_shift=config.shift,  # sampling defaults to the shift the model was trained with
+        camera_rays=config.camera_rays,
     )
 
 
