@@ -15,6 +15,7 @@ folder whose state.json parses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -233,7 +234,12 @@ def resume_or_refuse(
         )
     if latest is None:
         return 0, generator
-    saved = read_checkpoint_state(latest)["config"]
+    saved = dict(read_checkpoint_state(latest)["config"])
+    # a flag added after the run was saved held its default then (a new flag's default keeps old behaviour)
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    for key in fixed_flags:
+        if key not in saved and key in defaults:
+            saved[key] = defaults[key]
     changed = [key for key in fixed_flags if saved.get(key) != getattr(config, key)]
     if changed:
         details = ", ".join(
