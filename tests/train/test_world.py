@@ -80,6 +80,19 @@ def test_refuses_to_overwrite_and_to_resume_with_other_flags(latent_cache, tmp_p
         train_world(config(latent_cache, tmp_path / "run", steps=2, memory="window", resume=True))
 
 
+def test_a_run_saved_before_a_fixed_flag_existed_resumes_with_its_default(latent_cache, tmp_path):
+    import json
+
+    train_world(config(latent_cache, tmp_path / "run", steps=1))
+    state_file = train_state.latest_checkpoint(tmp_path / "run") / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["camera_rays"]  # as written by the code before --camera-rays
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="--camera-rays False"):
+        train_world(config(latent_cache, tmp_path / "run", steps=2, camera_rays=True, resume=True))
+    assert train_world(config(latent_cache, tmp_path / "run", steps=2, resume=True))["step"] == 2
+
+
 def test_bad_flags_name_the_flag(latent_cache, tmp_path):
     with pytest.raises(ConfigError, match="--precision"):
         train_world(config(latent_cache, tmp_path / "run", precision="fp8"))
