@@ -191,6 +191,8 @@ def test_more_world_steps_resume_the_world_models_and_evaluate_again(tmp_path):
         command = record["stages"][f"world-{kind}"]["command"]
         assert f"--steps {budget.world_steps + 4}" in command and "--resume" in command
         assert [a["status"] for a in record["stages"][f"world-{kind}"]["attempts"]] == ["done", "done"]
+    # eval's folder holds the old models' results, which it refuses to mix with new ones: redone
+    assert record["stages"]["eval"]["command"].endswith(" --overwrite")
     # once there, nothing reruns; the old budget is now the smaller one and is refused
     log.clear()
     run_recipe(longer, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log))

@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hybridmem import runlock
@@ -396,8 +396,10 @@ def run_recipe(
         if stage_complete(stage):
             stale = stale_inputs(stage, record)
             if stale and stage.name == "eval":
-                # eval checks its generations against the checkpoints and regenerates stale ones itself
+                # its world models trained on (world_steps grew): the benchmark is redone from scratch
+                # (eval refuses to mix results of other checkpoints into an existing folder otherwise)
                 print(f"{prefix}: {', '.join(stale)} ran again since; evaluating again", flush=True)
+                stage = replace(stage, argv=[*stage.argv, "--overwrite"])
             elif stale:
                 # resuming would keep the old outputs (caches skip existing clips, trainers see final/)
                 raise ConfigError(
