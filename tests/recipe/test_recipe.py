@@ -193,6 +193,12 @@ def test_more_world_steps_resume_the_world_models_and_evaluate_again(tmp_path):
         assert [a["status"] for a in record["stages"][f"world-{kind}"]["attempts"]] == ["done", "done"]
     # eval's folder holds the old models' results, which it refuses to mix with new ones: redone
     assert record["stages"]["eval"]["command"].endswith(" --overwrite")
+    evaluation = record["stages"]["eval"]
+    assert [a["status"] for a in evaluation["attempts"]] == ["done"]  # the old models' benchmark: aside
+    assert (
+        len(evaluation["discarded_attempts"]) == 1
+        and evaluation["wall_s"] == evaluation["attempts"][0]["wall_s"]
+    )
     # once there, nothing reruns; the old budget is now the smaller one and is refused
     log.clear()
     run_recipe(longer, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log))

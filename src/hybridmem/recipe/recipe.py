@@ -393,13 +393,14 @@ def run_recipe(
         if stage.name == "encode-train":  # the VAE is complete here: check it before any world model
             record["vae_gate"] = gate(budget, run_dir, torch_device)
             write_json_atomic(run_dir / RECIPE_FILE, record)
+        redo = False  # the stage's earlier work is thrown away (its folder deleted, or overwritten)
         if stage_complete(stage):
             stale = stale_inputs(stage, record)
             if stale and stage.name == "eval":
                 # its world models trained on (world_steps grew): the benchmark is redone from scratch
                 # (eval refuses to mix results of other checkpoints into an existing folder otherwise)
                 print(f"{prefix}: {', '.join(stale)} ran again since; evaluating again", flush=True)
-                stage = replace(stage, argv=[*stage.argv, "--overwrite"])
+                stage, redo = replace(stage, argv=[*stage.argv, "--overwrite"]), True
             elif stale:
                 # resuming would keep the old outputs (caches skip existing clips, trainers see final/)
                 raise ConfigError(
@@ -412,9 +413,9 @@ def run_recipe(
                 continue
         print(f"{prefix}: {stage.command}", flush=True)
         entry = record["stages"].setdefault(stage.name, {"attempts": []})
-        if entry["attempts"] and not Path(stage.folder).exists():
-            # its folder was deleted: the stage starts from scratch, so the earlier attempts did none of
-            # the work this one will finish; kept aside, not counted in its wall time and rate
+        if entry["attempts"] and (redo or not Path(stage.folder).exists()):
+            # the stage starts from scratch, so the earlier attempts did none of the work this one will
+            # finish; kept aside, not counted in its wall time and rate
             entry.setdefault("discarded_attempts", []).extend(entry["attempts"])
             entry["attempts"] = []
         attempt = {"started": _now(), "machine": machine, "code": code, "status": "running"}
