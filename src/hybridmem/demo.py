@@ -44,7 +44,7 @@ def check_assets(folder: str | Path) -> dict:
         raise AssetsMissingError(
             f"no shipped checkpoints in {folder} (missing {missing[0]}"
             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-            + "). Produce them with `hybridmem recipe --budget cpu --out runs/ref_cpu` (1.4 h on a "
+            + "). Produce them with `hybridmem recipe --budget cpu --out runs/ref_cpu` (2.4 h on a "
             "2-core CPU) then `hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints`, "
             "or pass --assets DIR pointing at an exported folder"
         )

@@ -113,7 +113,7 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints: about 1.4 h end to end on the 2-core reference machine, measured 2026-11-29
+    # The shipped checkpoints: about 2.4 h end to end on the 2-core reference machine, measured 2026-11-29
     # (docs/REFERENCE_RUN.md has the stage times). 33+33 frames = 9+9 latent frames; window 3 and top-k 4
     # make the memories differ: fov keeps 4 of the 8-9 context frames outside a query's window, hydra 4 of
     # the 8-9 memory slices outside it (the paper's ratio, 10 of 20). `compact` world models (1.64M
@@ -121,7 +121,7 @@ BUDGETS: dict[str, Budget] = {
     # the 40 MB cap.
     "cpu": Budget(
         name="cpu",
-        description="2.5 h on a 2-core CPU (measured); the checkpoints shipped with the package",
+        description="2.4 h on a 2-core CPU (measured); the checkpoints shipped with the package",
         width=128,
         height=128,
         context_frames=33,

@@ -7,7 +7,7 @@
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints
     hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
-Budgets: smoke (minutes on one core), cpu (1.4 h on 2 cores, measured; the shipped checkpoints), gpu (one GPU,
+Budgets: smoke (minutes on one core), cpu (2.4 h on 2 cores, measured; the shipped checkpoints), gpu (one GPU,
 bf16). RUN_DIR/recipe.json records each stage's exact command, wall time, rate and machine;
 RUN_DIR/eval/report.md is the comparison table. See docs/REFERENCE_RUN.md.
 """
