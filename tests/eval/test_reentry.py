@@ -1,0 +1,233 @@
+"""Presence gain and motion score (hybridmem.eval.reentry) on a synthetic re-entry with its counterfactuals.
+
+The fixture: a panning camera over a textured world strip; a striped red subject walks right, leaves the
+view on the left as the camera turns away, and re-enters when it turns back. The erased render is the same
+target without the subject; the frozen render holds it at its world position of the last context frame that
+showed it. Generations fed to the metrics: ground truth, ground truth blurred (what a VAE's reconstruction
+looks like), the erased and frozen renders, and degenerate outputs.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from hybridmem.data.clip import Clip, Event, SubjectTrack
+from hybridmem.data.counterfactual import Counterfactuals
+from hybridmem.eval import reentry
+
+CONTEXT, TARGET, SIZE, WORLD_WIDTH = 9, 9, 64, 160
+SUBJECT_ID, OTHER_ID = 1, 2
+SUBJECT_SIZE = (16, 12)  # rows, columns
+
+
+def camera_x(t: int) -> int:
+    """The view's left edge in world pixels: out to 60 and back over the clip."""
+    total = CONTEXT + TARGET
+    return round(60 * (1 - abs(t - (total - 1) / 2) / ((total - 1) / 2)))
+
+
+def subject_x(t: int) -> float:
+    return 10 + 2.5 * t
+
+
+def render(t: int, world: np.ndarray, subject_world_x: float | None, with_other: bool = True):
+    """One frame ("H W 3" uint8) and its ids ("H W" uint8) seen from camera_x(t)."""
+    left = camera_x(t)
+    frame = world[:, left : left + SIZE].copy()
+    ids = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    if with_other:  # a second, static subject (a grey box) that every render shares
+        x0 = 100 - left
+        cols = slice(max(0, x0), max(0, min(SIZE, x0 + 8)))
+        frame[40:52, cols] = (150, 150, 160)
+        ids[40:52, cols] = OTHER_ID
+    if subject_world_x is not None:
+        rows, cols = SUBJECT_SIZE
+        x0 = round(subject_world_x) - left
+        for dx in range(cols):
+            x = x0 + dx
+            if 0 <= x < SIZE:
+                colour = (220, 50, 40) if dx % 4 < 2 else (120, 20, 30)  # stripes: texture inside
+                frame[20 : 20 + rows, x] = colour
+                ids[20 : 20 + rows, x] = SUBJECT_ID
+    return frame, ids
+
+
+def make_reentry_clip(seed: int = 0) -> Clip:
+    rng = np.random.default_rng(seed)
+    # smooth texture: low-frequency colour field plus a little pixel noise, in the mid grey-green range
+    coarse = rng.uniform(60, 160, size=(8, WORLD_WIDTH // 8, 3))
+    world = ndimage.zoom(coarse, (SIZE / 8, 8, 1), order=1)
+    world = np.clip(world + rng.normal(0, 4, size=world.shape), 0, 255).astype(np.uint8)
+    total = CONTEXT + TARGET
+    frames, ids, erased, erased_ids, frozen, frozen_ids = [], [], [], [], [], []
+    for t in range(total):
+        frame, frame_ids = render(t, world, subject_x(t))
+        frames.append(frame)
+        ids.append(frame_ids)
+    ids = np.stack(ids)
+    seen = [t for t in range(CONTEXT) if (ids[t] == SUBJECT_ID).any()]
+    last_seen = seen[-1]
+    for t in range(CONTEXT, total):
+        frame, frame_ids = render(t, world, None)
+        erased.append(frame)
+        erased_ids.append(frame_ids)
+        frame, frame_ids = render(t, world, subject_x(last_seen))
+        frozen.append(frame)
+        frozen_ids.append(frame_ids)
+    visible = [t for t in range(total) if (ids[t] == SUBJECT_ID).any()]
+    entry = next(t for t in visible if t >= CONTEXT)
+    counterfactuals = Counterfactuals(
+        subject_id=SUBJECT_ID,
+        last_seen_frame=last_seen,
+        entry_frame=entry,
+        erased_frames=np.stack(erased),
+        erased_ids=np.stack(erased_ids),
+        frozen_frames=np.stack(frozen),
+        frozen_ids=np.stack(frozen_ids),
+    )
+    tracks = [
+        SubjectTrack(subject_id=k, name=f"s{k}", positions=np.zeros((total, 3)), headings=np.zeros(total))
+        for k in (SUBJECT_ID, OTHER_ID)
+    ]
+    clip = Clip(
+        frames=np.stack(frames),
+        cameras=np.repeat(np.eye(4)[None], total, axis=0),
+        intrinsics=np.array([40.0, 40.0, SIZE / 2, SIZE / 2]),
+        context_frames=CONTEXT,
+        fps=8.0,
+        subjects=tracks,
+        events=[Event(SUBJECT_ID, "exit", last_seen + 1), Event(SUBJECT_ID, "entry", entry)],
+        instance_ids=ids,
+    )
+    clip.counterfactuals = counterfactuals
+    clip.counterfactuals_note = ""
+    return clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_reentry_clip()
+
+
+def generations(clip) -> dict:
+    """Every generation the orderings are checked on ("Tt H W 3" uint8 each)."""
+    truth = clip.frames[clip.target]
+    counterfactuals = clip.counterfactuals
+    subject = clip.instance_ids[clip.target] == counterfactuals.subject_id
+    mean_colour = truth[subject].mean(axis=0).round().astype(np.uint8)
+    shifted = np.clip(counterfactuals.erased_frames.astype(np.int16) + (40, -30, 25), 0, 255)
+    dark = np.random.default_rng(1).normal(25, 12, size=truth.shape)
+    return {
+        "ground truth": truth,
+        "blurred": ndimage.gaussian_filter(truth.astype(np.float64), sigma=(0, 1.2, 1.2, 0))
+        .round()
+        .astype(np.uint8),
+        "erased": counterfactuals.erased_frames,
+        "frozen": counterfactuals.frozen_frames,
+        "one colour": np.broadcast_to(mean_colour, truth.shape).copy(),
+        "shifted erased": shifted.astype(np.uint8),
+        "dark noise": np.clip(dark, 0, 255).astype(np.uint8),
+        "copy-last": np.repeat(clip.frames[clip.context_frames - 1][None], clip.target_frames, axis=0),
+    }
+
+
+def scores(clip) -> dict:
+    return {name: reentry.reentry_metrics(clip, video) for name, video in generations(clip).items()}
+
+
+def test_fixture_is_a_reentry_with_distinct_frozen_and_true_places(clip):
+    target_ids = clip.instance_ids[clip.target]
+    visible = (target_ids == SUBJECT_ID).any(axis=(1, 2))
+    assert not visible[0] and visible.sum() >= 4  # re-enters inside the target
+    frozen = clip.counterfactuals.frozen_ids == SUBJECT_ID
+    overlap = (frozen & (target_ids == SUBJECT_ID)).sum() / max(1, (target_ids == SUBJECT_ID).sum())
+    assert frozen[visible].any() and overlap < 0.5
+
+
+def test_presence_orders_truth_blur_and_the_no_subject_outputs(clip):
+    presence = {name: record["presence_gain"] for name, record in scores(clip).items()}
+    assert presence["ground truth"] > presence["blurred"] > 0
+    for name in ("erased", "one colour", "shifted erased", "dark noise", "copy-last"):
+        assert presence[name] <= 1e-9, (name, presence[name])
+    # one colour has exactly the flat contrast: no presence, never a negative score below its baseline
+    detail = reentry.reentry_metrics(clip, generations(clip)["one colour"])["reentry_detail"]["presence"]
+    assert detail["psnr_c"] == detail["psnr_c_flat"]
+    # ground truth scores the cap against the better of the two baselines
+    truth = reentry.reentry_metrics(clip, clip.frames[clip.target])["reentry_detail"]["presence"]
+    assert truth["psnr_c"] == 100.0
+    assert presence["ground truth"] == 100.0 - max(truth["psnr_c_erased"], truth["psnr_c_flat"])
+
+
+def test_presence_is_blind_to_a_colour_shift_but_not_to_a_missing_subject(clip):
+    truth = clip.frames[clip.target]
+    shifted_truth = np.clip(truth.astype(np.int16) + (10, -10, 10), 0, 255).astype(np.uint8)
+    gain = reentry.reentry_metrics(clip, shifted_truth)["presence_gain"]
+    assert gain > 20  # the subject still stands out from its surroundings as in truth
+
+
+def test_motion_orders_truth_erased_and_frozen(clip):
+    motion = {name: record["motion_score"] for name, record in scores(clip).items()}
+    assert motion["ground truth"] > motion["blurred"] > motion["erased"] > motion["frozen"]
+    assert motion["ground truth"] > 20 and motion["frozen"] < -20
+    assert abs(motion["erased"]) < 3 and abs(motion["one colour"]) < 3
+    assert motion["ground truth"] == pytest.approx(-motion["frozen"])
+
+
+def test_clip_without_counterfactuals_or_masks_is_not_scored(clip):
+    import copy
+
+    bare = copy.copy(clip)
+    bare.counterfactuals = None
+    bare.counterfactuals_note = "train clips get no counterfactual renders"
+    record = reentry.reentry_metrics(bare, clip.frames[clip.target])
+    assert record["presence_gain"] == "n/a: train clips get no counterfactual renders"
+    assert record["motion_score"] == record["presence_gain"]
+    unmasked = copy.copy(clip)
+    unmasked.instance_ids = None
+    assert reentry.reentry_metrics(unmasked, clip.frames[clip.target])["presence_gain"].startswith("n/a: ")
+
+
+def test_unscorable_regions_give_reasons_not_numbers(clip):
+    import copy
+
+    # the subject never visible in the target
+    hidden = copy.copy(clip)
+    hidden.instance_ids = np.where(clip.instance_ids == SUBJECT_ID, 0, clip.instance_ids).astype(np.uint8)
+    record = reentry.reentry_metrics(hidden, clip.frames[clip.target])
+    assert record["presence_gain"].startswith("n/a: subject 1 is never visible")
+    # the frozen render equal to the truth: a subject that did not move
+    still = copy.copy(clip)
+    still.counterfactuals = copy.copy(clip.counterfactuals)
+    still.counterfactuals.frozen_frames = clip.frames[clip.target]
+    still.counterfactuals.frozen_ids = clip.instance_ids[clip.target]
+    record = reentry.reentry_metrics(still, clip.frames[clip.target])
+    assert record["motion_score"].startswith("n/a: the frozen render equals the truth")
+    assert isinstance(record["presence_gain"], float)
+
+
+def test_ring_leaves_out_subjects_the_border_and_the_region():
+    region = np.zeros((20, 30), dtype=bool)
+    region[1:5, 10:14] = True  # 4 x 4 box near the top edge: margin 2 each side
+    excluded = region.copy()
+    excluded[6, 10] = True  # another subject's pixel
+    ring = reentry.ring_mask(region, excluded)
+    rows, cols = np.flatnonzero(ring.any(axis=1)), np.flatnonzero(ring.any(axis=0))
+    assert (rows[0], rows[-1], cols[0], cols[-1]) == (2, 6, 8, 15)  # rows 0-1 are the frame border
+    assert not (ring & region).any() and not ring[6, 10]
+    assert not reentry.ring_mask(np.zeros((8, 8), dtype=bool), np.zeros((8, 8), dtype=bool)).any()
+
+
+def test_contrast_is_shift_invariant_and_zero_for_one_colour():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(50, 200, size=(2, 16, 16, 3), dtype=np.uint8)
+    region_masks = np.zeros((2, 16, 16), dtype=bool)
+    region_masks[:, 6:10, 6:10] = True
+    region = reentry.contrast_region(region_masks, region_masks)
+    shifted = (frames.astype(np.int16) + 20).astype(np.uint8)
+    np.testing.assert_array_equal(reentry.contrast(shifted, region), reentry.contrast(frames, region))
+    flat = np.full_like(frames, 77)
+    assert np.abs(reentry.contrast(flat, region)).max() == 0.0
+    assert reentry.contrast(frames, region).shape == (2 * 16, 3)
+    assert math.isclose(reentry.contrast_psnr(0.0), 100.0)
