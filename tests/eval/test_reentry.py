@@ -7,6 +7,7 @@ showed it. Generations fed to the metrics: ground truth, ground truth blurred (w
 looks like), the erased and frozen renders, and degenerate outputs.
 """
 
+import json
 import math
 
 import numpy as np
@@ -232,3 +233,130 @@ def test_contrast_is_shift_invariant_and_zero_for_one_colour():
     assert np.abs(reentry.contrast(flat, region)).max() == 0.0
     assert reentry.contrast(frames, region).shape == (2 * 16, 3)
     assert math.isclose(reentry.contrast_psnr(0.0), 100.0)
+
+
+# --- wired into the evaluation ----------------------------------------------------------------------
+
+
+class Frames:
+    """Stand-in world model: a fixed transform of the true target frames."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def generate(self, clip, seed):
+        return self.transform(clip.frames[clip.target])
+
+
+def blur(frames):
+    return ndimage.gaussian_filter(frames.astype(np.float64), sigma=(0, 1.2, 1.2, 0)).round().astype(np.uint8)
+
+
+def write_dataset(root, with_counterfactuals=(True, True)):
+    import dataclasses
+
+    from hybridmem.world.layout import write_clip
+
+    for index, keep in enumerate(with_counterfactuals):
+        clip = make_reentry_clip(index)
+        if not keep:
+            clip = dataclasses.replace(clip, counterfactuals=None)
+        write_clip(clip, root / "test" / f"{index:06d}")
+    return root
+
+
+def _config(data, out, **overrides):
+    from hybridmem.eval.protocol import EvalConfig
+
+    options = dict(
+        data=str(data),
+        out=str(out),
+        checkpoints=[str(out.parent / "oracle"), str(out.parent / "blurred")],
+        vae="unused",
+        baselines=["copy-last", "erased", "frozen"],
+        weights_dir=str(out.parent / "no_weights"),
+        side_by_side_clips=0,
+    )
+    return EvalConfig(**{**options, **overrides})
+
+
+def test_evaluation_scores_every_method_and_the_reference_rows_lead_the_report(tmp_path):
+    from hybridmem.eval.protocol import run_evaluation
+
+    data = write_dataset(tmp_path / "data")
+    generators = {"oracle": Frames(lambda frames: frames.copy()), "blurred": Frames(blur)}
+    summary = run_evaluation(_config(data, tmp_path / "eval"), generators=generators, progress=False)
+    means = {name: entry["metrics"] for name, entry in summary["methods"].items()}
+    presence = {name: metrics["presence_gain"] for name, metrics in means.items()}
+    motion = {name: metrics["motion_score"] for name, metrics in means.items()}
+    assert presence["oracle"] > presence["blurred"] > 0
+    assert max(presence["erased"], presence["frozen"], presence["copy-last"]) <= 0
+    assert motion["oracle"] > motion["blurred"] > motion["erased"] > motion["frozen"]
+    for entry in summary["methods"].values():
+        assert entry["counts"]["presence_gain"] == entry["counts"]["motion_score"] == 2
+    record = json.loads((tmp_path / "eval" / "clips" / "erased" / "000000.json").read_text())
+    assert (
+        record["reentry_detail"]["presence"]["psnr_c"]
+        == record["reentry_detail"]["presence"]["psnr_c_erased"]
+    )
+    assert set(summary["per_clip"]["oracle"]["000001"]) >= {"presence_gain", "motion_score"}
+    # the report opens with the re-entry table; the paired comparisons start with both metrics
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert text.index("## Re-entry against counterfactual renders") < text.index("## Table 2 metrics")
+    assert "| Method | Presence gain (dB) | Motion score (dB) | clips scored |" in text
+    assert f"| erased | {presence['erased']:.2f} | {motion['erased']:.2f} | 2 / 2 of 2 |" in text
+    assert "| blurred | Presence gain | +" in text and "| blurred | Motion score | +" in text  # oracle - it
+    rows = [text.index(f"| blurred | {title} |") for title in ("Presence gain", "Motion score", "PSNR")]
+    assert rows == sorted(rows)
+
+
+def test_clips_without_counterfactuals_are_skipped_with_their_reason(tmp_path):
+    from hybridmem.data.hmworld import load_clip
+    from hybridmem.errors import DataError
+    from hybridmem.eval.protocol import run_evaluation
+
+    data = write_dataset(tmp_path / "data", with_counterfactuals=(True, False))
+    note = load_clip(data / "test" / "000001").counterfactuals_note
+    assert note
+    config = _config(data, tmp_path / "eval", checkpoints=[str(tmp_path / "oracle")], baselines=["copy-last"])
+    generators = {"oracle": Frames(lambda frames: frames.copy())}
+    summary = run_evaluation(config, generators=generators, progress=False)
+    record = json.loads((tmp_path / "eval" / "clips" / "oracle" / "000001.json").read_text())
+    assert record["presence_gain"] == record["motion_score"] == f"n/a: {note}"
+    oracle = summary["methods"]["oracle"]
+    assert oracle["counts"]["presence_gain"] == 1 and isinstance(oracle["metrics"]["presence_gain"], float)
+    assert oracle["skipped"]["presence_gain"] == {f"n/a: {note}": 1}
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "| oracle | " in text and "1 / 1 of 2 |" in text
+    assert f"- 1 clip(s): {note}" in text and "Not computed:\n" in text
+    assert "presence_gain: n/a" not in text  # n/a reasons are not listed as missing weights
+    # a counterfactual reference row cannot be made for that clip: the run stops and says why
+    with pytest.raises(DataError, match=f"000001: --baseline erased needs .*{note[:20]}"):
+        run_evaluation(
+            _config(data, tmp_path / "eval2", checkpoints=[], vae=None, baselines=["erased"]), progress=False
+        )
+
+
+def test_vae_reference_row_is_the_reconstruction_of_the_target(tmp_path):
+    import torch
+
+    from hybridmem.errors import ConfigError
+    from hybridmem.eval.protocol import run_evaluation
+    from hybridmem.models.checkpoint import save_model
+    from hybridmem.models.vae import build_vae
+
+    torch.manual_seed(0)
+    save_model(build_vae("tiny"), tmp_path / "vae")
+    data = write_dataset(tmp_path / "data", with_counterfactuals=(True,))
+    with pytest.raises(ConfigError, match="--vae is required with --baseline vae"):
+        run_evaluation(
+            _config(data, tmp_path / "e", checkpoints=[], vae=None, baselines=["vae"]), progress=False
+        )
+    config = _config(data, tmp_path / "eval", checkpoints=[], vae=str(tmp_path / "vae"), baselines=["vae"])
+    summary = run_evaluation(config, progress=False)
+    with np.load(tmp_path / "eval" / "generations" / "vae" / "000000.npz") as archive:
+        frames, inputs = archive["frames"], json.loads(str(archive["inputs"]))
+    assert frames.shape == (TARGET, SIZE, SIZE, 3) and frames.dtype == np.uint8
+    assert inputs["vae"] is not None  # a cached reconstruction names the VAE it came from
+    assert isinstance(summary["methods"]["vae"]["metrics"]["presence_gain"], float)
+    assert summary["methods"]["vae"]["metrics"]["psnr"] < 100.0

@@ -4,7 +4,14 @@
         --baseline copy-last --data runs/world --split test --num-clips 16 --out runs/eval \\
         --weights-dir ~/weights --steps 30 --seed 0 --boxes gt --dsc-definition official
     hybridmem eval --baseline copy-last --data runs/world --num-clips 4 --out runs/eval_copy
+    hybridmem eval --checkpoint runs/hydra/final --vae runs/vae/final --baseline copy-last \\
+        --baseline erased --baseline frozen --baseline vae --data runs/world --split test --out runs/eval_ref
     hybridmem eval report runs/eval --compare-paper --reference hydra
+
+The report leads with presence gain and motion score (hybridmem.eval.reentry), scored against the clips'
+counterfactual renders (val/test clips of `hybridmem world generate`; other clips get n/a with the reason).
+The reference rows --baseline erased / frozen (those renders themselves; every clip must have them) and vae
+(the VAE's reconstruction of the truth: the ceiling) put the failure modes and the ceiling in the same tables.
 
 Rerunning the same command resumes: cached generations (EVALDIR/generations) are reused and only the metrics
 are recomputed (so adding --weights-dir later fills in the "not computed" columns without generating again).
@@ -96,8 +103,14 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--checkpoint", action="append", help="world-model run folder; repeat for more methods"
     )
-    parser.add_argument("--baseline", action="append", help="weight-free baseline: copy-last; repeatable")
-    parser.add_argument("--vae", help="VAE run folder (required with --checkpoint)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        help="reference row, repeatable: copy-last (the last context frame), erased / frozen (the clip's "
+        "counterfactual render: the re-entering subject vanished / left where it was last seen), vae (the "
+        "VAE's reconstruction of the truth: the ceiling; needs --vae)",
+    )
+    parser.add_argument("--vae", help="VAE run folder (required with --checkpoint and with --baseline vae)")
     parser.add_argument("--data", help="dataset folder holding split folders of clips")
     parser.add_argument("--split", default="test", help="split folder under --data (default: test)")
     parser.add_argument("--num-clips", type=int, help="first N clips in sorted order (default: all)")

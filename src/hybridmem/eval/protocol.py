@@ -7,6 +7,13 @@
 Each method gets the context frames, all cameras and the intrinsics of a clip and generates the target frames.
 Clip i (in sorted folder order) is generated with seed `seed + i`, so a rerun reproduces every generation.
 
+Reference rows (`--baseline`, BASELINES): copy-last (a frozen world), erased and frozen (the clip's
+counterfactual renders: the re-entering subject vanished, or held where it was last seen; a clip without them
+stops the run with a DataError naming the clip and why, rather than leaving a hole in a reference row) and
+vae (the VAE's reconstruction of the true target: the ceiling any world model decoded through it can reach).
+Presence gain and motion score (hybridmem.eval.reentry) are scored for every method on every clip with
+counterfactual renders, and recorded as "n/a: <reason>" on the others.
+
 Output folder (EVALDIR):
     generations/<method>/<clip>.npz   the generated target frames ("Tt H W 3" uint8, lossless) + seed/steps;
                                       an existing file is reused, so an interrupted run resumes where it
@@ -21,7 +28,8 @@ Output folder (EVALDIR):
     run.json                          the inputs (data, checkpoint and VAE content hashes, metric settings):
                                       a rerun with other inputs is refused, or recomputed with --overwrite
 
-Metrics whose weights are missing are recorded as "not computed: weights not found at PATH".
+Metrics whose weights are missing are recorded as "not computed: weights not found at PATH"; metrics a clip
+cannot have (no counterfactual renders) as "n/a: <reason>".
 Shape letters: T frames (Tc context, Tt target), H/W pixels, S subjects.
 """
 
@@ -38,7 +46,7 @@ import numpy as np
 from hybridmem import runlock
 from hybridmem.errors import ConfigError, DataError
 from hybridmem.eval import metrics as pixel
-from hybridmem.eval import report
+from hybridmem.eval import reentry, report
 
 BOX_SOURCES = {
     "gt": "ground-truth boxes from the target masks (default: scores the subject where it should be)",
@@ -85,13 +93,90 @@ class PipelineGenerator:
         )
 
 
-BASELINES = {"copy-last": CopyLastGenerator}
+class CounterfactualGenerator:
+    """Reference row: the clip's counterfactual render of its target segment (hybridmem.data.counterfactual),
+    `erased` (the re-entering subject vanished) or `frozen` (held where it was last seen)."""
+
+    def __init__(self, kind: str):
+        self.name = kind
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        counterfactuals = getattr(clip, "counterfactuals", None)
+        if counterfactuals is None:
+            note = getattr(clip, "counterfactuals_note", "") or "none recorded"
+            raise DataError(
+                f"{clip.source or 'clip'}: --baseline {self.name} needs the clip's counterfactual renders "
+                f"and it has none ({note}); evaluate val/test clips rendered by the current `hybridmem world "
+                f"generate`, or drop --baseline {self.name}"
+            )
+        return np.array(getattr(counterfactuals, f"{self.name}_frames"), dtype=np.uint8)
 
 
-def make_baseline(name: str):
+class VAEReconstructionGenerator:
+    """Reference row: the true target segment encoded (posterior mean) and decoded by the VAE the world
+    models are trained on: the ceiling for any world model whose frames come out of that decoder."""
+
+    name = "vae"
+
+    def __init__(self, vae: str, device: str = "cpu"):
+        from hybridmem.data.encode import resolve_finished_vae
+        from hybridmem.models.checkpoint import load_model
+        from hybridmem.models.vae import VideoVAE
+        from hybridmem.train.distributed import resolve_device
+
+        self.device = resolve_device(device)
+        folder = resolve_finished_vae(vae)
+        self.vae = load_model(folder, map_location=self.device).eval()
+        if not isinstance(self.vae, VideoVAE):
+            raise ConfigError(f"--vae {vae}: {folder} holds a {type(self.vae).__name__}, not a VideoVAE")
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        import torch
+        from einops import rearrange
+
+        from hybridmem.data.encode import frames_to_tensor
+
+        frames = clip.frames[clip.target]
+        stride = self.vae.config.temporal_factor
+        if (len(frames) - 1) % stride:
+            raise DataError(
+                f"{clip.source or 'clip'}: {len(frames)} target frames; the VAE needs {stride}k+1 frames a "
+                "segment"
+            )
+        with torch.no_grad():
+            # the world model's latents are normalize(mode) and are denormalised before decoding; the two
+            # affine maps cancel, so the mode is decoded directly
+            latents = self.vae.encode(frames_to_tensor(frames).to(self.device)).mode()  # 1 F C h w
+            video = self.vae.decode(latents)  # 1 T 3 H W
+        video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # as WorldPipeline.decode
+        return rearrange(video[0], "t c h w -> t h w c").cpu().numpy()
+
+
+# name -> what the reference row is (the --baseline help and error messages read this)
+BASELINES = {
+    "copy-last": "every target frame is the last context frame",
+    "erased": "the clip's counterfactual render with the re-entering subject erased",
+    "frozen": "the clip's counterfactual render with that subject frozen at its last seen pose",
+    "vae": "the VAE's reconstruction of the true target (the ceiling; needs --vae)",
+}
+NEEDS_VAE = {"vae"}
+
+
+def check_baseline(name: str) -> None:
     if name not in BASELINES:
         raise ConfigError(f"--baseline '{name}' is unknown; valid: {', '.join(sorted(BASELINES))}")
-    return BASELINES[name]()
+
+
+def make_baseline(name: str, vae: str | None = None, device: str = "cpu"):
+    """The generator of a named reference row; `vae` (a VAE run or model folder) for "vae"."""
+    check_baseline(name)
+    if name == "copy-last":
+        return CopyLastGenerator()
+    if name in ("erased", "frozen"):
+        return CounterfactualGenerator(name)
+    if not vae:
+        raise ConfigError("--baseline vae needs --vae (the VAE run whose reconstruction is the ceiling)")
+    return VAEReconstructionGenerator(vae, device)
 
 
 # --- generation cache -----------------------------------------------------------------------------
@@ -227,7 +312,8 @@ def evaluate_clip(
     dsc_definition: str = "official",
 ) -> dict:
     """Every metric of one clip's generated target segment (see report.METRIC_KEYS); DSC by the named
-    definition (hybridmem.eval.dsc.DSC_DEFINITIONS)."""
+    definition (hybridmem.eval.dsc.DSC_DEFINITIONS); presence gain and motion score from the clip's
+    counterfactual renders (hybridmem.eval.reentry), with their parts under "reentry_detail"."""
     if box_source not in BOX_SOURCES:
         raise ConfigError(f"--boxes '{box_source}' is unknown; valid: {', '.join(BOX_SOURCES)}")
     ground_truth = clip.frames[clip.target]
@@ -282,6 +368,8 @@ def evaluate_clip(
         )
     else:
         record["dsc_ctx"] = record["dsc_gt"] = models.reasons.get("clip", "not computed")
+    # 5. presence gain and motion score against the counterfactual renders ("n/a: ..." without them)
+    record.update(reentry.reentry_metrics(clip, predicted))
     return record
 
 
@@ -318,6 +406,8 @@ class EvalConfig:
             raise ConfigError(
                 "--vae is required with --checkpoint (the VAE run the world model was trained on)"
             )
+        if NEEDS_VAE & set(self.baselines) and not self.vae:
+            raise ConfigError("--vae is required with --baseline vae (the VAE whose reconstruction it is)")
         if self.boxes not in BOX_SOURCES:
             raise ConfigError(f"--boxes '{self.boxes}' is unknown; valid: {', '.join(BOX_SOURCES)}")
         from hybridmem.eval.dsc import DSC_DEFINITIONS
@@ -331,7 +421,7 @@ class EvalConfig:
         if self.num_clips is not None and self.num_clips < 1:
             raise ConfigError(f"--num-clips must be >= 1, got {self.num_clips}")
         for name in self.baselines:
-            make_baseline(name)
+            check_baseline(name)
         from hybridmem.eval.lpips import BACKBONES
 
         if self.lpips_backbone not in BACKBONES:
@@ -372,11 +462,15 @@ def eval_inputs(config: EvalConfig, names: list[str]) -> dict:
         "data": str(Path(config.data).resolve()),
         "split": config.split,
         "methods": {name: runlock.model_identity(checkpoints.get(name)) or name for name in names},
-        "vae": runlock.model_identity(config.vae) if config.checkpoints else None,
+        "vae": runlock.model_identity(config.vae) if uses_vae(config) else None,
         "boxes": config.boxes,
         "dsc_definition": config.dsc_definition,
         "lpips_backbone": config.lpips_backbone,
     }
+
+
+def uses_vae(config: EvalConfig) -> bool:
+    return bool(config.checkpoints or NEEDS_VAE & set(config.baselines))
 
 
 def run_evaluation(
@@ -414,7 +508,7 @@ def _run_evaluation(
     def generator(method: str):
         if method not in lazy:  # built on first use: a fully cached method never loads its checkpoint
             if method in config.baselines:
-                lazy[method] = make_baseline(method)
+                lazy[method] = make_baseline(method, config.vae, config.device)
             else:
                 checkpoint = config.checkpoints[names.index(method)]
                 lazy[method] = PipelineGenerator(checkpoint, config.vae, config.device, config.steps, method)
@@ -445,9 +539,10 @@ def _run_evaluation(
                 if method in config.baselines
                 else str(Path(config.checkpoints[names.index(method)]).resolve())
             )
+            decoded = method not in config.baselines or method in NEEDS_VAE  # made through the VAE
             inputs = json.dumps(
-                {"method": identities["methods"][method], "vae": identities["vae"] if method not in
-                 config.baselines else None, "clip_sha256": runlock.clip_sha256(folder)}, sort_keys=True,
+                {"method": identities["methods"][method], "vae": identities["vae"] if decoded else None,
+                 "clip_sha256": runlock.clip_sha256(folder)}, sort_keys=True,
             )  # fmt: skip
             predicted = load_generation(path, seed, config.steps, source, inputs, config.overwrite)
             if predicted is None or predicted.shape != clip.frames[clip.target].shape:

@@ -1,8 +1,13 @@
 """Benchmark outputs: atomic JSON, aggregates, the markdown table, the paper comparison, plots and videos.
 
 Per-clip metric values are a float, None (the region does not exist in that clip: no re-entry, no masks,
-subject never visible) or a string "not computed: ..." (the metric's weights are missing). Aggregates are
-means over the clips that have a float; a metric no clip could compute keeps its "not computed" string.
+subject never visible) or a string: "not computed: ..." (the metric's weights are missing) or "n/a: ..." (the
+clip cannot have it: no counterfactual renders for presence gain and motion score). Aggregates are means over
+the clips that have a float, with that count and, per metric, how many clips each reason skipped; a metric
+no clip could compute keeps its reason string.
+
+The report leads with the re-entry metrics against counterfactual renders (presence gain, motion score:
+hybridmem.eval.reentry), then the paper's Table 2 columns, then our re-entry/background pixel metrics.
 
 Paired comparisons: for a reference method (hydra when present, else the first) against each other method,
 per metric, over the clips where both have a value: the mean of the per-clip differences (reference minus
@@ -27,6 +32,11 @@ import numpy as np
 
 from hybridmem.errors import DataError
 
+# Re-entry against counterfactual renders (hybridmem.eval.reentry): the head of every table.
+REENTRY_COLUMNS = [
+    ("presence_gain", "Presence gain"),
+    ("motion_score", "Motion score"),
+]
 # The paper's Table 2 column order: (key in our JSON, column title).
 TABLE_COLUMNS = [
     ("psnr", "PSNR"),
@@ -46,11 +56,14 @@ EXTRA_COLUMNS = [
     ("background_psnr", "BG PSNR"),
     ("background_ssim", "BG SSIM"),
 ]
-METRIC_KEYS = [key for key, _ in TABLE_COLUMNS + EXTRA_COLUMNS]
+METRIC_KEYS = [key for key, _ in REENTRY_COLUMNS + TABLE_COLUMNS + EXTRA_COLUMNS]
 NOT_COMPUTED = "not computed"
+NOT_APPLICABLE = "n/a"  # prefix of a per-clip reason: the clip cannot have the metric
 LOWER_IS_BETTER = {"lpips"}
+DECIBEL_METRICS = {"presence_gain", "motion_score"}  # besides every *psnr* key: two decimals
 # the metrics compared clip by clip in every report (those without per-clip numbers are left out)
 PAIRED_METRICS = [
+    *REENTRY_COLUMNS,
     *TABLE_COLUMNS,
     ("reentry_psnr", "Re-entry PSNR"),
     ("reentry_box_psnr", "Re-entry box PSNR"),
@@ -63,6 +76,17 @@ METRIC_NOTES = (
     "frames), then over clips. The re-entry, re-entry box and BG columns are one value per clip from the "
     "region's pixels pooled over the clip (PSNR of the pooled squared error; SSIM map averaged over the "
     "region), then the mean over clips: see hybridmem.eval.metrics."
+)
+REENTRY_NOTES = (
+    "Presence gain and motion score (dB; hybridmem.eval.reentry) compare contrast: the re-entering "
+    "subject's pixels minus the mean of a ring of background around them, in the same image, over the "
+    "target frames where ground truth shows the subject. Presence gain = PSNR of the generation's contrast "
+    "against the truth's, minus the better of the erased render's and a flat image's (contrast 0): above 0 "
+    "only when the subject is drawn where it is; a one-colour, colour-shifted or subject-less frame scores "
+    "<= 0, ground truth the 100 dB cap minus that baseline. Motion score = 10 log10(contrast MSE against the "
+    "frozen render / contrast MSE against the truth) over the true and the frozen subject's pixels: positive "
+    "when the subject is where it went rather than where it was left; the frozen render scores the negative "
+    "of ground truth, the erased render about 0. Scored only on clips with counterfactual renders."
 )
 
 
@@ -121,12 +145,15 @@ def paper_tables() -> dict:
 
 
 def aggregate_clips(clip_records: list[dict]) -> dict:
-    """Mean of each metric over the clips that have a number; counts; reasons for metrics never computed."""
-    metrics, counts = {}, {}
+    """Mean of each metric over the clips that have a number; counts; reasons for metrics never computed;
+    "skipped": {metric: {reason: clips}} for every metric some clips have a reason string for."""
+    metrics, counts, skipped = {}, {}, {}
     for key in METRIC_KEYS:
         values = [record.get(key) for record in clip_records]
         numbers = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
         reasons = sorted({v for v in values if isinstance(v, str)})
+        if reasons:
+            skipped[key] = {reason: sum(v == reason for v in values) for reason in reasons}
         counts[key] = len(numbers)
         if numbers:
             metrics[key] = float(np.mean(numbers))
@@ -134,7 +161,7 @@ def aggregate_clips(clip_records: list[dict]) -> dict:
             metrics[key] = reasons[0]
         else:
             metrics[key] = None
-    return {"metrics": metrics, "counts": counts, "num_clips": len(clip_records)}
+    return {"metrics": metrics, "counts": counts, "skipped": skipped, "num_clips": len(clip_records)}
 
 
 def per_clip_values(clip_records: list[dict]) -> dict:
@@ -222,7 +249,7 @@ def paired_lines(per_clip: dict, reference: str | None = None, metrics=PAIRED_ME
             paired = paired_comparison(*values, lower_is_better=key in LOWER_IS_BETTER)
             if paired is None:
                 continue
-            digits = 2 if "psnr" in key else 3
+            digits = 2 if "psnr" in key or key in DECIBEL_METRICS else 3
             interval = (
                 f"[{paired['ci_low']:+.{digits}f}, {paired['ci_high']:+.{digits}f}]"
                 if math.isfinite(paired["ci_low"])
@@ -250,7 +277,7 @@ def paired_lines(per_clip: dict, reference: str | None = None, metrics=PAIRED_ME
 
 def format_value(value, digits: int = 3) -> str:
     if isinstance(value, str):
-        return NOT_COMPUTED
+        return NOT_APPLICABLE if value.startswith(NOT_APPLICABLE) else NOT_COMPUTED
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
@@ -265,9 +292,40 @@ def _table(rows: dict, columns: list) -> list[str]:
     return lines
 
 
+def reentry_lines(summary: dict) -> list[str]:
+    """The report's head: presence gain and motion score per method, the clips each was scored on, the
+    definitions and why the other clips were not scored."""
+    entries = summary["methods"]
+    total = summary.get("num_clips", "?")
+    lines = [
+        "| Method | " + " | ".join(f"{title} (dB)" for _, title in REENTRY_COLUMNS) + " | clips scored |",
+        "|---|" + "---:|" * (len(REENTRY_COLUMNS) + 1),
+    ]
+    for method, entry in entries.items():
+        cells = [format_value(entry["metrics"].get(key), 2) for key, _ in REENTRY_COLUMNS]
+        counts = entry.get("counts", {})
+        scored = " / ".join(str(counts.get(key, 0)) for key, _ in REENTRY_COLUMNS)
+        clips = entry.get("num_clips", total)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {scored} of {clips} |")
+    skipped = {}
+    for entry in entries.values():
+        for key, _ in REENTRY_COLUMNS:
+            for reason, count in entry.get("skipped", {}).get(key, {}).items():
+                skipped[reason] = max(skipped.get(reason, 0), count)
+    lines += ["", REENTRY_NOTES + " Clips scored: presence / motion."]
+    if skipped:
+        lines += ["Not scored:"]
+        lines += [
+            f"- {count} clip(s): {reason.removeprefix(NOT_APPLICABLE + ': ')}"
+            for reason, count in sorted(skipped.items())
+        ]
+    return lines
+
+
 def markdown_report(summary: dict, reference: str | None = None) -> str:
-    """The aggregate as markdown: Table 2 column order, our re-entry and background metrics, then the paired
-    per-clip comparisons (from summary["per_clip"]; `hybridmem eval report` fills it for older runs)."""
+    """The aggregate as markdown: presence gain and motion score first, then Table 2 column order, our
+    re-entry and background pixel metrics, then the paired per-clip comparisons (from summary["per_clip"];
+    `hybridmem eval report` fills it for older runs)."""
     from hybridmem.eval.dsc import DSC_DEFINITIONS
 
     methods = {name: entry["metrics"] for name, entry in summary["methods"].items()}
@@ -302,6 +360,10 @@ def markdown_report(summary: dict, reference: str | None = None) -> str:
         )
     lines += [
         "",
+        "## Re-entry against counterfactual renders",
+        "",
+        *reentry_lines(summary),
+        "",
         "## Table 2 metrics (paper column order)",
         "",
         *_table(methods, TABLE_COLUMNS),
@@ -323,7 +385,7 @@ def markdown_report(summary: dict, reference: str | None = None) -> str:
             f"{key}: {value}"
             for entry in methods.values()
             for key, value in entry.items()
-            if isinstance(value, str)
+            if isinstance(value, str) and not value.startswith(NOT_APPLICABLE)
         }
     )
     if reasons:
