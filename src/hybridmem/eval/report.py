@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -84,9 +82,10 @@ REENTRY_NOTES = (
     "against the truth's, minus the better of the erased render's and a flat image's (contrast 0): above 0 "
     "only when the subject is drawn where it is; a one-colour, colour-shifted or subject-less frame scores "
     "<= 0, ground truth the 100 dB cap minus that baseline. Motion score = 10 log10(contrast MSE against the "
-    "frozen render / contrast MSE against the truth) over the true and the frozen subject's pixels: positive "
-    "when the subject is where it went rather than where it was left; the frozen render scores the negative "
-    "of ground truth, the erased render about 0. Scored only on clips with counterfactual renders."
+    "frozen render / contrast MSE against the truth) over the true and the frozen subject's pixels, minus "
+    "the same for the erased render: positive when the subject is where it went rather than where it was "
+    "left; ground truth scores high, the frozen render low, the erased render 0. Scored only on clips with "
+    "counterfactual renders."
 )
 
 
@@ -94,17 +93,10 @@ REENTRY_NOTES = (
 
 
 def write_bytes_atomic(path: str | Path, payload: bytes) -> None:
-    """Write via a temp file in the same folder, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """hybridmem.publish.write_bytes: temp file, checked, renamed; readers never see half a file."""
+    from hybridmem import publish
+
+    publish.write_bytes(path, payload)
 
 
 def json_ready(value):
@@ -123,7 +115,9 @@ def json_ready(value):
 
 
 def write_json_atomic(path: str | Path, record: dict) -> None:
-    write_bytes_atomic(path, (json.dumps(json_ready(record), indent=2) + "\n").encode())
+    from hybridmem import publish
+
+    publish.write_json(path, json_ready(record))
 
 
 def read_json(path: str | Path) -> dict:
@@ -455,12 +449,13 @@ def plot_reentry_psnr(curves_by_method: dict, path: str | Path) -> None:
     else:
         axis.text(0.5, 0.5, "no re-entry in the evaluated clips", ha="center", transform=axis.transAxes)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temp, dpi=100)
-    plt.close(figure)
-    os.replace(temp, path)
+    from hybridmem import publish
+
+    try:
+        with publish.staged(path, check=publish.check_png) as temp:
+            figure.savefig(temp, dpi=100, format="png")
+    finally:
+        plt.close(figure)
 
 
 def _label(frame: "H W 3", text: str) -> "H W 3":
@@ -493,32 +488,17 @@ def side_by_side_frames(ground_truth: "T H W 3", predictions: dict, reentry_fram
 def write_side_by_side(
     ground_truth: "T H W 3", predictions: dict, reentry_frame: int | None, stem: str | Path, fps: float
 ) -> list[Path]:
-    """stem.mp4 (H.264, crf 0) and stem.gif of the side-by-side strip, each written atomically."""
-    import imageio.v2 as imageio
+    """stem.mp4 (H.264, crf 0) and stem.gif of the side-by-side strip, both written and checked before either
+    is published (hybridmem.publish)."""
+    from hybridmem import publish
 
     frames = side_by_side_frames(ground_truth, predictions, reentry_frame)
-    # libx264 with yuv420p needs even sizes
-    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)))
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix in (".mp4", ".gif"):
-        path = stem.with_suffix(suffix)
-        temp = path.with_name(f".{path.name}.tmp{suffix}")
-        if suffix == ".mp4":
-            writer = imageio.get_writer(
-                temp,
-                fps=fps,
-                codec="libx264",
-                macro_block_size=1,
-                ffmpeg_params=["-crf", "0"],
-                pixelformat="yuv420p",
-            )
-            for frame in frames:
-                writer.append_data(frame)
-            writer.close()
-        else:
-            imageio.mimsave(temp, list(frames), duration=1.0 / fps, loop=0)
-        os.replace(temp, path)
-        written.append(path)
-    return written
+    # libx264 in yuv420p needs even sizes: stage_video pads by repeating the last row/column
+    video = publish.stage_video(stem.with_suffix(".mp4"), frames, fps, crf=0)
+    try:
+        gif = publish.stage_gif(stem.with_suffix(".gif"), frames, fps)
+    except BaseException:
+        video.discard()
+        raise
+    return publish.publish_together([video, gif])
