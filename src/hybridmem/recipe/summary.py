@@ -5,12 +5,14 @@
 It reads only what the run wrote: RUN/recipe.json (commands, wall times, rates, machine, code version) and
 RUN/eval (aggregate.json and the per-clip records under clips/). The section holds:
 1. where and how: the recipe command, code version, machine, total wall time;
-2. the benchmark in the paper's Table 2 column order plus our re-entry pixel metrics, with each world
-   model's training rate and wall time;
+2. the benchmark in the paper's Table 2 column order plus our re-entry pixel metrics and the re-entry
+   metrics against counterfactual renders (presence gain, motion score: hybridmem.eval.reentry; n/a on
+   clips without those renders), with each world model's training rate and wall time;
 3. the paper's Table 2 beside it, labelled as a different scale and data;
-4. paired per-clip comparisons of hydra against every other method (mean difference, its 95% bootstrap
-   confidence interval over clips, and the clips each method wins: hybridmem.eval.report.paired_lines, the
-   same table `hybridmem eval report` prints), so a reader can tell a difference from noise;
+4. paired per-clip comparisons of hydra against every other method, presence gain and motion score first
+   (mean difference, its 95% bootstrap confidence interval over clips, and the clips each method wins:
+   hybridmem.eval.report.paired_lines, the same table `hybridmem eval report` prints), so a reader can
+   tell a difference from noise;
 5. every stage's exact command, wall time and rate.
 """
 
@@ -29,6 +31,8 @@ SUMMARY_COLUMNS = [
     *report.TABLE_COLUMNS,
     ("reentry_psnr", "Re-entry PSNR"),
     ("reentry_box_psnr", "Re-entry box PSNR"),
+    # after the Table 2 columns (a reader compares those with the paper's rows below); dB, 2 decimals
+    *report.REENTRY_COLUMNS,
 ]
 
 
@@ -84,6 +88,23 @@ def _code_by_stage(stages: dict) -> str:
     return "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
 
 
+def _scored_text(aggregate: dict) -> str:
+    """How many clips the re-entry metrics were scored on, and why not the others."""
+    counts = {
+        name: entry.get("counts", {}).get("presence_gain", 0) for name, entry in aggregate["methods"].items()
+    }
+    reasons = sorted(
+        {
+            reason.removeprefix(f"{report.NOT_APPLICABLE}: ")
+            for entry in aggregate["methods"].values()
+            for reason in entry.get("skipped", {}).get("presence_gain", {})
+        }
+    )
+    scored = max(counts.values(), default=0)
+    text = f" Presence gain and motion score scored on {scored} of {aggregate.get('num_clips', '?')} clips"
+    return text + (f" (the others: {'; '.join(reasons)})." if reasons else ".")
+
+
 def results_markdown(run_dir: str | os.PathLike) -> str:
     """The markdown section described in the module docstring; raises DataError on an unfinished run."""
     run_dir = Path(run_dir)
@@ -125,7 +146,10 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
     )
     lines += [header, "|---|" + "---:|" * (len(SUMMARY_COLUMNS) + 2)]
     for name, metrics in methods.items():
-        cells = [report.format_value(metrics.get(key)) for key, _ in SUMMARY_COLUMNS]
+        cells = [
+            report.format_value(metrics.get(key), 2 if key in report.DECIBEL_METRICS else 3)
+            for key, _ in SUMMARY_COLUMNS
+        ]
         stage = stages.get(f"world-{name}")
         if stage:
             cells += [f"{stage.get('steps_per_s', float('nan')):.2f}", _hours(stage.get("wall_s", 0.0))]
@@ -133,7 +157,12 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
             cells += ["-", "-"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     reasons = sorted(
-        {f"{key}: {value}" for m in methods.values() for key, value in m.items() if isinstance(value, str)}
+        {
+            f"{key}: {value}"
+            for m in methods.values()
+            for key, value in m.items()
+            if isinstance(value, str) and not value.startswith(report.NOT_APPLICABLE)
+        }
     )
     definition = aggregate.get("dsc_definition", "per-subject (written before --dsc-definition existed)")
     lines += [
@@ -143,6 +172,8 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
         + report.METRIC_NOTES
         + f" DSC: `--dsc-definition {definition}`, predicted boxes `--boxes {aggregate.get('boxes', '?')}`. "
         "LPIPS lower is better, everything else higher.",
+        "",
+        report.REENTRY_NOTES + _scored_text(aggregate),
     ]
     if reasons:
         lines += ["Not computed (the metric networks' weights were not on disk; nothing is downloaded):"]
