@@ -7,8 +7,11 @@ from hybridmem.world.config import WorldConfig
 def test_defaults_are_valid_and_round_trip():
     config = WorldConfig().validate()
     assert (config.width, config.height, config.context_frames, config.target_frames, config.fps) == (
-        128, 128, 33, 33, 8.0,
+        160, 96, 33, 33, 8.0,
     )  # fmt: skip
+    # HM-World's camera: the official examples' 36.3 degree FOV; 160:96 is the 832:480 aspect (1.73) to within
+    # a 16-pixel step (sizes are multiples of 16: f8 latents, patch 2)
+    assert abs(config.width / config.height - 832 / 480) < 0.07 and config.horizontal_fov_deg == 36.3
     again = WorldConfig.from_dict(config.to_dict())
     assert again == config
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hybridmem.data.counterfactual import Counterfactuals
+
 
 @dataclass
 class SubjectTrack:
@@ -48,6 +50,10 @@ class Clip:
     caption: str = ""
     metadata: dict = field(default_factory=dict)
     source: str = ""  # folder it was read from
+    # erased / frozen renders of the re-entering subject (hybridmem.data.counterfactual); None for train
+    # clips, older clips and the released layout, with the reason in counterfactuals_note
+    counterfactuals: Counterfactuals | None = None
+    counterfactuals_note: str = ""
 
     @property
     def num_frames(self) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem.data.clip import Clip, Event, SubjectTrack
+from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE, load_counterfactuals
 from hybridmem.errors import DataError
 from hybridmem.geometry import check_poses, intrinsics_from_fov
 
@@ -378,6 +379,7 @@ def _load_released(
         caption=caption,
         metadata=metadata,
         source=str(folder),
+        counterfactuals_note="the released HM-World layout has no counterfactual renders",
     )
 
 
@@ -543,7 +545,31 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
         caption=read_text(caption_path).strip() if caption_path.is_file() else "",
         metadata=metadata,
         source=str(folder),
+        **_counterfactuals_of(folder, metadata, target, height, width),
     )
+
+
+def _counterfactuals_of(folder: Path, metadata: dict, target: int, height: int, width: int) -> dict:
+    """Clip fields `counterfactuals` and `counterfactuals_note` of one of our clip folders."""
+    path = folder / COUNTERFACTUALS_FILE
+    if path.is_file():
+        return {
+            "counterfactuals": load_counterfactuals(path, target, height, width),
+            "counterfactuals_note": "",
+        }
+    recorded = metadata.get("counterfactuals")
+    if isinstance(recorded, dict) and isinstance(recorded.get("absent"), str):
+        return {"counterfactuals": None, "counterfactuals_note": recorded["absent"]}
+    if recorded is not None:
+        raise DataError(
+            f"{folder}: metadata.json lists counterfactuals but {COUNTERFACTUALS_FILE} is missing"
+        )
+    split = metadata.get("split")
+    if split is not None and split not in COUNTERFACTUAL_SPLITS:
+        note = f"{split} clips get no counterfactual renders"
+    else:
+        note = f"no {COUNTERFACTUALS_FILE} (rendered before counterfactuals existed, or not by our generator)"
+    return {"counterfactuals": None, "counterfactuals_note": note}
 
 
 def _boxes_with_gaps(rows: list, path: Path, key: str) -> np.ndarray:

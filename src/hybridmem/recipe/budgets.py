@@ -63,6 +63,7 @@ class Budget:
     seed: int = 0
 
     vae_recon: str = "mse"  # the VAE's reconstruction loss (PSNR measures squared error)
+    horizontal_fov_deg: float = 36.3  # the generator's camera (world.config.CAMERA_PRESETS)
     # training (and so sampling) timestep shift of the world models; the paper's 5 is for 30x52 tokens a
     # latent frame, the cpu budget has 8x8 (measured with benchmarks/world_curve.py, docs/REFERENCE_RUN.md)
     world_shift: float = 5.0
@@ -78,6 +79,18 @@ class Budget:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def generate_args(self) -> list[str]:
+        """The `hybridmem world generate` flags of this budget's clips, other than --seed, --num-clips,
+        --split, --out and --workers: with them anyone renders more clips of the same distribution."""
+        return [
+            "--width", str(self.width),
+            "--height", str(self.height),
+            "--horizontal-fov-deg", str(self.horizontal_fov_deg),
+            "--context-frames", str(self.context_frames),
+            "--target-frames", str(self.target_frames),
+            "--min-hidden-frames", str(self.min_hidden_frames),
+        ]  # fmt: skip
 
 
 BUDGETS: dict[str, Budget] = {
@@ -145,6 +158,7 @@ BUDGETS: dict[str, Budget] = {
         world_lr=5e-4,
         world_warmup=100,
         world_shift=10.0,  # best of 1, 2, 3, 5, 10 on held-out sample PSNR (docs/REFERENCE_RUN.md)
+        horizontal_fov_deg=70.0,  # the `wide` camera the shipped checkpoints were trained with
         val_every=500,
         memory_window=3,
         memory_top_k=4,

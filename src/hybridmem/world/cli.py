@@ -1,6 +1,7 @@
 """`hybridmem world generate` and `hybridmem world preview`.
 
     hybridmem world generate --num-clips 100 --out runs/world --split train --workers 2
+    hybridmem world generate --num-clips 100 --out runs/wide --camera wide  # 70 deg, 128x128 (old camera)
     hybridmem world generate --num-clips 10000 --out /data/hmw --shard 3/16 --seed 1   # one job of an array
     hybridmem world generate --num-clips 8 --out runs/tiny --width 64 --height 64 --context-frames 9 \\
         --target-frames 9 --min-hidden-frames 3
@@ -14,7 +15,7 @@ import argparse
 import dataclasses
 import sys
 
-from hybridmem.world.config import WorldConfig
+from hybridmem.world.config import CAMERA_PRESETS, DEFAULT_CAMERA, WorldConfig
 
 # WorldConfig fields exposed as flags (--context-frames for context_frames); the rest keep their defaults.
 _CONFIG_FLAGS = (
@@ -48,6 +49,17 @@ def register(subparsers) -> None:
     generate.add_argument("--workers", type=int, default=1, help="render processes (one renderer each)")
     generate.add_argument("--shard", default="0/1", help="i/N: render only clips with index %% N == i")
     generate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    generate.add_argument(
+        "--camera",
+        choices=sorted(CAMERA_PRESETS),
+        default=None,
+        help=f"named camera (default {DEFAULT_CAMERA}): "
+        + "; ".join(
+            f"{name}: {p['width']}x{p['height']}, {p['horizontal_fov_deg']} deg horizontal FOV"
+            for name, p in CAMERA_PRESETS.items()
+        )
+        + ". --width, --height and --horizontal-fov-deg override it",
+    )
     defaults = WorldConfig()
     types = {f.name: f.type for f in dataclasses.fields(WorldConfig)}
     for name in _CONFIG_FLAGS:
@@ -77,7 +89,8 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args) -> WorldConfig:
-    overrides = {name: getattr(args, name) for name in _CONFIG_FLAGS if getattr(args, name) is not None}
+    overrides = dict(CAMERA_PRESETS[args.camera]) if getattr(args, "camera", None) else {}
+    overrides.update({name: getattr(args, name) for name in _CONFIG_FLAGS if getattr(args, name) is not None})
     if args.scenes is not None:
         overrides["scenes"] = tuple(args.scenes)
     if args.subjects is not None:

@@ -1,8 +1,12 @@
 """`WorldConfig`: every parameter of HM-World generation, validated before anything is written.
 
-Defaults suit CPU training: 128x128 pixels, 33 context + 33 target frames at 8 fps. Frame counts are of the
-form 4k+1 because the causal VAE compresses time by 4 and keeps the first frame on its own. Every size scales
-up to the paper's geometry (832x480, 77 + 77 frames, 15 fps).
+Defaults suit CPU training with HM-World's camera: 160x96 pixels (the released 832:480 aspect, 20x12
+latent cells of an f8 VAE), a 36.3 degree horizontal field of view (the released examples' focal length),
+33 context + 33 target frames at 8 fps. Frame counts are of the form 4k+1 because the causal VAE
+compresses time by 4 and keeps the first frame on its own. Every size scales up to the paper's geometry
+(832x480, 77 + 77 frames, 15 fps). CAMERA_PRESETS names the cameras: `hmworld` (the default) and `wide`
+(70 degrees on a square 128x128 frame, this generator's camera before 2026-12; subjects come out 3-5x
+smaller in frame).
 
     config = WorldConfig(width=256, height=256, seed=3)
     config.validate()          # raises ConfigError naming the field, before any file is written
@@ -27,6 +31,17 @@ MAX_SUBJECTS = 3
 VAE_TEMPORAL_STRIDE = 4
 
 
+# Named cameras (`world generate --camera NAME`); explicit --width/--height/--horizontal-fov-deg win.
+# hmworld: the official HyDRA examples are 832x480 with a focal length of a 36-37 degree horizontal FOV, and
+# their subjects fill 50-100% of the frame height; at this FOV our camera distances give a visible subject a
+# median box height of about half the frame (docs/DATASET.md has the measured distribution).
+CAMERA_PRESETS = {
+    "hmworld": {"width": 160, "height": 96, "horizontal_fov_deg": 36.3},
+    "wide": {"width": 128, "height": 128, "horizontal_fov_deg": 70.0},
+}
+DEFAULT_CAMERA = "hmworld"
+
+
 def taxonomy_names() -> tuple[list[str], list[str]]:
     """Registered scene names and subject names, from `hybridmem.world.taxonomy`."""
     from hybridmem.world import taxonomy
@@ -39,12 +54,12 @@ class WorldConfig:
     """Parameters of one HM-World generation run (one split of one dataset folder)."""
 
     # 1. image and time
-    width: int = 128
-    height: int = 128
+    width: int = CAMERA_PRESETS[DEFAULT_CAMERA]["width"]
+    height: int = CAMERA_PRESETS[DEFAULT_CAMERA]["height"]
     context_frames: int = 33
     target_frames: int = 33
     fps: float = 8.0
-    horizontal_fov_deg: float = 70.0
+    horizontal_fov_deg: float = CAMERA_PRESETS[DEFAULT_CAMERA]["horizontal_fov_deg"]
     supersample: int = 2  # renderer draws at supersample x size and box-filters down (anti-aliasing)
     # 2. content
     min_subjects: int = 1

@@ -107,6 +107,30 @@ def subject_stage(
     return stage
 
 
+def reentering_subject(
+    visible: "S T", *, context_frames: int, min_hidden_frames: int
+) -> tuple[int, int, int] | None:
+    """The first subject (lowest index) that meets the acceptance rule with a re-entry in the target.
+
+    Returns (subject index s, last_seen_frame, entry_frame): last_seen_frame is the last context frame in
+    which s was visible before the qualifying hidden run (what a model saw last), entry_frame the target
+    frame where s is visible again. None when no subject re-enters.
+    """
+    visible = np.asarray(visible, dtype=bool)
+    num_frames = visible.shape[1]
+    for s, row in enumerate(visible):
+        seen = np.flatnonzero(row[:context_frames])
+        if len(seen) == 0:
+            continue
+        for exit_frame, end in hidden_runs(row):
+            if exit_frame <= seen[0] or end - exit_frame < min_hidden_frames:
+                continue
+            if context_frames <= end < num_frames:
+                before = np.flatnonzero(row[: min(exit_frame, context_frames)])
+                return s, int(before[-1]), int(end)
+    return None
+
+
 def acceptance(visible: "S T", *, context_frames: int, min_hidden_frames: int, require_reentry: bool) -> str:
     """ACCEPTED, or the rejection reason of the subject that got furthest (see REJECTION_REASONS)."""
     stages = [

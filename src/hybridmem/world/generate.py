@@ -46,9 +46,11 @@ import numpy as np
 
 from hybridmem import runlock
 from hybridmem.data.clip import Clip, SubjectTrack
+from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE
 from hybridmem.errors import ConfigError, DataError, HybridmemError
 from hybridmem.world import events, layout, splits
 from hybridmem.world.config import GENERATOR_VERSION, WorldConfig
+from hybridmem.world.counterfactual import render_counterfactuals
 
 # Changing what a seed produces is a new generator version (config.GENERATOR_VERSION); dataset.json refuses
 # to mix versions in one folder.
@@ -246,6 +248,27 @@ def render_candidate(
         "config": config.to_dict(),
         "plan": _jsonable(plan.to_dict()),
     }
+    # 4. the counterfactuals of the re-entering subject, for the benchmark's splits
+    counterfactuals, counterfactuals_note = None, f"{split} clips get no counterfactual renders"
+    if split in COUNTERFACTUAL_SPLITS:
+        found = events.reentering_subject(
+            visible, context_frames=config.context_frames, min_hidden_frames=config.min_hidden_frames
+        )
+        if found is None:  # an accepted clip without a re-entry (require_reentry off)
+            counterfactuals_note = "no subject re-enters during the target segment"
+            metadata["counterfactuals"] = {"absent": counterfactuals_note}
+        else:
+            s, last_seen, entry = found
+            counterfactuals = render_counterfactuals(
+                renderer, plan, s, last_seen, entry, config.context_frames
+            )
+            counterfactuals_note = ""
+            metadata["counterfactuals"] = {
+                "file": COUNTERFACTUALS_FILE,
+                "subject_id": counterfactuals.subject_id,
+                "last_seen_frame": counterfactuals.last_seen_frame,
+                "entry_frame": counterfactuals.entry_frame,
+            }
     clip = Clip(
         frames=rendered.frames,
         cameras=fields["cameras"],
@@ -257,6 +280,8 @@ def render_candidate(
         instance_ids=rendered.instance_ids,
         caption=caption_for(scene, subject_names, fields["paths"], fields["trajectory"]),
         metadata=metadata,
+        counterfactuals=counterfactuals,
+        counterfactuals_note=counterfactuals_note,
     )
     return events.ACCEPTED, clip
 
@@ -363,9 +388,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-    temp.write_text(text)
-    os.replace(temp, path)
+    from hybridmem import publish
+
+    publish.write_text(path, text)
 
 
 def _check_dataset_file(out: Path, config: WorldConfig, split_plan: splits.SplitPlan) -> dict:
