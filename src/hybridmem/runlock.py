@@ -13,7 +13,10 @@ stale lock is taken over by the next run without a race. The file also records t
 process start time, shown in the refusal; and when flock is taken but that record names a process that is
 still alive on this host (a filesystem that ignores flock), the lock is refused all the same.
 A process may take the same lock again (the recipe runs its stages in-process); it is released when the
-outermost holder lets go.
+outermost holder lets go. A lock beside a user's file (`hybridmem sample --out DIR/NAME.mp4` locks
+`DIR/.hybridmem-sample-NAME.mp4.lock`) is `ephemeral`: removed when released. Removing a flock file is safe
+because every taker checks, once it holds the flock, that the path still names the file it locked, and
+starts over when it does not.
 
 The identity record. `FOLDER/run.json` holds the command and the inputs (data, checkpoint content hashes,
 VAE, seed, steps ...) of the results in the folder. A rerun with the same inputs resumes; with other
@@ -117,8 +120,9 @@ _HELD: dict[Path, list] = {}  # lock path -> [fd, depth] of the locks this proce
 class RunLock:
     """A held lock on a run folder; `release()` (or leaving `hold`'s with-block) lets it go."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, ephemeral: bool = False):
         self.path = path
+        self.ephemeral = ephemeral
         self.released = False
 
     def release(self) -> None:
@@ -133,7 +137,10 @@ class RunLock:
             del _HELD[self.path]
             fd = entry[0]
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)  # a free lock holds no record
+                if self.ephemeral:
+                    os.unlink(self.path)  # while still held: a taker that opened it starts over
+                else:
+                    os.ftruncate(fd, 0)  # a free lock holds no record
             os.close(fd)  # closing drops the flock
 
     def __enter__(self) -> RunLock:
@@ -153,17 +160,39 @@ def _read_holder(fd: int) -> dict:
         return {}
 
 
-def acquire(folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out") -> RunLock:
-    """Lock `folder` (created) for `command`; RunLockedError naming the holder when another process has it."""
-    import fcntl
+def acquire(
+    folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out", ephemeral: bool = False
+) -> RunLock:
+    """Lock `folder` (created) for `command`; RunLockedError naming the holder when another process has it.
 
+    ephemeral: remove the lock file on release (a lock beside a user's output rather than in a run folder).
+    """
     folder = check_out_folder(folder, flag)
     folder.mkdir(parents=True, exist_ok=True)
     path = lock_path(folder, name).resolve()
     if path in _HELD:  # this process holds it already (the recipe running a stage): re-entrant
         _HELD[path][1] += 1
-        return RunLock(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return RunLock(path, ephemeral)
+    for _ in range(100):  # a holder removing an ephemeral lock between our open and flock: open again
+        fd = _lock_fd(path, folder, name, command, flag)
+        if fd is not None:
+            _HELD[path] = [fd, 1]
+            return RunLock(path, ephemeral)
+    raise RunLockedError(f"{flag} {folder}: {path.name} keeps being replaced; is another run starting?")
+
+
+def _lock_fd(path: Path, folder: Path, name: str, command: str, flag: str) -> int | None:
+    """The flocked descriptor of `path` with our record written; None when the file was removed or
+    replaced by its holder meanwhile (the caller opens it again)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{flag} {folder}: {path} is a folder where the lock file goes; remove it, or choose "
+            f"another {flag}"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -175,6 +204,13 @@ def acquire(folder: str | os.PathLike, command: str, name: str = "", flag: str =
                 f"{flag} {folder}: another run is writing it: {_describe(holder)}; wait for it to finish, "
                 f"or choose another {flag}"
             ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # an ephemeral lock's holder removed it after our open: this inode is nobody's lock
+            os.close(fd)
+            return None
         # 2. flock is ours. A record naming a live process here means flock is not honoured (some network
         # filesystems): refuse rather than write beside it. A dead holder's record is a stale lock: ours now.
         holder = _read_holder(fd)
@@ -195,13 +231,14 @@ def acquire(folder: str | os.PathLike, command: str, name: str = "", flag: str =
     except BaseException:
         os.close(fd)
         raise
-    _HELD[path] = [fd, 1]
-    return RunLock(path)
+    return fd
 
 
 @contextlib.contextmanager
-def hold(folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out"):
-    lock = acquire(folder, command, name, flag)
+def hold(
+    folder: str | os.PathLike, command: str, name: str = "", flag: str = "--out", ephemeral: bool = False
+):
+    lock = acquire(folder, command, name, flag, ephemeral)
     try:
         yield lock
     finally:
@@ -287,13 +324,10 @@ def read_record(folder: str | os.PathLike) -> dict | None:
 
 
 def write_record(folder: str | os.PathLike, command: str, inputs: dict) -> None:
-    from hybridmem import __version__
+    from hybridmem import __version__, publish
 
-    path = Path(folder) / RECORD_FILE
-    temp = path.with_name(f".{RECORD_FILE}.tmp-{os.getpid()}")
     record = {"command": command, "hybridmem_version": __version__, "inputs": normalised(inputs)}
-    temp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    publish.write_json(Path(folder) / RECORD_FILE, record, indent=1, sort_keys=True)
 
 
 def differences(old: dict, new: dict) -> list[str]:
