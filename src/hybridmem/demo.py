@@ -7,11 +7,14 @@
 Steps: render `--clips` clips of the test split (held-out scenes and subjects; each must have a subject
 that leaves the view and re-enters) at the shipped models' resolution and frame counts, with a fixed seed;
 generate their target segments with the `hydra` and `full` world models; score both with the benchmark's
-pixel metrics and write the side-by-side video of the first clip (ground truth | hydra | full, re-entry
-frames outlined in red) and the table, which ends with hydra minus full per metric, paired over the clips,
-with a 95% bootstrap confidence interval and the clips each model wins (one clip gives no interval, hence
-the default of DEMO_CLIPS). Reruns reuse the rendered clips and the cached generations. The checkpoints
-come from `hybridmem recipe --budget cpu` then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
+weight-free metrics and write the side-by-side video of the first clip (ground truth | hydra | full,
+re-entry frames outlined in red) and the table (the benchmark's report.md). It leads with presence gain and
+motion score: whether each model draws the returning subject where it truly is, against the clip's
+counterfactual renders with the subject erased and frozen where it was last seen (hybridmem.eval.reentry);
+it ends with hydra minus full per metric, paired over the clips, with a 95% bootstrap confidence interval
+and the clips each model wins (one clip gives no interval, hence the default of DEMO_CLIPS). Reruns reuse
+the rendered clips and the cached generations. The checkpoints come from `hybridmem recipe --budget cpu`
+then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
 """
 
 from __future__ import annotations
