@@ -291,7 +291,7 @@ def _edit_json(path, edit):
         (
             "character.json",
             lambda r: r["subjects"][0]["positions"][3].__setitem__(0, float("nan")),
-            "positions' contains NaN",
+            r"subjects\[0\]\.positions\[3\]\[0\]' holds NaN",
         ),
         ("check.json", lambda r: r.__setitem__("events", 5), "'events' must be a list"),
         ("check.json", lambda r: r.__setitem__("events", [7]), r"events\[0\]"),
@@ -308,7 +308,7 @@ def _edit_json(path, edit):
         (
             "metadata.json",
             lambda r: r.__setitem__("fps", float("inf")),
-            "field 'fps' must be a positive finite",
+            "field 'fps' holds Infinity",
         ),
     ],
 )
@@ -325,7 +325,7 @@ def test_broken_ids_npz_is_a_data_error(tmp_path, content):
     folder = _our_clip(tmp_path)
     data = (folder / "ids.npz").read_bytes()
     (folder / "ids.npz").write_bytes(data[: len(data) // 2] if content is None else content)
-    with pytest.raises(DataError, match="ids.npz: cannot read array 'ids'"):
+    with pytest.raises(DataError, match=r"ids\.npz.*; regenerate the clip or delete ids\.npz"):
         hmworld.load_clip(folder, load_frames=False)
 
 

@@ -27,15 +27,14 @@ sample folder `sampleK` reads line K (see `released_caption`).
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import zipfile
-import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hybridmem import jsonio, npyio
 from hybridmem.data.clip import Clip, Event, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE, load_counterfactuals
 from hybridmem.errors import DataError
@@ -68,15 +67,8 @@ def read_text(path: Path) -> str:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from a UTF-8 file; DataError naming the file otherwise."""
-    text = read_text(path)
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: expected a JSON object at the top level")
-    return record
+    """A JSON object from a UTF-8 file; DataError naming the file and field otherwise (hybridmem.jsonio)."""
+    return jsonio.read_json(path)
 
 
 def _field(record: dict, key: str, path: Path):
@@ -116,23 +108,97 @@ def _array(values, path: Path, key: str, shape_tail: tuple = (), dtype=np.float6
     return array
 
 
-def read_video(path: Path) -> "T H W 3":
-    """All frames of an mp4 as uint8 RGB."""
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video's header says, before any frame is decoded; `frames` is its duration times its frame
+    rate (None when it states neither), which container durations round to within a frame."""
+
+    frames: int | None
+    height: int
+    width: int
+    fps: float
+
+    def decoded_bytes(self) -> int:
+        """Peak bytes of `read_video`: every frame as uint8 RGB, twice while the frames are stacked."""
+        return 2 * (self.frames or 1) * self.height * self.width * 3
+
+
+def video_header(path: Path) -> VideoHeader:
+    """Size, frame count and rate from a video's header (ffmpeg's), decoding nothing; DataError otherwise."""
     import imageio.v2 as imageio
 
+    path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: missing file")
+        raise DataError(f"{path}: {'a folder, not a video' if path.is_dir() else 'missing file'}")
     try:
         reader = imageio.get_reader(str(path), format="FFMPEG")
         try:
-            frames = [np.asarray(frame)[..., :3] for frame in reader]
+            meta = reader.get_meta_data()
         finally:
             reader.close()
+        width, height = (int(v) for v in meta["size"])
+        fps, duration = float(meta.get("fps") or 0.0), float(meta.get("duration") or 0.0)
+        counted = meta.get("nframes")
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
+        reason = error or type(error).__name__
+        raise DataError(f"{path}: cannot read the video's header ({reason})") from error
+    if not (0 < width and 0 < height):
+        raise DataError(f"{path}: the video's header states a frame size of {width}x{height}")
+    if isinstance(counted, int) and counted > 0:
+        frames = counted
+    elif 0 < fps < math.inf and 0 < duration < math.inf:
+        frames = max(1, round(duration * fps))
+    else:
+        frames = None
+    return VideoHeader(frames=frames, height=height, width=width, fps=fps)
+
+
+def _decode_video(path: Path, header: VideoHeader) -> list:
+    """Every frame of the video as "H W 3" uint8 arrays; stops with DataError once the frames decoded need
+    more memory than is available (a header that understated them)."""
+    import imageio.v2 as imageio
+
+    from hybridmem.validation import available_memory
+
+    limit = available_memory()
+    frames, decoded = [], 0
+    reader = imageio.get_reader(str(path), format="FFMPEG")
+    try:
+        for frame in reader:
+            frames.append(np.asarray(frame)[..., :3])
+            decoded += 2 * frames[-1].nbytes  # stacking copies them once more
+            if limit is not None and decoded > limit:
+                raise DataError(
+                    f"{path}: decoding it needs more than the {limit / 2**30:.1f} GiB of memory available "
+                    f"({len(frames)} frames of {header.width}x{header.height} so far, the header said "
+                    f"{header.frames}); pass a shorter or smaller video"
+                )
+    finally:
+        reader.close()
+    return frames
+
+
+def read_video(path: Path) -> "T H W 3":
+    """All frames of an mp4 as uint8 RGB. Its header is read first: a video whose frames cannot fit in the
+    memory available is refused before one is decoded (DataError naming its frame count and size)."""
+    from hybridmem.validation import check_memory
+
+    path = Path(path)
+    header = video_header(path)
+    check_memory(
+        header.decoded_bytes(),
+        f"{path}: decoding {header.frames or 'its'} frames of {header.width}x{header.height}",
+        "pass a shorter or smaller video (fewer frames, or resized with ffmpeg -vf scale=W:H)",
+    )
+    try:
+        frames = _decode_video(path, header)
     except (OSError, RuntimeError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
         raise DataError(f"{path}: cannot decode video ({error})") from error
     if not frames:
         raise DataError(f"{path}: video has no frames")
-    return np.stack(frames).astype(np.uint8)
+    return np.stack(frames).astype(np.uint8, copy=False)
 
 
 def _frame_dict_to_poses(cameras, path: Path, key: str) -> np.ndarray:
@@ -442,14 +508,8 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     instance_ids = None
     ids_path = folder / "ids.npz"
     if ids_path.is_file():
-        try:
-            with np.load(ids_path, allow_pickle=False) as archive:
-                instance_ids = archive["ids"]
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-            raise DataError(
-                f"{ids_path}: cannot read array 'ids' ({error or type(error).__name__}); the file is empty, "
-                "truncated or not an npz: regenerate the clip or delete ids.npz"
-            ) from error
+        fix = "regenerate the clip or delete ids.npz"
+        instance_ids = npyio.read_npz(ids_path, ["ids"], fix=fix)["ids"]
         if instance_ids.shape != (total, height, width) or instance_ids.dtype != np.uint8:
             raise DataError(
                 f"{ids_path}: field 'ids' is {instance_ids.dtype} {instance_ids.shape}, expected uint8 "
