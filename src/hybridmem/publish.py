@@ -100,29 +100,29 @@ def temp_name(path: Path) -> tuple[str, str]:
     return prefix, f"-{name}"
 
 
-def as_os_fault(error: BaseException, path: Path) -> BaseException:
-    """The exception to raise for a writer's failure at `path`.
+def as_os_fault(error: BaseException, path: Path, temp: Path | None = None) -> BaseException:
+    """The exception to raise for a writer's failure at `path` (written under the name `temp`).
 
-    An OSError with an errno keeps it, with the path filled in when the writer did not say it (a write()
-    on a file object does not). Any other failure (torch's RuntimeError, a check that found a short file)
-    on a file system with less than FULL_BYTES free is ENOSPC; otherwise the failure itself.
+    An OSError with an errno keeps it, naming `path` where it named nothing or the temp file (a write() on
+    a file object names nothing, ffmpeg was given the temp name). Any other failure (torch's RuntimeError,
+    an OutputError from a check that found a short file) on a file system with less than FULL_BYTES free
+    is ENOSPC; otherwise the failure itself, an OutputError renamed to `path`.
     """
-    if isinstance(error, OSError) and error.errno is not None and not isinstance(error, OutputError):
-        if error.filename is None:
-            filled = type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
-            filled.__cause__ = error
-            return filled
-        return error
     if not isinstance(error, Exception):
         return error  # KeyboardInterrupt, SystemExit: not the writer's
+    unnamed = isinstance(error, OSError) and error.filename in (None, str(temp))
+    if isinstance(error, OSError) and error.errno is not None and not isinstance(error, OutputError):
+        if not unnamed:
+            return error
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
     try:
         free = _free_bytes(path.parent)
     except OSError:
-        return error
-    if free < FULL_BYTES:
-        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        full.__cause__ = error
-        return full
+        free = None
+    if free is not None and free < FULL_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if isinstance(error, OutputError) and unnamed:
+        return OutputError(path, error.strerror)
     return error
 
 
@@ -206,7 +206,7 @@ def stage(
         staged_file.verify(check, allow_empty)
     except BaseException as error:
         staged_file.discard()
-        fault = as_os_fault(error, staged_file.path)
+        fault = as_os_fault(error, staged_file.path, staged_file.temp)
         if fault is error:
             raise
         raise fault from error
@@ -222,7 +222,7 @@ def staged(path: str | os.PathLike, check: Callable[[Path], None] | None = None,
         staged_file.verify(check)
     except BaseException as error:
         staged_file.discard()
-        fault = as_os_fault(error, staged_file.path)
+        fault = as_os_fault(error, staged_file.path, staged_file.temp)
         if fault is error:
             raise
         raise fault from error

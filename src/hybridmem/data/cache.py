@@ -8,8 +8,10 @@
 
 Cameras are camera-to-world poses of each latent frame (video frames 0, 4, 8, ... of each segment)
 relative to the first target latent frame; intrinsics are normalised (fx/W, fy/H, cx/W, cy/H). Each clip
-file is written to a temp file and renamed, so a cache is always a set of complete clips and an
-interrupted `hybridmem encode` resumes by skipping the files that exist.
+file is written through hybridmem.publish (temp file, checked against its header, renamed), so a cache is
+always a set of complete clips and an interrupted `hybridmem encode` resumes by skipping the files that
+exist. Each entry's metadata also records what made it (`made_from`: the clip's content hash and the VAE's),
+which `hybridmem encode` compares with the data folder on every rerun.
 
 Shape glossary: F latent frames (Fc context, Ft target), C latent channels, h/w latent grid, B batch.
 """
@@ -17,8 +19,6 @@ Shape glossary: F latent frames (Fc context, Ft target), C latent channels, h/w 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -38,37 +38,39 @@ _RESOURCE_ERRORS = ("Cannot allocate memory", "Too many open files", "Out of mem
 def write_clip_entry(
     cache_dir: str | Path, clip_id: str, tensors: dict[str, torch.Tensor], metadata: dict
 ) -> Path:
-    """Write one clip atomically: temp file in the same folder, then os.replace."""
+    """Write one clip through hybridmem.publish (temp file, checked, renamed)."""
     from safetensors.torch import save_file
+
+    from hybridmem import publish
 
     missing = [key for key in TENSOR_KEYS if key not in tensors]
     if missing:
         raise ValueError(f"write_clip_entry: missing tensors {missing}")
-    folder = Path(cache_dir) / CLIPS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{clip_id}.safetensors"
+    path = Path(cache_dir) / CLIPS_DIR / f"{clip_id}.safetensors"
     state = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     text_metadata = {key: json.dumps(value) for key, value in metadata.items()}
-    handle, temp = tempfile.mkstemp(prefix=f".{clip_id}.", suffix=".tmp", dir=folder)
-    os.close(handle)
-    try:
+    with publish.staged(path, check=publish.check_safetensors) as temp:
         save_file(state, temp, metadata=text_metadata)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
     return path
 
 
 def write_index(cache_dir: str | Path, index: dict) -> None:
-    path = Path(cache_dir) / INDEX_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from hybridmem import publish
+
     # a unique temp name: encode shards running side by side write the same index concurrently
-    handle, temp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        file.write(json.dumps({"format": CACHE_FORMAT, **index}, indent=2))
-    os.replace(temp, path)
+    publish.write_json(Path(cache_dir) / INDEX_FILE, {"format": CACHE_FORMAT, **index})
+
+
+def read_entry_metadata(path: str | Path) -> dict | None:
+    """The JSON metadata of a cache entry, read from its header only; None when unreadable (a cut or
+    foreign file: the dataset reader names it)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+    except Exception:  # safetensors raises several types for a truncated or foreign file
+        return None
 
 
 def read_index(cache_dir: str | Path) -> dict:

@@ -28,7 +28,6 @@ import os
 import platform
 import shlex
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -251,18 +250,10 @@ def code_info() -> dict:
 
 
 def write_json_atomic(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(record, file, indent=2)
-            file.write("\n")
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; exported manifests ship as package data
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    """hybridmem.publish.write_json (temp file, checked, renamed; the mode a new file gets)."""
+    from hybridmem import publish
+
+    publish.write_json(path, record)
 
 
 def read_record(run_dir: str | os.PathLike) -> dict:

@@ -8,7 +8,6 @@ dropped so the file holds one continuous curve.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from hybridmem.errors import DataError
@@ -56,13 +55,13 @@ def truncate_metrics(run_dir: str | Path, after_step: int) -> None:
     path = Path(run_dir) / CSV_NAME
     if not path.exists():
         return
+    from hybridmem import publish
+
     rows = [row for row in read_metrics(run_dir) if row[0] <= after_step]
-    temp = path.with_suffix(".csv.tmp")
-    with open(temp, "w", newline="") as handle:
+    with publish.staged(path) as temp, open(temp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_FIELDS)
         writer.writerows((step, metric, repr(value)) for step, metric, value in rows)
-    os.replace(temp, path)
 
 
 class TrainingLogger:

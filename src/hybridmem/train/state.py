@@ -8,16 +8,16 @@
         state.json      step, the training config, and the format version; written last
 
 A checkpoint is built in a hidden temp folder next to its final place and renamed into place only when
-every file is written, so a crash mid-save leaves the previous checkpoints untouched and no half-written
-`step_*` folder; stale temp folders are removed by the next save. `latest_checkpoint` returns the newest
-folder whose state.json parses.
+every file is written and checked (hybridmem.publish), so a crash mid-save leaves the previous checkpoints
+untouched and no half-written `step_*` folder; stale temp folders are removed by the next save (the run is
+locked: no other writer's temp folder can be there). `latest_checkpoint` returns the newest folder whose
+state.json parses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -113,34 +113,28 @@ def save_checkpoint(
     rank_rng_states: one entry per rank (gathered by the caller), restored rank by rank on resume.
     extra_state: small picklable things such as the grad scaler's state.
     """
+    from hybridmem import publish
+
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    temp = root / f"{TEMP_PREFIX}{checkpoint_name(step)}"
-    # 1. clear leftovers of an earlier crashed save
-    for stale in root.glob(f"{TEMP_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    temp.mkdir()
-    # 2. weights, optimizer, RNG; state.json last, so a folder with state.json is complete
-    save_model_fn(model, temp / "model")
-    if ema_model is not None:
-        save_model_fn(ema_model, temp / "ema")
-    torch.save(
-        {"optimizer": optimizer.state_dict() if optimizer is not None else None, **(extra_state or {})},
-        temp / "optimizer.pt",
-    )
-    torch.save({"global": capture_rng_state(), "ranks": rank_rng_states or []}, temp / "rng.pt")
-    (temp / "state.json").write_text(
-        json.dumps({"format_version": FORMAT_VERSION, "step": step, "config": config}, indent=2)
-    )
-    # 3. publish: replace a checkpoint of the same step (a rerun) by moving it aside first
-    if final.exists():
-        aside = root / f"{TEMP_PREFIX}old-{final.name}"
-        final.rename(aside)
-        temp.rename(final)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        temp.rename(final)
+    # 1. clear leftovers of an earlier crashed save (hidden folders: temp names of either form)
+    for stale in root.iterdir():
+        if stale.name.startswith(".") and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    with publish.staged_folder(final) as temp:
+        # 2. weights, optimizer, RNG; state.json last, so a folder with state.json is complete
+        save_model_fn(model, temp / "model")
+        if ema_model is not None:
+            save_model_fn(ema_model, temp / "ema")
+        optimizer_state = {"optimizer": optimizer.state_dict() if optimizer is not None else None}
+        publish.torch_save(temp / "optimizer.pt", {**optimizer_state, **(extra_state or {})})
+        publish.torch_save(temp / "rng.pt", {"global": capture_rng_state(), "ranks": rank_rng_states or []})
+        publish.write_json(
+            temp / "state.json", {"format_version": FORMAT_VERSION, "step": step, "config": config}
+        )
+        # 3. publish: a checkpoint of the same step (a rerun) is moved aside first
+        publish.publish_folder(temp, final)
     # 4. keep the newest `keep`
     if keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:
@@ -288,25 +282,18 @@ def save_final_model(
     model: nn.Module, folder: str | Path, save_model_fn: SaveModelFn = _default_save_model
 ) -> Path:
     """Write a model folder atomically: into a temp folder next to it, then renamed over the old one."""
+    from hybridmem import publish
+
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = folder.parent / f"{TEMP_PREFIX}{folder.name}"
-    shutil.rmtree(temp, ignore_errors=True)
-    save_model_fn(model, temp)
-    if folder.exists():
-        aside = folder.parent / f"{TEMP_PREFIX}old-{folder.name}"
-        shutil.rmtree(aside, ignore_errors=True)
-        folder.rename(aside)
-        temp.rename(folder)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        temp.rename(folder)
+    shutil.rmtree(folder.parent / f"{TEMP_PREFIX}{folder.name}", ignore_errors=True)  # an older save's temp
+    with publish.staged_folder(folder) as temp:
+        save_model_fn(model, temp / folder.name)  # a folder the writer creates, as it would the final one
+        publish.publish_folder(temp / folder.name, folder)
     return folder
 
 
 def write_json_atomically(path: str | Path, document: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    temp.write_text(json.dumps(document, indent=2))
-    os.replace(temp, path)
+    """hybridmem.publish.write_json (kept for the trainers that call it by this name)."""
+    from hybridmem import publish
+
+    publish.write_json(path, document)

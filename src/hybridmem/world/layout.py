@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -54,23 +53,13 @@ def pad_to_even(frames: "T H W C") -> "T H2 W2 C":
 def write_video(path: Path, frames: "T H W 3", fps: float, crf: int) -> None:
     """H.264 mp4 (yuv420p) of uint8 RGB frames; odd sizes are padded (see module docstring).
 
-    Runs the ffmpeg binary of imageio-ffmpeg directly on raw RGB through a pipe: imageio's writer polls
-    with sleeps when it closes, which cost ~50 ms a video. One encoder thread: the workers already fill the
-    cores, and it keeps the output independent of the machine.
+    Through hybridmem.publish: ffmpeg reads raw RGB through a pipe into a temp name, its exit status and the
+    frame count in the written file are checked, then it is renamed to `path`. One encoder thread: the
+    workers already fill the cores, and it keeps the output independent of the machine.
     """
-    import imageio_ffmpeg
+    from hybridmem import publish
 
-    frames = pad_to_even(np.ascontiguousarray(frames, dtype=np.uint8))
-    num_frames, height, width = frames.shape[:3]
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
-        "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-threads", "1",
-        "-frames:v", str(num_frames), str(path),
-    ]  # fmt: skip
-    result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed writing {path}: {result.stderr.decode(errors='replace').strip()}")
+    publish.write_video(path, pad_to_even(frames), fps, crf=crf, threads=1)
 
 
 def mask_frames(instance_ids: "T H W") -> "T H W 3":

@@ -158,13 +158,17 @@ def write_preview(
         f"at --scale {scale or 'auto'}",
         "lower --scale (or raise --every for a contact sheet)",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{suffix}")
+    from hybridmem import publish
+
     if suffix == ".png":
-        contact_sheet(clip, columns=columns, every=every, scale=scale).save(temp)
+        sheet = contact_sheet(clip, columns=columns, every=every, scale=scale)
+        with publish.staged(out, check=publish.check_png, overwrite=overwrite) as temp:
+            sheet.save(temp, format="PNG")
     else:
         frames = animation(clip, scale=scale)
         duration_ms = int(round(1000 / (clip.fps or 8.0)))
-        frames[0].save(temp, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
-    os.replace(temp, out)
+        with publish.staged(out, check=publish.gif_check(len(frames)), overwrite=overwrite) as temp:
+            frames[0].save(
+                temp, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0
+            )
     return out
