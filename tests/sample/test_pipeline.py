@@ -204,7 +204,7 @@ def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, ca
             {"intrinsics": INTRINSICS.tolist(), "context": cameras(9).tolist(), "target": cameras(5).tolist()}
         )
     )
-    assert main([*args, "--checkpoint", str(tmp_path)]) == 2
+    assert main([*args, "--checkpoint", str(tmp_path / "no_model")]) == 2  # (--out inside it is refused)
     assert "no model here" in capsys.readouterr().err
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "ctx.mp4", "out.mp4"]

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         lpips_backbone=args.lpips_backbone,
         side_by_side_clips=args.side_by_side_clips,
         overwrite=args.overwrite,
+        allow_other_vae=args.allow_other_vae,
     )
     summary = run_evaluation(config)
     print(markdown_report(summary))
@@ -142,6 +143,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="recompute results already in --out that were made from other data, checkpoints or settings "
         "(default: refuse them; a rerun with the same inputs resumes)",
+    )
+    parser.add_argument(
+        "--allow-other-vae",
+        action="store_true",
+        help="use --vae although a checkpoint records that it was trained with another VAE (default: refuse)",
     )
     parser.set_defaults(func=_run_or_fail(parser))
 

@@ -71,11 +71,19 @@ class PipelineGenerator:
     """A trained world model through hybridmem.sample.pipeline.WorldPipeline."""
 
     def __init__(
-        self, checkpoint: str, vae: str, device: str = "cpu", steps: int | None = None, name: str = ""
+        self,
+        checkpoint: str,
+        vae: str,
+        device: str = "cpu",
+        steps: int | None = None,
+        name: str = "",
+        allow_other_vae: bool = False,
     ):
         from hybridmem.sample.pipeline import WorldPipeline
 
-        self.pipeline = WorldPipeline.from_checkpoint(checkpoint, vae, device=device)
+        self.pipeline = WorldPipeline.from_checkpoint(
+            checkpoint, vae, device=device, allow_other_vae=allow_other_vae
+        )
         self.steps = steps
         self.name = name or Path(checkpoint).name
 
@@ -396,6 +404,7 @@ class EvalConfig:
     lpips_backbone: str = "alex"
     side_by_side_clips: int = 1  # how many clips (those with a re-entry first) get a side-by-side video
     overwrite: bool = False  # recompute results in `out` made from other inputs (default: refuse them)
+    allow_other_vae: bool = False  # a --vae other than the one a checkpoint records (default: refuse it)
 
     def validate(self) -> None:
         if not self.checkpoints and not self.baselines:
@@ -473,6 +482,18 @@ def uses_vae(config: EvalConfig) -> bool:
     return bool(config.checkpoints or NEEDS_VAE & set(config.baselines))
 
 
+def output_bytes(config: EvalConfig) -> int:
+    """About the space EVALDIR needs, a rough guess on the generous side: each method's generations
+    (compressed raw frames) at 8 times the bytes of the clip folders' H.264 files, plus 16 MiB."""
+    clips = sum(
+        path.stat().st_size
+        for folder in list_clips(config)
+        for path in Path(folder).iterdir()
+        if path.is_file()
+    )
+    return 8 * clips * (len(config.checkpoints) + len(config.baselines)) + (16 << 20)
+
+
 def run_evaluation(
     config: EvalConfig, *, generators: dict | None = None, clip_loader=None, progress=True
 ) -> dict:
@@ -480,6 +501,14 @@ def run_evaluation(
     EVALDIR/run.json: results of other inputs are refused, or recomputed with `config.overwrite`."""
     config.validate()
     out = runlock.check_out_folder(config.out)
+    # before run.json records these inputs and any work: a VAE other than the checkpoints' own, and an
+    # output folder that takes no file or lacks the space (hybridmem.publish)
+    from hybridmem import publish
+    from hybridmem.sample.pipeline import check_vae_pairing
+
+    for checkpoint in config.checkpoints:
+        check_vae_pairing(checkpoint, config.vae, config.allow_other_vae)
+    publish.check_output_folder(out, output_bytes(config))
     with runlock.hold(out, "eval"):
         runlock.check_inputs(
             out, "eval", eval_inputs(config, method_names(config)), overwrite=config.overwrite,
@@ -511,7 +540,9 @@ def _run_evaluation(
                 lazy[method] = make_baseline(method, config.vae, config.device)
             else:
                 checkpoint = config.checkpoints[names.index(method)]
-                lazy[method] = PipelineGenerator(checkpoint, config.vae, config.device, config.steps, method)
+                lazy[method] = PipelineGenerator(
+                    checkpoint, config.vae, config.device, config.steps, method, config.allow_other_vae
+                )
         return lazy[method]
 
     identities = eval_inputs(config, names)  # content hashes of each method's checkpoint and the VAE

@@ -6,8 +6,11 @@ A folder written by `save_model` rebuilds the model from its two files alone:
     model = load_model("runs/vae/final")            # a VideoVAE or a WorldModel, in eval mode
 
 config.json holds {"format", "class", "config", "hybridmem_version"}; the class name picks the model class
-from MODEL_CLASSES and the config dict rebuilds its config dataclass (`Config.from_dict`). Training state
-(optimizer, EMA, step) is the trainer's business and lives in its own files.
+from MODEL_CLASSES and the config dict rebuilds its config dataclass (`Config.from_dict`). A world model also
+records the VAE whose latents it learnt, {"trained_with": {"vae": {"sha256", "path"}}} (the content hash
+the latent cache recorded, runlock.model_sha256), so sampling can refuse another VAE; models saved before
+this have no record. Training state (optimizer, EMA, step) is the trainer's business and lives in its own
+files. Both files are written through hybridmem.publish (temp name, checked, renamed).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import typing
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from hybridmem.errors import CheckpointError, ConfigError
 FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+TRAINED_WITH_KEY = "trained_with"
 
 
 def dataclass_from_dict(cls, data: dict, what: str):
@@ -69,26 +72,17 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call write(temp_path) on a temp file next to `path`, then os.replace it onto `path`."""
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
-        raise
-
-
-def save_model(model: nn.Module, folder: str | os.PathLike) -> Path:
+def save_model(model: nn.Module, folder: str | os.PathLike, trained_with: dict | None = None) -> Path:
     """Write model.safetensors and config.json into `folder` (created if needed); returns the folder.
 
-    Each file is written to a temp file and os.replace'd, weights first, config last, so a crash leaves
+    trained_with: what the model learnt from, recorded in config.json (a world model: {"vae": {"sha256",
+    "path"}} of the VAE its cache was encoded with; see read_trained_with).
+    Each file is published on its own (hybridmem.publish), weights first, config last, so a crash leaves
     either the previous checkpoint or a weights/config pair that load_model checks against each other.
     """
     from safetensors.torch import save_file
+
+    from hybridmem import publish
 
     model = _unwrap(model)
     classes = _model_classes()
@@ -101,7 +95,8 @@ def save_model(model: nn.Module, folder: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     # safetensors wants contiguous, unshared CPU tensors.
     state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
-    _write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(state, path, metadata={"format": "pt"}))
+    with publish.staged(folder / WEIGHTS_FILE, check=publish.check_safetensors) as temp:
+        save_file(state, temp, metadata={"format": "pt"})
 
     from hybridmem import __version__
 
@@ -111,14 +106,25 @@ def save_model(model: nn.Module, folder: str | os.PathLike) -> Path:
         "config": model.config.to_dict(),
         "hybridmem_version": __version__,
     }
-
-    def write_config(path: str) -> None:
-        with open(path, "w") as file:
-            json.dump(document, file, indent=2)
-            file.write("\n")
-
-    _write_atomically(folder / CONFIG_FILE, write_config)
+    if trained_with:
+        document[TRAINED_WITH_KEY] = trained_with
+    publish.write_json(folder / CONFIG_FILE, document)
     return folder
+
+
+def read_trained_with(folder: str | os.PathLike) -> dict | None:
+    """The `trained_with` record of a model folder's config.json ({"vae": {"sha256", "path"}}), None when it
+    has none (saved before records existed, or not a world model) or the file cannot be read (load_model
+    names that)."""
+    try:
+        document = json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = document.get(TRAINED_WITH_KEY) if isinstance(document, dict) else None
+    vae = record.get("vae") if isinstance(record, dict) else None
+    if not isinstance(vae, dict) or not isinstance(vae.get("sha256"), str):
+        return None
+    return record
 
 
 def read_config(folder: str | os.PathLike) -> tuple[str, dict]:

@@ -19,17 +19,23 @@ the flag that settles them (--matrix-form, --camera-units).
 The frames are resized and centre-cropped to --size (default: the size the world model was trained at;
 the intrinsics follow), and each segment must have 4k+1 frames (--pad-last or --trim fix other counts).
 Shapes, lengths, cameras, sizes and the memory needed are checked before any model is loaded or anything is
-written. --checkpoint and --vae default to the shipped models (hydra and its VAE). The output plays at the
-input's frame rate unless --fps is given. With ground truth (a clip with a target video), OUT_side_by_side.mp4
-shows context | ground truth | generated. An existing output (or side-by-side) is never replaced without
---overwrite; outputs are written to a temp file and renamed, so a failed run leaves existing files untouched.
+written. --checkpoint and --vae default to the shipped models (hydra and its VAE); a world model that
+records the VAE it was trained with refuses another (--allow-other-vae to use it anyway), one saved before
+such records existed is used with a warning. The output plays at the input's frame rate unless --fps is given.
+With ground truth (a clip with a target video), OUT_side_by_side.mp4 shows context | ground truth | generated.
+
+Outputs: an existing output (or side-by-side) is never replaced without --overwrite, and --out may not be
+inside an input. Before any model is loaded, the output folder must accept a file and have about the space
+the videos need. While it runs, `sample` holds a lock beside the output (DIR/.hybridmem-sample-NAME.lock,
+removed at the end), so a second `sample` into the same --out is refused. Both videos are written under temp
+names, checked (ffmpeg's status, the frame count in the file) and only then renamed into place together, so
+a failed run leaves existing files untouched and no temp file behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
@@ -60,33 +66,6 @@ def read_camera_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return arrays[0], arrays[1], arrays[2]
 
 
-def write_video_atomically(path: Path, frames: "T H W 3", fps: float) -> None:
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.stem}.tmp{path.suffix}"
-    try:
-        writer = imageio.get_writer(
-            str(temp),
-            format="FFMPEG",
-            fps=fps,
-            codec="libx264",
-            quality=None,
-            output_params=["-crf", "18"],
-            pixelformat="yuv420p",
-            macro_block_size=1,
-        )
-        try:
-            for frame in frames:
-                writer.append_data(frame)
-        finally:
-            writer.close()
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
 def side_by_side(context: "Tc H W 3", truth: "Tt H W 3", generated: "Tt H W 3") -> "Tt H 3W 3":
     """One row per target frame: context (playing, then held on its last frame) | ground truth | generated."""
     held = context[np.minimum(np.arange(len(generated)), len(context) - 1)]
@@ -95,6 +74,23 @@ def side_by_side(context: "Tc H W 3", truth: "Tt H W 3", generated: "Tt H W 3") 
 
 def side_by_side_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_side_by_side.mp4")
+
+
+def output_bytes(frames: int, width: int, height: int, with_truth: bool) -> int:
+    """About the space the outputs need: H.264 at crf 18 stores these frames in well under a sixteenth of
+    their raw RGB bytes; the side-by-side is three frames wide."""
+    raw = frames * width * height * 3 * (4 if with_truth else 1)
+    return raw // 16 + (1 << 20)
+
+
+def lock_name(out: Path) -> str:
+    """The name of the lock beside `out`: the output's name, or a hash of it when that would not fit."""
+    import hashlib
+
+    name = f"sample-{out.name}"
+    return (
+        name if len(name.encode()) <= 200 else f"sample-{hashlib.sha256(out.name.encode()).hexdigest()[:16]}"
+    )
 
 
 # 1. argument checks: ranges and finiteness, before anything is read
@@ -133,9 +129,13 @@ def check_arguments(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--segment-frames {args.segment_frames}: must be >= 1 (of the form 4k+1)")
     if args.segment_frames and (args.caption_embedding is not None or args.guidance != 1.0):
         raise ConfigError("--segment-frames rollouts do not take --caption-embedding or --guidance yet")
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it, or name another file")
+    check_not_overwritten(out, args.overwrite)
     return out
+
+
+def check_not_overwritten(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it, or name another file")
 
 
 def read_caption_embedding(path: str, caption_dim: int) -> np.ndarray:
@@ -168,8 +168,7 @@ def read_caption_embedding(path: str, caption_dim: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridmem.data import inputs
-    from hybridmem.sample import plan
+    from hybridmem import publish, runlock
 
     started = time.monotonic()
 
@@ -178,6 +177,41 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. check every input before loading models or writing anything
     out = check_arguments(args)
+    inputs = {
+        "--clip": args.clip,
+        "--video": args.video,
+        "--cameras": args.cameras,
+        "--checkpoint": args.checkpoint,
+        "--vae": args.vae,
+        "--caption-embedding": args.caption_embedding,
+    }
+    publish.check_not_inside(out, inputs)
+    prepared = checked_plan(args, out, say)
+    publish.check_output_folder(
+        out.parent,
+        prepared["need_bytes"],
+        [out.name, side_by_side_path(out).name, f".hybridmem-{lock_name(out)}.lock"],
+    )
+    # 2. one sample at a time into this --out: a second is refused while this one runs
+    try:
+        lock = runlock.acquire(out.parent, "sample", name=lock_name(out), ephemeral=True)
+    except runlock.RunLockedError as error:
+        raise runlock.RunLockedError(
+            f"--out {out}: another `hybridmem sample` is writing it ({error})"
+        ) from None
+    with lock:
+        check_not_overwritten(out, args.overwrite)  # written by a run that finished while this one read
+        if prepared["comparison"] is not None:
+            check_not_overwritten(prepared["comparison"], args.overwrite)
+        return generate_and_publish(args, out, prepared, say)
+
+
+def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
+    """Every input read and checked (models' configs only, not their weights): what generation needs."""
+    from hybridmem.data import inputs
+    from hybridmem.sample import plan
+    from hybridmem.sample.pipeline import check_vae_pairing
+
     size = inputs.parse_size(args.size) if args.size is not None else None
     intrinsics = inputs.parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
     say(f"reading {args.clip or args.video}")
@@ -195,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
             f"{comparison}: exists (the side-by-side with ground truth); pass --overwrite to replace it"
         )
     info = plan.read_model_info(args.checkpoint, args.vae, ema=args.weights == "ema")
+    check_vae_pairing(args.checkpoint, args.vae, args.allow_other_vae, ema=args.weights == "ema")
     given = inputs.fit_length(given, info.temporal_stride, args.length_mode, args.segment_frames)
     if args.segment_frames:
         from hybridmem.diffusion.rollout import segment_lengths
@@ -239,13 +274,32 @@ def run(args: argparse.Namespace) -> int:
         f"output: {count} frames at {fps:g} fps ({'--fps' if args.fps is not None else 'the input rate'}) "
         f"-> {out}; {memory_line}"
     )
+    return {
+        "given": given,
+        "info": info,
+        "device": device,
+        "fps": fps,
+        "caption": caption,
+        "comparison": comparison if given.truth is not None else None,
+        "need_bytes": output_bytes(count, width, height, given.truth is not None),
+    }
 
-    # 2. generate
-    say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
+
+def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, say) -> int:
+    """Load the models, generate, and publish the output (and side-by-side); the caller holds the lock."""
+    from hybridmem import publish
     from hybridmem.sample.pipeline import WorldPipeline
 
+    given, info, device, fps, caption = (prepared[k] for k in ("given", "info", "device", "fps", "caption"))
+    comparison = prepared["comparison"]
+    # 3. generate
+    say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
     pipeline = WorldPipeline.from_checkpoint(
-        args.checkpoint, args.vae, device=device, ema=args.weights == "ema"
+        args.checkpoint,
+        args.vae,
+        device=device,
+        ema=args.weights == "ema",
+        allow_other_vae=args.allow_other_vae,
     )
     if args.segment_frames:
         from hybridmem.diffusion.rollout import generate_long
@@ -278,13 +332,19 @@ def run(args: argparse.Namespace) -> int:
     if given.output_frames is not None:
         generated = generated[: given.output_frames]
 
-    # 3. write
+    # 4. write both videos, check them, then publish them together
     say(f"writing {out}")
-    write_video_atomically(out, generated, fps)
+    staged = [publish.stage_video(out, generated, fps, overwrite=args.overwrite)]
+    try:
+        if comparison is not None:
+            strip = side_by_side(given.context_frames, given.truth[: len(generated)], generated)
+            staged.append(publish.stage_video(comparison, strip, fps, overwrite=args.overwrite))
+    except BaseException:
+        staged[0].discard()
+        raise
+    publish.publish_together(staged)
     print(f"sample: {len(generated)} frames -> {out}", flush=True)
-    if given.truth is not None:
-        truth = given.truth[: len(generated)]
-        write_video_atomically(comparison, side_by_side(given.context_frames, truth, generated), fps)
+    if comparison is not None:
         print(f"sample: context | ground truth | generated -> {comparison}", flush=True)
     say("done")
     return 0
@@ -385,6 +445,12 @@ def register(subparsers) -> None:
         help="long rollout: chain segments of this many frames (4k+1)",
     )
     model.add_argument("--weights", choices=("ema", "live"), default="ema", help="which weights of a run")
+    model.add_argument(
+        "--allow-other-vae",
+        action="store_true",
+        help="use --vae although the world model records that it was trained with another VAE "
+        "(default: refuse, naming both)",
+    )
     model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, help="output OUT.mp4")

@@ -17,6 +17,7 @@ h/w latent grid, L caption tokens, Dc caption width.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,71 @@ def segment_latent_cameras(
     return relative
 
 
+_WARNED: set = set()  # (world folder, VAE folder) pairs already warned about in this process
+
+
+def _warn_once(key: tuple, line: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"hybridmem: warning: {line}", file=sys.stderr, flush=True)
+
+
+def check_vae_pairing(world_run, vae_run, allow_other: bool = False, ema: bool = True) -> None:
+    """Refuse a VAE other than the one the world model learnt the latents of.
+
+    The world model's config.json records that VAE's content hash (models.checkpoint.read_trained_with,
+    from the latent cache it trained on); another --vae is a CheckpointError naming both, unless
+    `allow_other` (then a warning). A model saved before such records existed is used with a warning,
+    except beside its VAE in an exported folder (recipe export pairs the models of one run). Paths that do
+    not resolve to models are left to the loader, which names what is missing.
+    """
+    from hybridmem import runlock
+    from hybridmem.models.checkpoint import read_trained_with
+    from hybridmem.train.state import resolve_model_folder
+
+    try:
+        world_folder = Path(resolve_model_folder(world_run, ema=ema))
+        vae_folder = Path(resolve_model_folder(vae_run))
+    except CheckpointError:
+        return
+    key = (str(world_folder.resolve()), str(vae_folder.resolve()))
+    record = read_trained_with(world_folder)
+    if record is None:
+        exported = world_folder.parent / "manifest.json"
+        if exported.is_file() and vae_folder.resolve() == (world_folder.parent / "vae").resolve():
+            return
+        _warn_once(
+            key,
+            f"{world_folder} does not record the VAE it was trained with (saved before such records "
+            f"existed); cannot check that {vae_folder} is that VAE",
+        )
+        return
+    try:
+        digest = runlock.model_sha256(vae_folder)
+    except OSError:
+        return
+    trained = record["vae"]
+    if digest == trained["sha256"]:
+        return
+    mismatch = (
+        f"{world_folder} was trained with the VAE {trained.get('path') or '?'} (sha256 "
+        f"{trained['sha256'][:12]}), not {vae_folder} (sha256 {digest[:12]})"
+    )
+    if allow_other:
+        _warn_once(key, f"{mismatch}; using it anyway (--allow-other-vae)")
+        return
+    raise CheckpointError(
+        f"{mismatch}; pass the VAE it was trained with, or --allow-other-vae to use this one anyway"
+    )
+
+
+def sampling_steps(config, requested: int) -> int:
+    """Denoising steps for a world model: `requested` for a flow model; exactly 1 for a model trained with
+    the mean objective (it only knows t = 1, where one Euler step gives its estimate x_0 = noise - v; more
+    steps would query it at t it never saw)."""
+    return 1 if getattr(config, "objective", "flow") == "mean" else requested
+
+
 class WorldPipeline:
     """A world model and a VAE on one device, with default sampler settings."""
 
@@ -78,12 +144,20 @@ class WorldPipeline:
 
     @classmethod
     def from_checkpoint(
-        cls, world_run: str | Path, vae_run: str | Path, device: str = "auto", ema: bool = True, **defaults
+        cls,
+        world_run: str | Path,
+        vae_run: str | Path,
+        device: str = "auto",
+        ema: bool = True,
+        allow_other_vae: bool = False,
+        **defaults,
     ) -> WorldPipeline:
         """Load from run folders, checkpoint folders or model folders (train/state.resolve_model_folder).
 
         ema: the world model's EMA weights (RUN/final); False takes the live weights of the newest checkpoint.
+        allow_other_vae: use a VAE other than the one the world model records (check_vae_pairing).
         """
+        check_vae_pairing(world_run, vae_run, allow_other_vae, ema=ema)
         from hybridmem.models.checkpoint import load_model
         from hybridmem.models.vae import VideoVAE
         from hybridmem.models.world import WorldModel
@@ -178,6 +252,7 @@ class WorldPipeline:
         shift = self.shift if shift is None else shift
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
+        steps = sampling_steps(self.world_model.config, steps)
         if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
             raise ConfigError(f"shift must be a finite number > 0, got {shift!r}")
         return flow.sample(
@@ -254,7 +329,8 @@ class WorldPipeline:
         cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
         target_latent_frames = (len(target_cameras) - 1) // self.temporal_stride + 1
         log(
-            f"denoising {target_latent_frames} latent frames, {self.steps if steps is None else steps} steps "
+            f"denoising {target_latent_frames} latent frames, "
+            f"{sampling_steps(self.world_model.config, self.steps if steps is None else steps)} steps "
             f"(memory: {self.world_model.config.memory.kind})"
         )
         latents = self.denoise(

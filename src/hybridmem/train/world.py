@@ -26,6 +26,7 @@ Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -206,6 +207,13 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                 f"ranks {ctx.world_size}, device {device}, starting at step {start_step}"
             )
 
+        # every saved model records the VAE whose latents it learns (sample/eval refuse another VAE)
+        vae_sha256 = dataset.index.get("vae_sha256")
+        trained_with = (
+            {"vae": {"sha256": vae_sha256, "path": dataset.index.get("vae")}} if vae_sha256 else None
+        )
+        save_world = functools.partial(save_model, trained_with=trained_with)
+
         def save(step: int) -> None:
             rank_states = distributed.gather_objects(
                 {"generator": generator.get_state(), "global": train_state.capture_rng_state()}, ctx
@@ -221,7 +229,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                     rank_rng_states=rank_states,
                     extra_state={"scaler": scaler.state_dict()},
                     keep=config.keep,
-                    save_model_fn=save_model,
+                    save_model_fn=save_world,
                 )
             distributed.barrier(ctx)
 
@@ -283,7 +291,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
 
         # 6. the EMA weights as a plain model folder, for sampling
         if ctx.is_main:
-            train_state.save_final_model(ema.model, out / "final", save_model_fn=save_model)
+            train_state.save_final_model(ema.model, out / "final", save_model_fn=save_world)
             logger.message(f"done: step {step}, final EMA weights in {out / 'final'}")
         logger.close()
         return {"step": step, "losses": losses, "seconds": time.perf_counter() - started, "model": model}
