@@ -11,9 +11,14 @@ are skipped, so an interrupted run resumes where it stopped, and shards (`--shar
 side by side (each shard is locked: a second run of the same shard is refused while the first lives).
 
 A cache belongs to one VAE and one dataset split: cache.json records the VAE's config and content hash
-(sha256 of its weights and config), the data folder and the split, and a rerun with any of them changed is
-refused. `--vae RUN` needs the finished VAE (RUN/final, which holds the latent normalisation); a run stopped
-before its end is refused rather than encoded with a checkpoint's unnormalised latents.
+(sha256 of its weights and config), the data folder and the split, and a rerun with another VAE, split or
+--store-logvar is refused. Each cached clip records what it was made from (`made_from`: the content hash of
+its clip folder, every file, and the VAE's), and every rerun compares it with the clip in --data: a data
+folder regenerated or edited at the same path is noticed (moved to another path with the same contents, it
+is not a change). Entries made from other contents, and (unsharded) entries whose clip is gone from --data,
+are refused, naming them, or with `--overwrite` encoded again (gone ones removed). `--vae RUN` needs the
+finished VAE (RUN/final, which holds the latent normalisation); a run stopped before its end is refused
+rather than encoded with a checkpoint's unnormalised latents.
 """
 
 from __future__ import annotations
@@ -130,15 +135,17 @@ def encode_split(
     store_logvar: bool = False,
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
 ) -> dict:
     """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}.
 
     shard (i, N): only the clips whose position in the sorted split is i mod N, so N jobs (any job array,
     any machines sharing the cache folder) together encode the split once.
+    overwrite: encode again the cached clips made from other contents or another VAE (default: refuse).
     """
 
     from hybridmem import runlock
-    from hybridmem.data.cache import read_index, write_index
+    from hybridmem.data.cache import CLIPS_DIR, read_index, write_index
     from hybridmem.data.hmworld import load_clip
     from hybridmem.models.checkpoint import load_model
     from hybridmem.train.distributed import resolve_device
@@ -158,38 +165,108 @@ def encode_split(
         if (Path(vae_dir) / "model.safetensors").is_file()
         else None,
         "split": split,
-        "data": str(Path(data_dir).resolve()),
+        "data": str(Path(data_dir).resolve()),  # where it came from; each entry records its clip's contents
         "temporal_stride": vae_temporal_stride(vae),
         "store_logvar": store_logvar,
+        "content_records": True,
     }
     lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
     try:
+        changed = False
         if (out_dir / "cache.json").exists():
-            check_same_cache(out_dir, read_index(out_dir), index)
+            changed = check_same_cache(out_dir, read_index(out_dir), index, overwrite)
+        # 2. which clips to encode: missing ones, and (refused without --overwrite) those made otherwise
+        made_from = {"vae_sha256": index["vae_sha256"], "store_logvar": store_logvar}
+        todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
+        if (stale or gone) and not overwrite:
+            raise DataError(describe_stale(out_dir, stale, gone))
         write_index(out_dir, index)
+        for clip_id in gone:  # entries this cache holds for clips no longer in --data (unsharded runs)
+            (out_dir / CLIPS_DIR / f"{clip_id}.safetensors").unlink()
 
-        # 2. encode what is missing
-        return _encode_missing(out_dir, folders, vae, torch_device, store_logvar, progress, load_clip)
+        # 3. encode
+        return _encode_clips(
+            out_dir, folders, todo, made_from, vae, torch_device, store_logvar, progress, load_clip
+        )
     finally:
         lock.release()
 
 
-# what must match for a rerun to add clips to an existing cache (a key an older cache.json lacks is skipped)
-IDENTITY_KEYS = ("vae_config", "vae_sha256", "store_logvar", "data", "split")
+# what must match for a rerun to add clips to an existing cache (a key an older cache.json lacks is skipped).
+# "data", the path, only for caches made before entries recorded their clips' contents.
+IDENTITY_KEYS = ("vae_config", "vae_sha256", "store_logvar", "split")
+LEGACY_IDENTITY_KEYS = (*IDENTITY_KEYS, "data")
 
 
-def check_same_cache(out_dir: Path, existing: dict, index: dict) -> None:
-    """DataError naming each difference when `existing` (cache.json) was made by another VAE or data."""
+def check_same_cache(out_dir: Path, existing: dict, index: dict, overwrite: bool = False) -> bool:
+    """Compare cache.json (`existing`) with this run's `index`: DataError naming each difference when it was
+    made by another VAE, split or --store-logvar, unless `overwrite` (then True: its clips are redone)."""
+    keys = IDENTITY_KEYS if existing.get("content_records") else LEGACY_IDENTITY_KEYS
     changed = [
         f"{key}: {_short(existing.get(key))} there, {_short(index.get(key))} now"
-        for key in IDENTITY_KEYS
+        for key in keys
         if key in existing and index.get(key) is not None and existing[key] != index[key]
     ]
-    if changed:
+    if changed and not overwrite:
         raise DataError(
             f"{out_dir}: holds latents of another VAE, --store-logvar setting or dataset "
-            f"({'; '.join(changed)}); pass a new --out folder or delete this cache"
+            f"({'; '.join(changed)}); pass --overwrite to encode its clips again, a new --out folder, or "
+            "delete this cache"
         )
+    return bool(changed)
+
+
+def plan_clips(
+    out_dir: Path, folders: list[Path], made_from: dict, redo_unrecorded: bool, whole_split: bool
+) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
+    """(clip folders to encode, stale entries as (clip id, why), entries whose clip is gone).
+
+    A cached entry is current when its `made_from` equals this run's (the clip folder's content hash, the
+    VAE's hash, --store-logvar). An entry written before entries recorded it is kept, unless the cache's
+    identity changed (`redo_unrecorded`). Gone entries are looked for only when `whole_split` (a shard
+    sees only its own clips)."""
+    from hybridmem import runlock
+    from hybridmem.data.cache import CLIPS_DIR, cached_clip_ids, read_entry_metadata
+
+    cached = set(cached_clip_ids(out_dir))
+    todo, stale = [], []
+    for folder in folders:
+        if folder.name not in cached:
+            todo.append(folder)
+            continue
+        metadata = read_entry_metadata(out_dir / CLIPS_DIR / f"{folder.name}.safetensors") or {}
+        recorded = metadata.get("made_from")
+        if not isinstance(recorded, dict):
+            if redo_unrecorded:
+                todo.append(folder)
+                stale.append((folder.name, "made before entries recorded their inputs, by another VAE"))
+            continue
+        wanted = {**made_from, "clip_sha256": runlock.clip_sha256(folder)}
+        if recorded != wanted:
+            why = [
+                "the clip's contents changed" if key == "clip_sha256" else f"{key} differs"
+                for key in sorted(set(recorded) | set(wanted))
+                if recorded.get(key) != wanted.get(key)
+            ]
+            todo.append(folder)
+            stale.append((folder.name, ", ".join(why)))
+    gone = sorted(cached - {folder.name for folder in folders}) if whole_split else []
+    return todo, stale, gone
+
+
+def describe_stale(out_dir: Path, stale: list[tuple[str, str]], gone: list[str]) -> str:
+    parts = []
+    if stale:
+        shown = "; ".join(f"{clip_id} ({why})" for clip_id, why in stale[:5])
+        more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+        parts.append(f"{len(stale)} cached clip(s) were encoded from other contents of --data: {shown}{more}")
+    if gone:
+        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        parts.append(f"{len(gone)} cached clip(s) are no longer in --data: {shown}")
+    return (
+        f"{out_dir}: {'; '.join(parts)} (was the data folder regenerated?); pass --overwrite to encode "
+        "them again (and drop the gone ones), or choose a new --out"
+    )
 
 
 def _short(value) -> str:
@@ -220,19 +297,20 @@ def resolve_finished_vae(path: str | Path) -> Path:
     )
 
 
-def _encode_missing(out_dir, folders, vae, torch_device, store_logvar, progress, load_clip) -> dict:
-    from hybridmem.data.cache import cached_clip_ids, write_clip_entry
+def _encode_clips(out_dir, folders, todo, made_from, vae, device, store_logvar, progress, load_clip) -> dict:
+    from hybridmem import runlock
+    from hybridmem.data.cache import write_clip_entry
 
-    done = set(cached_clip_ids(out_dir))
-    todo = [folder for folder in folders if folder.name not in done]
     iterator = todo
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(todo, desc="encode", unit="clip")
     for folder in iterator:
+        clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
         clip = load_clip(folder)
-        tensors, metadata = encode_clip(vae, clip, torch_device, store_logvar)
+        tensors, metadata = encode_clip(vae, clip, device, store_logvar)
+        metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
         write_clip_entry(out_dir, folder.name, tensors, metadata)
     return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
 
@@ -249,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
         args.store_logvar,
         progress=True,
         shard=parse_shard(args.shard),
+        overwrite=args.overwrite,
     )
     print(f"encode: {summary['encoded']} clips encoded, {summary['skipped']} already cached -> {args.out}")
     return 0
@@ -271,5 +350,11 @@ def register(subparsers) -> None:
     parser.add_argument("--store-logvar", action="store_true", help="also store the posterior log-variance")
     parser.add_argument(
         "--shard", default="0/1", help="i/N: encode only clips i, i+N, i+2N, ... of the split"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="encode again the cached clips made from other clip contents or another VAE, and drop those "
+        "no longer in --data (default: refuse them)",
     )
     parser.set_defaults(func=run)
