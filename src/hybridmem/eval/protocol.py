@@ -67,6 +67,21 @@ class CopyLastGenerator:
         return np.repeat(last[None], clip.target_frames, axis=0)
 
 
+class WarpGenerator:
+    """Non-learned baseline: the context warped into each target view by the cameras' rotations
+    (hybridmem.warp): what the camera poses alone predict."""
+
+    name = "warp"
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        from hybridmem.warp import rotation_warp
+
+        frames, _ = rotation_warp(
+            clip.frames[clip.context], clip.cameras[clip.context], clip.cameras[clip.target], clip.intrinsics
+        )
+        return frames
+
+
 class PipelineGenerator:
     """A trained world model through hybridmem.sample.pipeline.WorldPipeline."""
 
@@ -166,6 +181,7 @@ BASELINES = {
     "erased": "the clip's counterfactual render with the re-entering subject erased",
     "frozen": "the clip's counterfactual render with that subject frozen at its last seen pose",
     "vae": "the VAE's reconstruction of the true target (the ceiling; needs --vae)",
+    "warp": "the context warped into each target view by the camera rotations (what the poses alone say)",
 }
 NEEDS_VAE = {"vae"}
 
@@ -180,6 +196,8 @@ def make_baseline(name: str, vae: str | None = None, device: str = "cpu"):
     check_baseline(name)
     if name == "copy-last":
         return CopyLastGenerator()
+    if name == "warp":
+        return WarpGenerator()
     if name in ("erased", "frozen"):
         return CounterfactualGenerator(name)
     if not vae:
