@@ -307,15 +307,13 @@ def normalised(value):
 
 
 def read_record(folder: str | os.PathLike) -> dict | None:
+    from hybridmem import jsonio
+
     path = Path(folder) / RECORD_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            f"{path}: unreadable identity record ({error}); delete it and rerun with --overwrite"
-        ) from error
+    fix = "an unreadable identity record; delete it and rerun with --overwrite"
+    record = jsonio.read_json(path, expect=None, error=ConfigError, fix=fix)
     if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
         raise ConfigError(
             f"{path}: field 'inputs' missing or not an object; delete it and rerun with --overwrite"

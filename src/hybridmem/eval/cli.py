@@ -46,19 +46,51 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         allow_other_vae=args.allow_other_vae,
     )
+    forget_failed_record(args.out)
     summary = run_evaluation(config)
     print(markdown_report(summary))
     print(f"hybridmem eval: wrote report.md, aggregate.json, reentry_psnr.png, side_by_side/ in {args.out}")
     return 0
 
 
+# what an evaluation folder holds once a run has made anything (run.json alone: a run that failed before)
+RESULTS = ("aggregate.json", "report.md", "generations", "clips", "side_by_side")
+
+
+def forget_failed_record(out: str) -> None:
+    """Remove an eval's run.json that no result stands beside: it records the inputs of a run that failed
+    before making anything (a wrong --split, a missing checkpoint), and left in place it would refuse the
+    corrected command as "results made from other inputs". Under the folder's lock; a record of another
+    command, or one with results beside it, is left alone."""
+    from hybridmem import runlock
+
+    folder = Path(out)
+    if not (folder / runlock.RECORD_FILE).is_file():
+        return
+    with runlock.hold(runlock.check_out_folder(folder), "eval"):
+        record = runlock.read_record(folder)
+        if record is not None and record.get("command") == "eval":
+            if not any((folder / name).exists() for name in RESULTS):
+                (folder / runlock.RECORD_FILE).unlink()
+
+
 def report_command(args: argparse.Namespace) -> int:
+    from hybridmem.errors import ConfigError
     from hybridmem.eval.protocol import write_outputs
     from hybridmem.eval.report import compare_paper_text, markdown_report, read_json, write_bytes_atomic
 
     folder = Path(args.evaldir)
     summary = read_json(folder / "aggregate.json")
     check_aggregate(summary, folder / "aggregate.json")
+    methods = list(summary["methods"])
+    if args.reference is not None and args.reference not in methods:
+        valid = ", ".join(methods)
+        raise ConfigError(f"--reference {args.reference!r}: not a method of this run; valid: {valid}")
+    if args.reference is not None and len(methods) < 2:
+        raise ConfigError(
+            f"--reference {args.reference}: this run has one method ({methods[0]}), so there is no paired "
+            "comparison to take against it; drop --reference, or evaluate more methods into this folder"
+        )
     if "per_clip" not in summary:  # written before aggregate.json carried every clip's numbers
         from hybridmem.eval.report import load_per_clip
 
@@ -90,6 +122,58 @@ def check_aggregate(summary, path: Path) -> None:
             raise DataError(
                 f"{path}: methods.{name}.metrics missing or not an object; rerun `hybridmem eval`"
             )
+    # 2. every other field the report reads, with the type it must have
+    number, text = (int, float), (str,)
+    scalar = (*number, *text, type(None))
+
+    def wrong(field: str, expected: str):
+        return DataError(f"{path}: field '{field}' must be {expected}; rerun `hybridmem eval` to rewrite it")
+
+    def check_map(value, field: str, kinds: tuple, expected: str) -> None:
+        if not isinstance(value, dict):
+            raise wrong(field, f"an object of {expected}")
+        for key, item in value.items():
+            if isinstance(item, bool) or not isinstance(item, kinds):
+                raise wrong(f"{field}.{key}", expected)
+
+    for key in ("data", "split", "num_clips", "seed", "steps", "boxes", "box_source_text", "dsc_definition"):
+        if isinstance(summary.get(key), bool) or not isinstance(summary.get(key), scalar):
+            raise wrong(key, "a string, a number or null")
+    for name, entry in methods.items():
+        check_map(entry["metrics"], f"methods.{name}.metrics", scalar, "a number, a string or null")
+        check_map(entry.get("counts", {}), f"methods.{name}.counts", number, "a number")
+        if isinstance(entry.get("num_clips"), bool) or not isinstance(entry.get("num_clips"), scalar):
+            raise wrong(f"methods.{name}.num_clips", "a number")
+        skipped = entry.get("skipped", {})
+        if not isinstance(skipped, dict):
+            raise wrong(f"methods.{name}.skipped", "an object: metric -> reason -> clips")
+        for metric, reasons in skipped.items():
+            check_map(reasons, f"methods.{name}.skipped.{metric}", number, "a number of clips")
+    if "per_clip" in summary:
+        per_clip = summary["per_clip"]
+        if not isinstance(per_clip, dict):
+            raise wrong("per_clip", "an object: method -> clip -> metric -> number")
+        for name in methods:
+            if name not in per_clip:
+                raise DataError(
+                    f"{path}: field 'per_clip.{name}' missing: method {name} has no per-clip values, so the "
+                    "paired comparisons would leave it out; rerun `hybridmem eval` to rewrite aggregate.json"
+                )
+        for name, clips in per_clip.items():
+            if not isinstance(clips, dict):
+                raise wrong(f"per_clip.{name}", "an object: clip -> metric -> number")
+            for clip, values in clips.items():
+                check_map(values, f"per_clip.{name}.{clip}", number, "a number")
+    curves = summary.get("reentry_curves", {})
+    if not isinstance(curves, dict):
+        raise wrong("reentry_curves", "an object: method -> list of [per-frame PSNR list, re-entry frame]")
+    for name, items in curves.items():
+        for index, item in enumerate(items if isinstance(items, list) else [None]):
+            shaped = isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)
+            if not shaped or isinstance(item[1], bool) or not isinstance(item[1], int):
+                raise wrong(f"reentry_curves.{name}[{index}]", "[per-frame PSNR list, re-entry frame]")
+            if not all(value is None or type(value) in number for value in item[0]):
+                raise wrong(f"reentry_curves.{name}[{index}][0]", "a list of numbers or nulls")
 
 
 def register(subparsers) -> None:

@@ -20,7 +20,6 @@ Shape letters: T frames, H/W pixels, M methods.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from importlib import resources
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridmem import jsonio
 from hybridmem.errors import DataError
 
 # Re-entry against counterfactual renders (hybridmem.eval.reentry): the head of every table.
@@ -121,18 +121,17 @@ def write_json_atomic(path: str | Path, record: dict) -> None:
 
 
 def read_json(path: str | Path) -> dict:
+    """A JSON object of an evaluation folder; DataError naming the file and field (hybridmem.jsonio)."""
     path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: not found; run `hybridmem eval` with --out {path.parent} first") from error
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error}); delete it and rerun `hybridmem eval`") from error
+    if not path.exists():
+        raise DataError(f"{path}: not found; run `hybridmem eval` with --out {path.parent} first")
+    return jsonio.read_json(path, fix="delete it and rerun `hybridmem eval`")
 
 
 def paper_tables() -> dict:
     """The paper's published tables (package data paper_tables.json)."""
-    return json.loads(resources.files("hybridmem.eval").joinpath("paper_tables.json").read_text())
+    resource = resources.files("hybridmem.eval").joinpath("paper_tables.json")
+    return jsonio.loads(resource.read_bytes(), "hybridmem/eval/paper_tables.json")
 
 
 # --- aggregation ----------------------------------------------------------------------------------
@@ -225,16 +224,33 @@ def default_reference(methods) -> str:
     return "hydra" if "hydra" in methods else methods[0]
 
 
-def paired_lines(per_clip: dict, reference: str | None = None, metrics=PAIRED_METRICS) -> list[str]:
-    """Markdown of `reference` minus every other method, per metric, over their shared clips."""
-    methods = list(per_clip)
+def paired_lines(
+    per_clip: dict, reference: str | None = None, metrics=PAIRED_METRICS, methods=None
+) -> list[str]:
+    """Markdown of `reference` minus every other method, per metric, over their shared clips.
+
+    methods: every method of the run (default: those of `per_clip`); one without per-clip values cannot be
+    paired, and a line says so rather than leaving it out silently."""
+    methods = list(per_clip) if methods is None else list(methods)
     if len(methods) < 2:
         return []
     reference = reference or default_reference(methods)
-    if reference not in per_clip:
+    if reference not in methods:
         raise DataError(f"--reference '{reference}' is not a method of this run; valid: {', '.join(methods)}")
+    unpaired = [name for name in methods if not per_clip.get(name)]
+    note = (
+        [
+            f"{', '.join(unpaired)}: no per-clip values, left out of the paired comparisons (rerun "
+            "`hybridmem eval` to record them).",
+            "",
+        ]
+        if unpaired
+        else []
+    )
+    if reference in unpaired:
+        return note
     rows = []
-    for other in (name for name in methods if name != reference):
+    for other in (name for name in methods if name != reference and name not in unpaired):
         for key, title in metrics:
             values = [
                 {clip: values[key] for clip, values in per_clip[name].items() if key in values}
@@ -254,8 +270,9 @@ def paired_lines(per_clip: dict, reference: str | None = None, metrics=PAIRED_ME
                 f"{paired['b_better']} | {paired['clips']} |"
             )
     if not rows:
-        return []
+        return note
     return [
+        *note,
         f"{reference} minus each other method, paired over the clips both have a value for: mean "
         f"difference, its 95% bootstrap confidence interval ({BOOTSTRAP_RESAMPLES} resamples of the clips, "
         f"seed {BOOTSTRAP_SEED}) and the clips where each method is better (ties count for neither). An "
@@ -371,7 +388,7 @@ def markdown_report(summary: dict, reference: str | None = None) -> str:
         "frozen video scores 1: read them with PSNR and DSC. DSC compares every frame with every frame, so "
         "even a perfect prediction scores the subject's self-similarity, not 1.",
     ]
-    paired = paired_lines(summary.get("per_clip", {}), reference)
+    paired = paired_lines(summary.get("per_clip", {}), reference, methods=list(summary["methods"]))
     if paired:
         lines += ["", "## Paired differences over clips", "", *paired]
     reasons = sorted(
