@@ -4,7 +4,7 @@
     hybridmem recipe --budget cpu --out runs/ref_cpu                   # kill and rerun: finished stages skip
     hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
     hybridmem recipe --budget cpu --out runs/ref_cpu --until encode-val      # data, VAE, caches; then stop
-    hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints
+    hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints --overwrite   # replace it
     hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
 Budgets: smoke (minutes on one core), cpu (2.4 h on 2 cores, measured; the shipped checkpoints), gpu (one GPU,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from hybridmem.recipe.export import export_run
 
-    folder = export_run(args.run_dir, args.to)
+    folder = export_run(args.run_dir, args.to, overwrite=args.overwrite)
     print(
         f"hybridmem recipe export: wrote {folder} (VAE and {', '.join(['full', 'window', 'fov', 'hydra'])})"
     )
@@ -80,7 +80,14 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="recipe_command", metavar="{export,summary}")
     export = commands.add_parser("export", help="copy a finished run's VAE and world models (EMA) + manifest")
     export.add_argument("run_dir", help="folder written by `hybridmem recipe --out`")
-    export.add_argument("--to", required=True, help="destination folder (replaced atomically)")
+    export.add_argument(
+        "--to", required=True, help="destination: a new or empty folder (or an earlier export, --overwrite)"
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the earlier export in --to (its manifest.json and model folders; other files are kept)",
+    )
     export.set_defaults(func=export_command)
     summary = commands.add_parser(
         "summary", help="a finished run's results as markdown (our table, the paper's, paired comparisons)"

@@ -5,7 +5,17 @@
 The folder holds, for the VAE and each memory variant, exactly the two files `models.checkpoint.load_model`
 reads (model.safetensors, config.json; the world models' EMA weights from RUN/world/<kind>/final), and a
 manifest.json with the budget, the generator settings of the data, each model's steps, wall time, rate,
-machine and exact command. It is written into a temp folder and renamed over the old one.
+machine and exact command.
+
+Where it writes (`--to DIR`). Export deletes or replaces nothing it did not write:
+- DIR new: the export is built in a temp folder beside it, checked (every model loads and runs), then
+  renamed to DIR.
+- DIR an empty folder: the same, its entries then moved into DIR.
+- DIR holding an earlier export (its manifest.json): refused without `--overwrite`; with it, the earlier
+  export's entries (manifest.json and the model folders that manifest lists) are replaced, and every other
+  file in DIR is kept. An entry the new export writes that the earlier one did not list is refused.
+- DIR anything else (a file, a non-empty folder without an export), the run itself, a folder inside the run
+  or one that holds it: refused, with --overwrite too.
 """
 
 from __future__ import annotations
@@ -16,9 +26,10 @@ import os
 import shutil
 from pathlib import Path
 
-from hybridmem.errors import CheckpointError
+from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.publish import TEMP_PREFIX
 from hybridmem.recipe.budgets import MEMORY_VARIANTS
-from hybridmem.recipe.recipe import read_record, write_json_atomic
+from hybridmem.recipe.recipe import read_record
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILES = ("model.safetensors", "config.json")
@@ -47,11 +58,13 @@ def data_settings(budget: dict) -> dict:
     return {key: budget[key] for key in keys}
 
 
-def export_run(run_dir: str | os.PathLike, to: str | os.PathLike) -> Path:
-    """Write the exported folder `to` (replacing an older export); returns its path."""
+def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the exported folder `to` (see the module docstring for what may be there); returns its path."""
+    from hybridmem import publish
+
     run_dir, to = Path(run_dir), Path(to)
     record = read_record(run_dir)
-    # 1. every model must be finished
+    # 1. every model must be finished, and `to` a place an export may go
     missing = []
     for name in EXPORTED_MODELS:
         folder = _final_folder(run_dir, name)
@@ -62,52 +75,125 @@ def export_run(run_dir: str | os.PathLike, to: str | os.PathLike) -> Path:
             f"{run_dir}: unfinished models ({', '.join(missing)}); rerun the same `hybridmem recipe` "
             "command until it completes, then export"
         )
-    # 2. copy into a temp folder next to the target
-    to.parent.mkdir(parents=True, exist_ok=True)
-    temp = to.parent / f".{to.name}.export-tmp"
-    shutil.rmtree(temp, ignore_errors=True)
-    models = {}
-    for name in EXPORTED_MODELS:
-        source = _final_folder(run_dir, name)
-        (temp / name).mkdir(parents=True)
-        for file in MODEL_FILES:
-            shutil.copyfile(source / file, temp / name / file)
-        stage = record["stages"].get(_stage_name(name), {})
-        attempts = stage.get("attempts", [])
-        models[name] = {
-            "folder": name,
-            "steps": stage.get("amount"),
-            "wall_s": stage.get("wall_s"),
-            "steps_per_s": stage.get("steps_per_s"),
-            "command": stage.get("command"),
-            "machine": attempts[-1].get("machine") if attempts else None,
-            "bytes": (temp / name / "model.safetensors").stat().st_size,
-        }
-    # 3. manifest
-    from hybridmem import __version__
+    replaced = check_destination(run_dir, to, overwrite)
+    # 2. copy into a temp folder: beside a new `to`, inside an existing one (same file system either way)
+    staging = to / "export" if to.is_dir() else to
+    with publish.staged_folder(staging) as temp:
+        models = {}
+        for name in EXPORTED_MODELS:
+            source = _final_folder(run_dir, name)
+            for file in MODEL_FILES:
+                publish.copy_file(source / file, temp / name / file)
+            stage = record["stages"].get(_stage_name(name), {})
+            attempts = stage.get("attempts", [])
+            models[name] = {
+                "folder": name,
+                "steps": stage.get("amount"),
+                "wall_s": stage.get("wall_s"),
+                "steps_per_s": stage.get("steps_per_s"),
+                "command": stage.get("command"),
+                "machine": attempts[-1].get("machine") if attempts else None,
+                "bytes": (temp / name / "model.safetensors").stat().st_size,
+            }
+        # 3. manifest
+        from hybridmem import __version__
 
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "hybridmem_version": __version__,
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "budget": record["budget"],
-        "data": data_settings(record["budget"]),
-        "models": models,
-        "commands": {name: stage.get("command") for name, stage in record["stages"].items()},
-        "stage_wall_s": {name: stage.get("wall_s") for name, stage in record["stages"].items()},
-    }
-    write_json_atomic(temp / MANIFEST_FILE, manifest)
-    # 4. swap it in: the old export is moved aside first, so a crash leaves one complete folder
-    if to.exists():
-        aside = to.parent / f".{to.name}.export-old"
-        shutil.rmtree(aside, ignore_errors=True)
-        to.rename(aside)
-        temp.rename(to)
-        shutil.rmtree(aside)
-    else:
-        temp.rename(to)
-    verify_export(to)  # the exported files load into this code and run
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "hybridmem_version": __version__,
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "budget": record["budget"],
+            "data": data_settings(record["budget"]),
+            "models": models,
+            "commands": {name: stage.get("command") for name, stage in record["stages"].items()},
+            "stage_wall_s": {name: stage.get("wall_s") for name, stage in record["stages"].items()},
+        }
+        publish.write_json(temp / MANIFEST_FILE, manifest)
+        verify_export(temp)  # the exported files load into this code and run, before anything is published
+        # 4. publish
+        if not to.exists():
+            publish.publish_folder(temp, to)
+        else:
+            _replace_entries(temp, to, replaced)
     return to
+
+
+def check_destination(run_dir: Path, to: Path, overwrite: bool) -> list[str]:
+    """ConfigError unless `to` may receive an export (module docstring); returns the entries of an earlier
+    export there that this one replaces (empty for a new or empty folder)."""
+    run, target = run_dir.resolve(), to.resolve()
+    if target == run or run in target.parents:
+        raise ConfigError(f"--to {to}: is inside the run {run_dir} it exports; choose a folder outside it")
+    if target in run.parents:
+        raise ConfigError(f"--to {to}: holds the run {run_dir} it exports; choose a new or empty folder")
+    if to.exists() and not to.is_dir():
+        raise ConfigError(f"--to {to}: exists and is a file; choose a new or empty folder")
+    for parent in to.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--to {to}: {parent} is a file, not a folder")
+            break
+    if not to.exists():
+        return []
+    present = sorted(p.name for p in to.iterdir() if not p.name.startswith(TEMP_PREFIX))  # not a crash's
+    if not present:
+        return []
+    earlier = _earlier_export(to)
+    if earlier is None:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise ConfigError(
+            f"--to {to}: holds files that are not an export ({shown}); export into a new or empty folder "
+            "(nothing there is replaced, --overwrite included)"
+        )
+    if not overwrite:
+        raise ConfigError(
+            f"--to {to}: holds an earlier export ({earlier['exported']}); pass --overwrite to replace it "
+            "(its manifest.json and model folders; other files there are kept), or choose a new folder"
+        )
+    ours = [MANIFEST_FILE, *earlier["folders"]]
+    foreign = [name for name in EXPORTED_MODELS if (to / name).exists() and name not in ours]
+    if foreign:
+        raise ConfigError(
+            f"--to {to}: {', '.join(foreign)} exist(s) there but are not part of the earlier export; move "
+            "them away first (export replaces only what an export wrote)"
+        )
+    return [name for name in ours if (to / name).exists()]
+
+
+def _earlier_export(folder: Path) -> dict | None:
+    """{"exported", "folders"} of the export manifest in `folder`, None when there is none to read."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    models = manifest.get("models") if isinstance(manifest, dict) else None
+    if not isinstance(models, dict) or "format" not in manifest:
+        return None
+    folders = [
+        entry["folder"]
+        for entry in models.values()
+        if isinstance(entry, dict) and _plain(entry.get("folder"))
+    ]
+    return {"exported": manifest.get("exported", "date unknown"), "folders": folders}
+
+
+def _plain(name) -> bool:
+    """A plain entry name (no path separators, not . or ..): a manifest cannot point export elsewhere."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _replace_entries(temp: Path, to: Path, replaced: list[str]) -> None:
+    """Move the staged export's entries into the existing folder `to`: the earlier export's entries are
+    set aside first (and removed at the end), the manifest goes last, files export did not write stay."""
+    aside = temp / ".replaced"
+    aside.mkdir()
+    for name in replaced:
+        if name != MANIFEST_FILE:
+            (to / name).rename(aside / name)
+    for name in EXPORTED_MODELS:
+        (temp / name).rename(to / name)
+    os.replace(temp / MANIFEST_FILE, to / MANIFEST_FILE)
+    shutil.rmtree(aside)
 
 
 def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
