@@ -236,3 +236,23 @@ def test_output_inside_an_input_is_refused(tmp_path):
         publish.check_not_inside(
             tmp_path / "run" / "x.mp4", {"--checkpoint": [tmp_path / "a", tmp_path / "run"]}
         )
+
+
+def test_eval_side_by_side_is_published_whole(tmp_path, monkeypatch):
+    """Issue 19: eval published a truncated side-by-side mp4 and left a `.gif.tmp` behind."""
+    from hybridmem.eval import report
+
+    truth = FRAMES[:, :, :16]
+    report.write_side_by_side(truth, {"hydra": truth[::-1]}, 3, tmp_path / "000000", 8.0)
+    before = {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)}
+    assert sorted(before) == ["000000.gif", "000000.mp4"]
+    real_ffmpeg = publish._run_ffmpeg
+
+    def cut_short(command, payload, path):
+        real_ffmpeg(command, payload, path)
+        path.write_bytes(path.read_bytes()[:-300])
+
+    monkeypatch.setattr(publish, "_run_ffmpeg", cut_short)
+    with pytest.raises(publish.OutputError, match="cut short"):
+        report.write_side_by_side(truth, {"hydra": truth}, None, tmp_path / "000000", 8.0)
+    assert {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)} == before
