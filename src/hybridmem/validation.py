@@ -83,6 +83,7 @@ RULES: dict[str, Range] = {
     "ema_decay": Range(0.0, 1.0, high_open=True),
     "shift": Range(0.0, 1000.0, low_open=True),
     "kl_weight": Range(0.0, 1e6),
+    "subject_weight": Range(1.0, 1e4, why="1 = plain flow loss; W > 1 weights subject cells W times"),
     "edge_weight": Range(0.0, 1e6),
     "steps": Range(1, 10**9),
     "warmup": Range(0, 10**9),

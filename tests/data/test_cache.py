@@ -153,3 +153,17 @@ def test_encode_split_resumes_and_skips_done_clips(tmp_path, monkeypatch):
         encode.encode_split(tmp_path / "data", "vae", out, "train", "cpu", store_logvar=True, progress=False)
     with pytest.raises(DataError, match="splits found"):
         encode.encode_split(tmp_path / "data", "vae", out, "val", "cpu", progress=False)
+
+
+def test_encode_stores_the_encoded_warp_of_the_context():
+    from hybridmem.warp import rotation_warp
+
+    clip = make_clip()
+    tensors, _ = encode.encode_clip(FakeVAE(), clip, "cpu", store_warp=True)
+    warped, _ = rotation_warp(
+        clip.frames[clip.context], clip.cameras[clip.context], clip.cameras[clip.target], clip.intrinsics
+    )
+    vae = FakeVAE()
+    expected = vae.normalize(vae.encode(encode.frames_to_tensor(warped)).mode())[0]
+    torch.testing.assert_close(tensors["target_warp_latents"], expected.float())
+    assert "target_warp_latents" not in encode.encode_clip(FakeVAE(), clip, "cpu")[0]

@@ -328,3 +328,39 @@ def test_camera_rays_start_ignored_then_make_intrinsics_matter():
     data = model.config.to_dict()
     data.pop("camera_rays")
     assert DiTConfig.from_dict(data).camera_rays is False
+
+
+def test_warp_condition_starts_ignored_then_steers_only_the_target_and_is_required():
+    model = build_world_model("tiny", memory=MemoryConfig(kind="full"), warp_condition=True)
+    assert torch.count_nonzero(model.warp_embedding.weight) == 0
+    inputs = make_inputs(seed=0)
+    condition = torch.randn(inputs["noisy_target"].shape, generator=torch.Generator().manual_seed(5))
+    randomize(model, seed=1, skip=("warp_embedding",))
+    assert torch.equal(
+        model(**inputs, target_condition=condition),
+        model(**inputs, target_condition=torch.zeros_like(condition)),
+    )
+    randomize(model, seed=2)
+    out = model(**inputs, target_condition=condition)
+    assert not torch.allclose(out, model(**inputs, target_condition=2 * condition))
+    # the equivalent reference: the condition embedding added to the target tokens only (context gets zero)
+    reference_model = build_world_model("tiny", memory=MemoryConfig(kind="full"))
+    reference_model.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "warp_embedding" not in k}
+    )
+    bias = model.warp_embedding.bias.detach()
+    with torch.no_grad():
+        # a condition that embeds to exactly its bias everywhere: zeros on the target -> bias on target tokens
+        out_zero = model(**inputs, target_condition=torch.zeros_like(condition))
+        reference_model.patch_embedding.bias.add_(bias)  # bias on every token, context included
+        assert not torch.allclose(out_zero, reference_model(**inputs))  # context tokens must not get it
+    with pytest.raises(ConfigError, match="warp_condition"):
+        model(**inputs)
+    with pytest.raises(ConfigError, match="warp_condition=False"):
+        reference_model(**inputs, target_condition=condition)
+    model.zero_grad()
+    model(**inputs, target_condition=condition).square().mean().backward()
+    assert model.warp_embedding.weight.grad.abs().sum() > 0
+    data = model.config.to_dict()
+    data.pop("warp_condition")
+    assert DiTConfig.from_dict(data).warp_condition is False

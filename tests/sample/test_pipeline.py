@@ -228,3 +228,31 @@ def test_caption_guidance(models):
         pipeline.generate(*args, guidance=4.0, progress=False)
     with pytest.raises(DataError, match="caption embedding"):
         pipeline.generate(*args, caption_embedding=caption[:, :4], progress=False)
+
+
+def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(models, monkeypatch):
+    from hybridmem.models.checkpoint import load_model
+    from hybridmem.warp import rotation_warp
+
+    torch.manual_seed(1)
+    world = build_world_model("tiny", memory=MemoryConfig(kind="full"), warp_condition=True)
+    with torch.no_grad():
+        for parameter in world.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    pipeline = WorldPipeline(world, load_model(models / "vae"), "cpu", steps=2)
+    context, context_cameras = frames(9), cameras(9)
+    target_cameras = cameras(5, 0.3)
+    seen = {}
+    forward = world.forward
+
+    def spy(*args, target_condition=None, **kwargs):
+        seen["condition"] = target_condition
+        return forward(*args, target_condition=target_condition, **kwargs)
+
+    monkeypatch.setattr(world, "forward", spy)
+    out = pipeline.generate(context, context_cameras, target_cameras, INTRINSICS, seed=0, progress=False)
+    assert out.shape == (5, SIZE, SIZE, 3)
+    warped, _ = rotation_warp(context, context_cameras, target_cameras, INTRINSICS)
+    torch.testing.assert_close(seen["condition"], pipeline.encode(warped))
+    with pytest.raises(ConfigError, match="warp-condition"):
+        generate_long(pipeline, context, context_cameras, target_cameras, INTRINSICS, segment_frames=5)

@@ -91,8 +91,12 @@ def vae_temporal_stride(vae) -> int:
     return int(vae.config.temporal_factor)
 
 
-def encode_clip(vae, clip, device, store_logvar: bool = False) -> tuple[dict, dict]:
-    """One Clip -> (tensors, metadata) for the cache. Latents are the posterior mean."""
+def encode_clip(vae, clip, device, store_logvar: bool = False, store_warp: bool = False) -> tuple[dict, dict]:
+    """One Clip -> (tensors, metadata) for the cache. Latents are the posterior mean.
+
+    store_warp: also `target_warp_latents` "Ft C h w", the latents of the context warped into each target view
+    by the camera rotations (hybridmem.warp): the condition of a world model with DiTConfig.warp_condition.
+    """
     import torch
 
     stride = vae_temporal_stride(vae)
@@ -114,6 +118,17 @@ def encode_clip(vae, clip, device, store_logvar: bool = False) -> tuple[dict, di
                 scale = vae.normalize(torch.ones_like(latents)) - vae.normalize(torch.zeros_like(latents))
                 logvar = posterior.logvar + 2 * torch.log(scale)  # 1 F C h w
                 tensors[f"{name}_logvar"] = logvar[0].float().cpu()  # F C h w
+        if store_warp:
+            from hybridmem.warp import rotation_warp
+
+            warped, _ = rotation_warp(
+                clip.frames[clip.context],
+                clip.cameras[clip.context],
+                clip.cameras[clip.target],
+                clip.intrinsics,
+            )
+            posterior = vae.encode(frames_to_tensor(warped).to(device))
+            tensors["target_warp_latents"] = vae.normalize(posterior.mode())[0].float().cpu()  # Ft C h w
     events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
     metadata = {
         "caption": clip.caption,
@@ -136,6 +151,7 @@ def encode_split(
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
+    store_warp: bool = False,
 ) -> dict:
     """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}.
 
@@ -168,6 +184,7 @@ def encode_split(
         "data": str(Path(data_dir).resolve()),  # where it came from; each entry records its clip's contents
         "temporal_stride": vae_temporal_stride(vae),
         "store_logvar": store_logvar,
+        **({"store_warp": True} if store_warp else {}),
         "content_records": True,
     }
     lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
@@ -177,6 +194,8 @@ def encode_split(
             changed = check_same_cache(out_dir, read_index(out_dir), index, overwrite)
         # 2. which clips to encode: missing ones, and (refused without --overwrite) those made otherwise
         made_from = {"vae_sha256": index["vae_sha256"], "store_logvar": store_logvar}
+        if store_warp:  # only recorded when on, so entries made before the flag existed stay current
+            made_from["store_warp"] = True
         todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
         if (stale or gone) and not overwrite:
             raise DataError(describe_stale(out_dir, stale, gone))
@@ -186,7 +205,16 @@ def encode_split(
 
         # 3. encode
         return _encode_clips(
-            out_dir, folders, todo, made_from, vae, torch_device, store_logvar, progress, load_clip
+            out_dir,
+            folders,
+            todo,
+            made_from,
+            vae,
+            torch_device,
+            store_logvar,
+            progress,
+            load_clip,
+            store_warp,
         )
     finally:
         lock.release()
@@ -207,9 +235,14 @@ def check_same_cache(out_dir: Path, existing: dict, index: dict, overwrite: bool
         for key in keys
         if key in existing and index.get(key) is not None and existing[key] != index[key]
     ]
+    # store_warp is recorded only when on: a cache without the key has no warp latents
+    if bool(existing.get("store_warp", False)) != bool(index.get("store_warp", False)):
+        changed.append(
+            f"store_warp: {bool(existing.get('store_warp'))} there, {bool(index.get('store_warp'))} now"
+        )
     if changed and not overwrite:
         raise DataError(
-            f"{out_dir}: holds latents of another VAE, --store-logvar setting or dataset "
+            f"{out_dir}: holds latents of another VAE, --store-logvar / --store-warp setting or dataset "
             f"({'; '.join(changed)}); pass --overwrite to encode its clips again, a new --out folder, or "
             "delete this cache"
         )
@@ -297,7 +330,9 @@ def resolve_finished_vae(path: str | Path) -> Path:
     )
 
 
-def _encode_clips(out_dir, folders, todo, made_from, vae, device, store_logvar, progress, load_clip) -> dict:
+def _encode_clips(
+    out_dir, folders, todo, made_from, vae, device, store_logvar, progress, load_clip, store_warp=False
+) -> dict:
     from hybridmem import runlock
     from hybridmem.data.cache import write_clip_entry
 
@@ -309,7 +344,7 @@ def _encode_clips(out_dir, folders, todo, made_from, vae, device, store_logvar, 
     for folder in iterator:
         clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
         clip = load_clip(folder)
-        tensors, metadata = encode_clip(vae, clip, device, store_logvar)
+        tensors, metadata = encode_clip(vae, clip, device, store_logvar, store_warp)
         metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
         write_clip_entry(out_dir, folder.name, tensors, metadata)
     return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
@@ -328,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         shard=parse_shard(args.shard),
         overwrite=args.overwrite,
+        store_warp=args.store_warp,
     )
     print(f"encode: {summary['encoded']} clips encoded, {summary['skipped']} already cached -> {args.out}")
     return 0
@@ -348,6 +384,12 @@ def register(subparsers) -> None:
     parser.add_argument("--split", default="train", help="split folder under --data; '' for DATA itself")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--store-logvar", action="store_true", help="also store the posterior log-variance")
+    parser.add_argument(
+        "--store-warp",
+        action="store_true",
+        help="also store the latents of the context warped into each target view (hybridmem.warp): the "
+        "condition of world models trained with --warp-condition",
+    )
     parser.add_argument(
         "--shard", default="0/1", help="i/N: encode only clips i, i+N, i+2N, ... of the split"
     )

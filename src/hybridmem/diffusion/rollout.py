@@ -70,6 +70,11 @@ def generate_long(
     """
     from hybridmem.data.encode import normalised_intrinsics
 
+    if getattr(pipeline.world_model.config, "warp_condition", False):
+        raise ConfigError(
+            "long rollouts of a model trained with --warp-condition are not supported yet (each segment "
+            "would need the warp of the frames generated before it); generate one segment at a time"
+        )
     # 1. checks and the initial memory: the context's latents and their world-frame cameras
     context_frames, context_cameras, intrinsics = pipeline.check_context(
         context_frames, context_cameras, intrinsics

@@ -54,6 +54,7 @@ from hybridmem.models.layers import (
 from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memory
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
+OBJECTIVES = ("flow", "mean")  # see DiTConfig.objective
 
 
 @dataclass
@@ -79,6 +80,16 @@ class DiTConfig:
     # Linear(6, D) and added to the tokens before the first block (as CameraCtrl): each token knows the ray
     # it sees along, on top of the official per-frame [R | t] encoders. Needs intrinsics.
     camera_rays: bool = False
+    # "flow": trained on t in (0, 1), sampled in many steps; "mean": trained at t = 1 only (the network sees
+    # pure noise there, so it regresses E[x_0 | context, cameras]) and sampled in exactly one Euler step,
+    # x_0 = noise - v. Deterministic given the inputs, blurred where the target is uncertain.
+    objective: str = "flow"
+    # Geometry in the input: each target latent frame also gets the latents of the context warped into its
+    # view by the camera rotations (hybridmem.warp; `encode --store-warp` caches them, the pipeline computes
+    # them), patch-embedded by a zero-initialised Conv3d and added to its tokens, so the network corrects
+    # what the camera already predicts (including the subject frozen where it was last seen) instead of
+    # inventing the frame.
+    warp_condition: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -104,6 +115,8 @@ class DiTConfig:
             raise ConfigError(
                 f"DiTConfig.sample_shift must be a finite number > 0, got {self.sample_shift!r}"
             )
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"DiTConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):
@@ -334,6 +347,11 @@ class WorldModel(nn.Module):
         else:
             self.caption_embedding = None
         self.ray_embedding = nn.Linear(6, dim) if config.camera_rays else None
+        self.warp_embedding = (
+            nn.Conv3d(config.latent_channels, dim, kernel_size=patch, stride=patch)
+            if config.warp_condition
+            else None
+        )
         self.blocks = nn.ModuleList(WorldBlock(config) for _ in range(config.num_layers))
         patch_volume = patch[0] * patch[1] * patch[2]
         self.final_layer = FinalLayer(dim, patch_volume, config.latent_channels, config.eps)
@@ -353,6 +371,8 @@ class WorldModel(nn.Module):
         zero = [self.time_projection[1], self.final_layer.adaLN_modulation[1], self.final_layer.linear]
         if self.ray_embedding is not None:
             zero.append(self.ray_embedding)  # a new model ignores the rays, as it ignores the cameras
+        if self.warp_embedding is not None:
+            zero.append(self.warp_embedding)  # and the warp, until training finds it useful
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
             zero += [block.context_camera_encoder, block.target_camera_encoder]
@@ -364,8 +384,20 @@ class WorldModel(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def _check_inputs(self, context_latents, noisy_target, t, cameras, intrinsics, caption) -> None:
+    def _check_inputs(
+        self, context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition=None
+    ) -> None:
         config = self.config
+        if config.warp_condition and (
+            target_condition is None or target_condition.shape != noisy_target.shape
+        ):
+            got = None if target_condition is None else tuple(target_condition.shape)
+            raise ConfigError(
+                "target_condition: this model was trained with warp_condition=True and needs the warped "
+                f"context's latents of shape {tuple(noisy_target.shape)} (hybridmem.warp), got {got}"
+            )
+        if not config.warp_condition and target_condition is not None:
+            raise ConfigError("target_condition: this model has warp_condition=False; pass None")
         for name, latents in (("context_latents", context_latents), ("noisy_target", noisy_target)):
             if latents.ndim != 5 or latents.shape[2] != config.latent_channels:
                 raise ConfigError(
@@ -429,20 +461,26 @@ class WorldModel(nn.Module):
         cameras: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
         caption: torch.Tensor | None = None,
+        target_condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity of the target latents.
 
         context_latents: "B Fc C h w" clean (Fc may be 0); noisy_target: "B Ft C h w" at time t "B" in [0, 1];
         cameras: "B F 4 4" each latent frame's camera-to-world relative to the first target frame, OpenCV
-        axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory; caption: "B L Dc" or None.
+        axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory; caption: "B L Dc" or None;
+        target_condition: "B Ft C h w" the warped context's latents (needed iff config.warp_condition).
         Returns "B Ft C h w".
         """
-        self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption)
+        self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition)
         frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
 
         # 1. patchify context ++ target on one time axis
         latents = torch.cat([context_latents, noisy_target], dim=1)  # B F C h w
         x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D F' H W
+        if self.warp_embedding is not None:
+            # the context frames' condition is zero: they are what the warp is made from
+            condition = torch.cat([torch.zeros_like(context_latents), target_condition], dim=1)  # B F C h w
+            x = x + self.warp_embedding(rearrange(condition, "b f c h w -> b c f h w"))  # B D F' H W
         frames, height, width = x.shape[2:]
         x = rearrange(x, "b d f hh ww -> b (f hh ww) d")  # B N D
         context_frames = context_latents.shape[1] // frames_per_patch

@@ -224,8 +224,10 @@ class WorldPipeline:
         guidance: float = 1.0,
         caption_embedding=None,
         progress: bool = False,
+        target_condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Target latents "1 Ft C h w" given clean context latents "1 Fc C h w" and per-latent cameras."""
+        """Target latents "1 Ft C h w" given clean context latents "1 Fc C h w" and per-latent cameras;
+        target_condition "1 Ft C h w": the warped context's latents, for a model with warp_condition."""
         _, _, channels, height, width = context_latents.shape
         generator = torch.Generator().manual_seed(seed)
         # noise drawn on the CPU: the same seed gives the same video on any device
@@ -240,12 +242,15 @@ class WorldPipeline:
         if guidance != 1.0 and caption_embedding is None:
             raise ConfigError("guidance != 1 needs a caption embedding to guide with; pass guidance=1")
 
+        # only a warp-conditioned model takes the keyword
+        condition = {} if target_condition is None else {"target_condition": target_condition}
+
         def velocity(x_t, t):
-            return self.world_model(context_latents, x_t, t, camera_tensor, intrinsics, caption)
+            return self.world_model(context_latents, x_t, t, camera_tensor, intrinsics, caption, **condition)
 
         def unconditional_velocity(x_t, t):
             return self.world_model(
-                context_latents, x_t, t, camera_tensor, intrinsics, torch.zeros_like(caption)
+                context_latents, x_t, t, camera_tensor, intrinsics, torch.zeros_like(caption), **condition
             )
 
         steps = self.steps if steps is None else steps
@@ -326,6 +331,13 @@ class WorldPipeline:
         height, width = context_frames.shape[1:3]
         log(f"encoding the context ({len(context_frames)} frames, {width}x{height})")
         context_latents = self.encode(context_frames)  # 1 Fc C h w
+        target_condition = None
+        if self.world_model.config.warp_condition:
+            from hybridmem.warp import rotation_warp
+
+            log("warping the context into the target views")
+            warped, _ = rotation_warp(context_frames, context_cameras, target_cameras, intrinsics)
+            target_condition = self.encode(warped)  # 1 Ft C h w
         cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
         target_latent_frames = (len(target_cameras) - 1) // self.temporal_stride + 1
         log(
@@ -344,6 +356,7 @@ class WorldPipeline:
             guidance,
             caption_embedding,
             progress,
+            target_condition=target_condition,
         )  # 1 Ft C h w
         log(f"decoding {len(target_cameras)} frames")
         return self.decode(latents)

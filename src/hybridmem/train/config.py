@@ -14,6 +14,7 @@ from hybridmem.validation import check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
+OBJECTIVES = ("flow", "mean")  # as models.world.OBJECTIVES
 
 
 def _flag(name: str) -> str:
@@ -43,6 +44,15 @@ class WorldTrainConfig:
     ema_decay: float = 0.999
     shift: float = 5.0  # training timestep shift (the paper's scheduler uses 5)
     timestep_distribution: str = "uniform"  # or "logit_normal"
+    # "flow": flow matching over t in (0, 1); "mean": t = 1 only, so the network regresses the mean target
+    # from the context and cameras and is sampled in one step (models.world.DiTConfig.objective)
+    objective: str = "flow"
+    # loss weight of the target latent cells a subject covers (1 = the plain loss); the subject masks come
+    # from each cached clip's source folder (its ids.npz), so the clips must still be there
+    subject_weight: float = 1.0
+    # condition each target frame on the context warped into its view (DiTConfig.warp_condition); needs a
+    # cache made with `encode --store-warp`
+    warp_condition: bool = False
     sample_latents: bool = False  # draw x_0 from the cached posterior (needs `encode --store-logvar`)
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -98,6 +108,8 @@ class WorldTrainConfig:
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.shift <= 0:
             raise ConfigError(f"--shift must be > 0, got {self.shift}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective '{self.objective}' is unknown; valid: {', '.join(OBJECTIVES)}")
         if self.timestep_distribution not in TIMESTEP_DISTRIBUTIONS:
             raise ConfigError(
                 f"--timestep-distribution '{self.timestep_distribution}' is unknown; valid: "
@@ -146,6 +158,25 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--shift", type=float, default=defaults.shift, help="timestep shift (paper: 5)")
     parser.add_argument(
         "--timestep-distribution", default=defaults.timestep_distribution, help="uniform | logit_normal"
+    )
+    parser.add_argument(
+        "--objective",
+        default=defaults.objective,
+        help="flow: flow matching (sampled in --steps steps); mean: train at t = 1 only, a deterministic "
+        "regression of the target sampled in one step",
+    )
+    parser.add_argument(
+        "--subject-weight",
+        type=float,
+        default=defaults.subject_weight,
+        help="loss weight of target latent cells covered by a subject (default 1: unweighted); reads each "
+        "cached clip's ids.npz from its source folder",
+    )
+    parser.add_argument(
+        "--warp-condition",
+        action="store_true",
+        help="condition each target frame on the context warped into its view by the camera rotations "
+        "(needs a cache made with `hybridmem encode --store-warp`)",
     )
     parser.add_argument(
         "--sample-latents",

@@ -34,7 +34,7 @@ import torch
 
 from hybridmem import runlock, validation
 from hybridmem.diffusion import flow
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
 from hybridmem.train import common, distributed
 from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
@@ -53,6 +53,9 @@ RESUME_FIXED = (
     "seed",
     "timestep_distribution",
     "camera_rays",
+    "objective",
+    "subject_weight",
+    "warp_condition",
 )
 
 
@@ -66,6 +69,8 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
         gradient_checkpointing=config.grad_checkpointing,
         sample_shift=config.shift,  # sampling defaults to the shift the model was trained with
         camera_rays=config.camera_rays,
+        objective=config.objective,
+        warp_condition=config.warp_condition,
     )
 
 
@@ -77,13 +82,63 @@ def caption_input(model, batch_size: int, device: torch.device) -> torch.Tensor 
 
 
 def flow_loss(model, batch: dict, t: torch.Tensor, noise: torch.Tensor, caption) -> torch.Tensor:
-    """The training objective on one batch: MSE between predicted and true velocity on the target."""
+    """The training objective on one batch: MSE between predicted and true velocity on the target,
+    weighted per latent cell by batch["target_weights"] "B Ft h w" when present (--subject-weight)."""
     target_latents = batch["target_latents"]  # B Ft C h w
     noisy_target = flow.add_noise(target_latents, noise, t)  # B Ft C h w
+    # only a warp-conditioned model takes the keyword
+    warp = getattr(getattr(_unwrap(model), "config", None), "warp_condition", False)
+    condition = {"target_condition": batch["target_warp_latents"]} if warp else {}
     velocity = model(
-        batch["context_latents"], noisy_target, t, batch["cameras"], batch["intrinsics"], caption
+        batch["context_latents"], noisy_target, t, batch["cameras"], batch["intrinsics"], caption, **condition
     )  # B Ft C h w
-    return flow.flow_matching_loss(velocity, target_latents, noise)
+    weights = batch.get("target_weights")
+    if weights is None:
+        return flow.flow_matching_loss(velocity, target_latents, noise)
+    squared = (velocity - flow.velocity_target(target_latents, noise)).pow(2).mean(2)  # B Ft h w
+    # normalised by the weights' sum, so the loss stays on the plain loss's scale
+    return (squared * weights).sum() / weights.sum()
+
+
+def _unwrap(model):
+    """The module under a DDP wrapper (its config says which inputs it takes)."""
+    return getattr(model, "module", model)
+
+
+def training_timesteps(config: WorldTrainConfig, size: int, generator: torch.Generator) -> torch.Tensor:
+    """ "B" timesteps of one training batch: t = 1 for the mean objective, else drawn and shifted."""
+    if config.objective == "mean":
+        return torch.ones(size)
+    return flow.sample_timesteps(size, generator, config.shift, config.timestep_distribution)
+
+
+def subject_cell_weights(entry: dict, weight: float, temporal_stride: int) -> torch.Tensor:
+    """ "Ft h w" loss weights of one cached clip: `weight` on latent cells that a subject covers in any
+    video frame of the cell's latent frame, 1 elsewhere. Read from the clip's source folder (ids.npz).
+
+    Latent frame 0 of a segment stands for its first video frame, latent frame k >= 1 for video frames
+    stride*(k-1)+1 .. stride*k (the VAE's causal grouping)."""
+    from hybridmem.data.hmworld import load_clip
+
+    source = entry.get("source", "")
+    try:
+        clip = load_clip(source, load_frames=False)
+    except (OSError, HybridmemError) as error:
+        raise ConfigError(
+            f"--subject-weight reads the subject masks from each cached clip's source folder; {source!r} "
+            f"cannot be read ({error}). Keep the dataset the cache was encoded from, or drop --subject-weight"
+        ) from error
+    if clip.instance_ids is None:
+        raise ConfigError(f"--subject-weight: {source} has no instance ids (ids.npz); drop --subject-weight")
+    latent_frames, _, height, width = entry["target_latents"].shape  # Ft C h w
+    covered = torch.from_numpy(clip.instance_ids[clip.target] > 0)  # Tt H W
+    # any subject pixel inside a cell (adaptive max pooling maps the frame onto the h x w latent grid)
+    cells = torch.nn.functional.adaptive_max_pool2d(covered[None].float(), (height, width))[0]  # Tt h w
+    groups = [cells[:1]] + [
+        cells[temporal_stride * (k - 1) + 1 : temporal_stride * k + 1] for k in range(1, latent_frames)
+    ]
+    per_latent = torch.stack([group.amax(0) for group in groups])  # Ft h w
+    return 1.0 + (weight - 1.0) * per_latent
 
 
 def sample_posterior(batch: dict, generator: torch.Generator) -> dict:
@@ -114,8 +169,10 @@ def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: 
     for start in range(0, len(items), config.batch_size):
         batch = to_device(collate_latents(items[start : start + config.batch_size]), device)
         size = batch["target_latents"].shape[0]
-        # midpoints of `size` equal bins, shifted like the training distribution
+        # midpoints of `size` equal bins, shifted like the training distribution (mean objective: t = 1)
         t = flow.shift_timesteps((torch.arange(size, dtype=torch.float32) + 0.5) / size, config.shift)
+        if config.objective == "mean":
+            t = torch.ones(size)
         noise = torch.randn(batch["target_latents"].shape, generator=generator)
         with common.autocast(config.precision, device):
             loss = flow_loss(model, batch, t.to(device), noise.to(device), caption_input(model, size, device))
@@ -144,6 +201,11 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         first = dataset[0]
         latent_channels = first["target_latents"].shape[1]
         check_step_memory(config, first, device)
+        if config.warp_condition and "target_warp_latents" not in first:
+            raise ConfigError(
+                f"--warp-condition: {config.cache} holds no warped-context latents; encode it again with "
+                "`hybridmem encode --store-warp` (and the --val-cache too) or drop --warp-condition"
+            )
         if config.sample_latents and "target_logvar" not in first:
             raise ConfigError(
                 f"--sample-latents: {config.cache} holds posterior means only; encode it again with "
@@ -159,6 +221,14 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             val_items = list(val_dataset)
         else:
             val_items = [dataset[i] for i in range(min(config.val_clips, len(dataset)))]
+
+        subject_weights = None
+        if config.subject_weight != 1.0:
+            stride = int(dataset.index.get("temporal_stride", 4))
+            subject_weights = {
+                clip_id: subject_cell_weights(dataset[i], config.subject_weight, stride)
+                for i, clip_id in enumerate(dataset.clip_ids)
+            }
 
         # 2. model, EMA, optimizer (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(config.seed)
@@ -258,7 +328,11 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             # 5a. noise the target only; the context stays clean
             if config.sample_latents:
                 batch = sample_posterior(batch, generator)
-            t = flow.sample_timesteps(size, generator, config.shift, config.timestep_distribution).to(device)
+            t = training_timesteps(config, size, generator).to(device)
+            if subject_weights is not None:
+                batch["target_weights"] = torch.stack([subject_weights[c] for c in batch["clip_id"]]).to(
+                    device
+                )
             noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
             with common.autocast(config.precision, device):
                 loss = flow_loss(ddp_model, batch, t, noise, caption_input(model, size, device))
