@@ -20,13 +20,18 @@ then `hybridmem recipe export` (docs/REFERENCE_RUN.md).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+import numpy as np
 
 from hybridmem.errors import CheckpointError, ConfigError
 
 DEMO_SEED = 2026  # the clip's generator seed; the split plan (held-out content) depends on split_seed only
-DEMO_MODELS = ("hydra", "full")  # left to right after the ground truth
+DEMO_MODELS = ("hydra", "full", "window")  # left to right after the ground truth
+# reference rows of the table: the trivial answer, what the camera poses alone predict, the two failures
+# rendered, and the VAE's ceiling
+DEMO_BASELINES = ("copy-last", "warp", "erased", "frozen", "vae")
+GRID_STRIP_OFFSET = 4  # the still strip shows each clip this many frames after its subject re-enters
 DEMO_CLIPS = 4  # enough clips for a paired bootstrap interval, few enough to stay a quick demo
 
 
@@ -51,12 +56,9 @@ def check_assets(folder: str | Path) -> dict:
             "2-core CPU) then `hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints`, "
             "or pass --assets DIR pointing at an exported folder"
         )
-    try:
-        return json.loads((folder / MANIFEST_FILE).read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(
-            f"{folder / MANIFEST_FILE}: not valid JSON ({error}); export the run again"
-        ) from error
+    from hybridmem import jsonio
+
+    return jsonio.read_json(folder / MANIFEST_FILE, error=CheckpointError, fix="export the run again")
 
 
 class SamplingGenerator:
@@ -94,7 +96,7 @@ def run_demo(
     Results already in `out` from other checkpoints (or not made by the demo) are refused unless
     `overwrite` (hybridmem.runlock via the benchmark's run_evaluation)."""
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
-    from hybridmem.recipe.export import default_assets_dir
+    from hybridmem.recipe.export import LEGACY_FOV_DEG, default_assets_dir
     from hybridmem.runlock import refuse_foreign
 
     if clips < 1:
@@ -114,6 +116,7 @@ def run_demo(
         context_frames=data["context_frames"],
         target_frames=data["target_frames"],
         min_hidden_frames=data["min_hidden_frames"],
+        horizontal_fov_deg=data.get("horizontal_fov_deg", LEGACY_FOV_DEG),
         seed=DEMO_SEED,
     )
     print(
@@ -135,20 +138,81 @@ def run_demo(
         seed=DEMO_SEED,
         device=device,
         side_by_side_clips=1,
+        baselines=list(DEMO_BASELINES),
         overwrite=overwrite,
     )
     generators = {
         name: SamplingGenerator(assets / name, assets / "vae", device, config.steps) for name in DEMO_MODELS
     }
     summary = run_evaluation(config, generators=generators)
+    # 4. every clip in one grid: a row per clip (ground truth | hydra | full | window)
+    grid = write_grid(out, summary["clips"], fps=world.fps)
     clip_id = summary["clips"][0]
     return {
-        "video": out / "side_by_side" / f"{clip_id}.mp4",
-        "gif": out / "side_by_side" / f"{clip_id}.gif",
+        "video": grid["mp4"],
+        "gif": grid["gif"],
+        "strip": grid["png"],
         "table": out / "report.md",
         "clip": out / "world" / "test" / clip_id,
         "summary": summary,
     }
+
+
+def grid_frames(rows: list) -> "T H' W' 3":
+    """Stack side-by-side rows ("T H W' 3" each, same T and W') vertically, 2 px of black between."""
+    gap = np.zeros((rows[0].shape[0], 2, rows[0].shape[2], 3), np.uint8)
+    parts = [part for row in rows for part in (row, gap)][:-1]
+    return np.concatenate(parts, axis=1)
+
+
+def reentry_target_frame(clip) -> int | None:
+    """The target frame (0-based) where the clip's re-entering subject comes back, if it has one."""
+    from hybridmem.eval.metrics import reentry_events
+
+    if clip.counterfactuals is not None:
+        return clip.counterfactuals.entry_frame - clip.context_frames
+    reentries = reentry_events(clip.events, clip.context_frames)
+    return reentries[0][1] if reentries else None
+
+
+def write_grid(out: Path, clip_ids: list[str], fps: float) -> dict:
+    """grid.mp4 and grid.gif (every target frame of every clip) and grid.png (a still: each clip
+    GRID_STRIP_OFFSET frames after its re-entry), from the evaluation's cached generations."""
+    from hybridmem import publish
+    from hybridmem.data.hmworld import load_clip
+    from hybridmem.eval.report import side_by_side_frames
+
+    rows, stills = [], []
+    for clip_id in clip_ids:
+        clip = load_clip(out / "world" / "test" / clip_id)
+        predictions = {}
+        for name in DEMO_MODELS:
+            with np.load(out / "generations" / name / f"{clip_id}.npz") as archive:
+                predictions[name] = archive["frames"]
+        reentry = reentry_target_frame(clip)
+        row = side_by_side_frames(clip.frames[clip.target], predictions, reentry)  # Tt H W' 3
+        rows.append(row)
+        still = min((reentry or 0) + GRID_STRIP_OFFSET, row.shape[0] - 1)
+        stills.append(row[still])
+    frames = grid_frames(rows)  # Tt H' W' 3
+    still = grid_frames([frame[None] for frame in stills])[0]
+    paths = {"mp4": out / "grid.mp4", "gif": out / "grid.gif", "png": out / "grid.png"}
+    from PIL import Image
+
+    staged = [publish.stage_video(paths["mp4"], frames, fps, crf=0)]
+    try:
+        staged.append(publish.stage_gif(paths["gif"], frames, fps))
+        staged.append(
+            publish.stage(
+                paths["png"], lambda temp: Image.fromarray(still).save(temp, format="PNG"), publish.check_png
+            )
+        )
+    except BaseException:
+        for staged_file in staged:
+            staged_file.discard()
+        raise
+    publish.publish_together(staged)
+    return paths
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +222,10 @@ def run(args: argparse.Namespace) -> int:
         args.out, args.assets, str(resolve_device(args.device)), overwrite=args.overwrite, clips=args.clips
     )
     print(result["table"].read_text())
-    print(f"hybridmem demo: video {result['video']} (and {result['gif'].name}), table {result['table']}")
+    print(
+        f"hybridmem demo: grid of every clip {result['video']} (and {result['gif'].name}; still "
+        f"{result['strip'].name}), table {result['table']}"
+    )
     return 0
 
 

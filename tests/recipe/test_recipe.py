@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.models.memory.retrieval import inside_window, slice_spans, window_indices
 from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
 from hybridmem.recipe.export import export_run, verify_export
-from hybridmem.recipe.recipe import RECIPE_FILE, plan_stages, read_record, run_recipe
+from hybridmem.recipe.recipe import EVAL_BASELINES, RECIPE_FILE, plan_stages, read_record, run_recipe
 from hybridmem.recipe.summary import RESULTS_FILE, results_markdown
 from hybridmem.train.config import WorldTrainConfig, config_from_args
 
@@ -113,7 +114,7 @@ def _fake_runner(log: list, fail_at: str | None = None):
         for path in stage.outputs:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             if stage.name == "eval" and path.endswith("aggregate.json"):
-                methods = {kind: {} for kind in (*MEMORY_VARIANTS, "copy-last")}
+                methods = {kind: {} for kind in (*MEMORY_VARIANTS, *EVAL_BASELINES)}
                 Path(path).write_text(json.dumps({"num_clips": stage.amount, "methods": methods}))
             else:
                 Path(path).write_text("{}")
@@ -250,7 +251,7 @@ def test_smoke_recipe_records_every_stage(smoke_run):
         assert (smoke_run / "eval" / name).is_file()
     assert list((smoke_run / "eval" / "side_by_side").glob("*.mp4"))
     aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
-    assert set(aggregate["methods"]) == {*MEMORY_VARIANTS, "copy-last"}
+    assert set(aggregate["methods"]) == {*MEMORY_VARIANTS, *EVAL_BASELINES}
 
 
 def test_rerun_skips_finished_stages(smoke_run):
@@ -282,16 +283,23 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--assets", str(exported), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    video = out / "side_by_side" / "000000.mp4"
-    assert video.is_file() and video.stat().st_size > 0
+    video = out / "grid.mp4"
+    assert video.is_file() and video.stat().st_size > 0 and (out / "grid.gif").is_file()
     table = (out / "report.md").read_text()
-    assert "| hydra |" in table and "| full |" in table
+    assert "| hydra |" in table and "| full |" in table and "| window |" in table
     assert str(video) in printed
-    # the demo clip is a held-out test clip with a re-entry
+    # the grid: a row per clip (2 px apart), ground truth | hydra | full | window in each
+    from PIL import Image
+
+    from hybridmem.demo import DEMO_BASELINES, DEMO_CLIPS, DEMO_MODELS
+
+    still = np.asarray(Image.open(out / "grid.png"))
+    assert still.shape == (DEMO_CLIPS * 64 + 2 * (DEMO_CLIPS - 1), (1 + len(DEMO_MODELS)) * 64, 3)
+    # the demo clips are held-out test clips with a re-entry and counterfactual renders
     metadata = json.loads((out / "world" / "test" / "000000" / "metadata.json").read_text())
-    assert metadata["split"] == "test"
+    assert metadata["split"] == "test" and "subject_id" in metadata["counterfactuals"]
     aggregate = json.loads((out / "aggregate.json").read_text())
-    assert list(aggregate["methods"]) == ["hydra", "full"]
+    assert list(aggregate["methods"]) == [*DEMO_MODELS, *DEMO_BASELINES]
 
 
 def test_a_stage_older_than_a_rerun_input_is_reported_not_reused(tmp_path):

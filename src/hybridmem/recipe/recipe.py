@@ -23,7 +23,6 @@ most the work since each stage's last checkpoint.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -32,8 +31,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hybridmem import runlock
-from hybridmem.errors import ConfigError
+from hybridmem import jsonio, runlock
+from hybridmem.errors import ConfigError, DataError
 from hybridmem.recipe.budgets import MEMORY_VARIANTS, Budget
 
 RECIPE_FILE = "recipe.json"
@@ -41,6 +40,10 @@ RECIPE_FORMAT = 1
 
 
 # --- stages: pure descriptions of what to run and how to tell it is done ------------------------------
+
+# reference rows of the benchmark (hybridmem.eval.protocol.BASELINES): the trivial answer, what the camera
+# poses alone predict, the two failures of a returning subject rendered, and the VAE's ceiling
+EVAL_BASELINES = ("copy-last", "warp", "erased", "frozen", "vae")
 
 
 @dataclass
@@ -81,15 +84,7 @@ def plan_stages(
     data = run_dir / "data"
     stages = []
     # 1. data: three generator runs into one dataset folder, one forced split each
-    world_flags = [
-        "--width", str(budget.width),
-        "--height", str(budget.height),
-        "--context-frames", str(budget.context_frames),
-        "--target-frames", str(budget.target_frames),
-        "--min-hidden-frames", str(budget.min_hidden_frames),
-        "--seed", str(budget.seed),
-        "--workers", str(budget.workers),
-    ]  # fmt: skip
+    world_flags = budget.generate_args() + ["--seed", str(budget.seed), "--workers", str(budget.workers)]
     for split, count in (
         ("train", budget.train_clips),
         ("val", budget.val_clips),
@@ -161,13 +156,14 @@ def plan_stages(
         outputs = [str(out / "final" / "config.json"), str(out / "final" / "model.safetensors"), str(last)]
         inputs = ("encode-train", "encode-val")
         stages.append(Stage(f"world-{kind}", argv, "steps", budget.world_steps, outputs, inputs, str(out)))
-    # 5. benchmark on the held-out test split, with the copy-last baseline
+    # 5. benchmark on the held-out test split, with the reference rows
     evaldir = run_dir / "eval"
     argv = ["eval"]
     for kind in MEMORY_VARIANTS:
         argv += ["--checkpoint", str(run_dir / "world" / kind)]
     argv += [
-        "--vae", str(vae), "--baseline", "copy-last", "--data", str(data), "--split", "test",
+        "--vae", str(vae), *[flag for name in EVAL_BASELINES for flag in ("--baseline", name)],
+        "--data", str(data), "--split", "test",
         "--num-clips", str(budget.eval_clips), "--out", str(evaldir), "--steps", str(budget.eval_steps),
         "--seed", str(budget.seed), "--device", device,
         "--side-by-side-clips", str(budget.side_by_side_clips),
@@ -185,11 +181,14 @@ def stage_complete(stage: Stage) -> bool:
     if not all(Path(path).is_file() for path in stage.outputs):
         return False
     if stage.name == "eval":
-        aggregate = json.loads(Path(stage.outputs[0]).read_text())
+        try:
+            aggregate = jsonio.read_json(stage.outputs[0])
+        except DataError:  # unreadable: not complete, so the eval stage runs again and rewrites it
+            return False
         argv = stage.argv
         wanted = [Path(argv[i + 1]).name for i, flag in enumerate(argv) if flag == "--checkpoint"]
         # eval's aggregate is rewritten on every run; complete = all methods over all requested clips
-        return aggregate.get("num_clips") == stage.amount and set(wanted + ["copy-last"]) <= set(
+        return aggregate.get("num_clips") == stage.amount and set(wanted + list(EVAL_BASELINES)) <= set(
             aggregate.get("methods", {})
         )
     return True
@@ -258,14 +257,19 @@ def write_json_atomic(path: Path, record: dict) -> None:
 
 def read_record(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / RECIPE_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: missing; RUN_DIR must be a folder written by `hybridmem recipe --out`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"{path}: not valid JSON ({error}); rerun `hybridmem recipe` into a new --out"
-        ) from error
+    fix = "rerun `hybridmem recipe` into a new --out"
+    record = jsonio.read_json(path, error=ConfigError, fix=fix)
+    for key, kind in (("budget", dict), ("stages", dict), ("invocations", list)):
+        if not isinstance(record.get(key, kind()), kind):
+            expected = "an object" if kind is dict else "a list"
+            raise ConfigError(f"{path}: field '{key}' must be {expected}; {fix}")
+    for name, stage in record.get("stages", {}).items():
+        if not isinstance(stage, dict) or not isinstance(stage.get("attempts", []), list):
+            expected = "an object with a list 'attempts'"
+            raise ConfigError(f"{path}: field 'stages.{name}' must be {expected}; {fix}")
+    return record
 
 
 def _now() -> str:
