@@ -15,7 +15,8 @@ Each problem raises `error` (DataError by default; run records pass ConfigError,
 CheckpointError): all are HybridmemErrors, so the CLI exits 2 with the message and no traceback. `fix` is
 appended to every message: what the user should do about this file.
 
-Field names are written as paths from the top: `methods.hydra.metrics`, `subjects[0].id`.
+Field names are written as paths from the top: `methods.hydra.metrics`, `subjects[0].id`. `read_text` reads
+the UTF-8 text files beside them (JSON lines, captions) with the same errors.
 """
 
 from __future__ import annotations
@@ -173,6 +174,30 @@ def loads(
     return value
 
 
+def _read_bytes(path: Path, error: type[Exception], fix: str, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise error(_message(str(path), f"is a folder, not {what}", fix)) from None
+    except FileNotFoundError:
+        raise error(_message(str(path), "missing file", fix)) from None
+    except OSError as problem:
+        raise error(_message(str(path), f"cannot be read ({problem.strerror or problem})", fix)) from None
+
+
+def read_text(path: str | os.PathLike, *, error: type[Exception] = DataError, fix: str = "") -> str:
+    """A UTF-8 text file (JSON lines, captions), with the same errors as `read_json`."""
+    path = Path(path)
+    content = _read_bytes(path, error, fix, "a text file")
+    try:
+        return content.removeprefix(_BOM).decode("utf-8")
+    except UnicodeDecodeError as problem:
+        byte = content[problem.start : problem.start + 1].hex()
+        raise error(
+            _message(str(path), f"not UTF-8 text (byte 0x{byte} at offset {problem.start})", fix)
+        ) from None
+
+
 def read_json(
     path: str | os.PathLike,
     *,
@@ -182,12 +207,5 @@ def read_json(
 ):
     """The JSON value in the file at `path` (a dict unless `expect` says otherwise; None: any value)."""
     path = Path(path)
-    try:
-        content = path.read_bytes()
-    except IsADirectoryError:
-        raise error(_message(str(path), "is a folder, not a JSON file", fix)) from None
-    except FileNotFoundError:
-        raise error(_message(str(path), "missing file", fix)) from None
-    except OSError as problem:
-        raise error(_message(str(path), f"cannot be read ({problem.strerror or problem})", fix)) from None
+    content = _read_bytes(path, error, fix, "a JSON file")
     return loads(content, str(path), expect=expect, error=error, fix=fix)

@@ -550,15 +550,24 @@ def publish_folder(temp: str | os.PathLike, final: str | os.PathLike) -> Path:
 # --- where outputs may go -----------------------------------------------------------------------------
 
 
+def _resolved(path: str | os.PathLike, flag: str) -> Path:
+    """The absolute path `path` names; ConfigError naming `flag` for a loop of symbolic links (Python
+    raises RuntimeError for one before 3.13, OSError ELOOP after)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as error:
+        raise ConfigError(f"{flag} {path}: cannot be resolved ({error}); fix the symbolic links") from None
+
+
 def check_not_inside(output: str | os.PathLike, inputs: dict, what: str = "--out") -> None:
     """ConfigError when `output` is one of `inputs` ({flag: path or list of paths}) or inside one: a
     command must not write into what it reads."""
-    out = Path(output).resolve()
+    out = _resolved(output, what)
     for flag, paths in inputs.items():
         for path in paths if isinstance(paths, list | tuple) else [paths]:
             if path is None:
                 continue
-            source = Path(path).resolve()
+            source = _resolved(path, flag)
             if out == source:
                 raise ConfigError(f"{what} {output}: is the {flag} input itself; choose another {what}")
             if source in out.parents:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from hybridmem import jsonio
 from hybridmem.errors import DataError
 
 CACHE_FORMAT = 1
@@ -61,6 +62,15 @@ def write_index(cache_dir: str | Path, index: dict) -> None:
     publish.write_json(Path(cache_dir) / INDEX_FILE, {"format": CACHE_FORMAT, **index})
 
 
+def _metadata(handle, path) -> dict:
+    """The JSON values of a safetensors header's metadata (hybridmem.jsonio: repeated keys and numbers out
+    of range are errors naming the entry and key)."""
+    return {
+        key: jsonio.loads(value, f"{path} metadata '{key}'", expect=None)
+        for key, value in (handle.metadata() or {}).items()
+    }
+
+
 def read_entry_metadata(path: str | Path) -> dict | None:
     """The JSON metadata of a cache entry, read from its header only; None when unreadable (a cut or
     foreign file: the dataset reader names it)."""
@@ -68,7 +78,7 @@ def read_entry_metadata(path: str | Path) -> dict | None:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+            return _metadata(handle, path)
     except Exception:  # safetensors raises several types for a truncated or foreign file
         return None
 
@@ -79,12 +89,7 @@ def read_index(cache_dir: str | Path) -> dict:
         raise DataError(
             f"{path}: missing; build the cache with `hybridmem encode --data DIR --vae VAE --out CACHE`"
         )
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: corrupt ({error}); delete the cache and encode again") from error
-    if not isinstance(index, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(index).__name__}; encode again")
+    index = jsonio.read_json(path, fix="delete the cache and encode again")
     if index.get("format") != CACHE_FORMAT:
         raise DataError(f"{path}: cache format {index.get('format')} is not {CACHE_FORMAT}; encode again")
     return index
@@ -100,7 +105,7 @@ def read_clip_entry(path: str | Path) -> dict:
             # cloned: a tensor that shares the file's mapping keeps it open, and a large batch of items
             # would run out of mappings (vm.max_map_count) and blame the file
             entry = {key: handle.get_tensor(key).clone() for key in handle.keys()}
-            metadata = {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+            metadata = _metadata(handle, path)
     except Exception as error:  # safetensors raises several types for a truncated or foreign file
         if isinstance(error, MemoryError) or any(text in str(error) for text in _RESOURCE_ERRORS):
             raise DataError(

@@ -396,13 +396,38 @@ def crop_box(width: int, height: int, out_width: int, out_height: int) -> tuple[
     return resized_width, resized_height, (resized_width - out_width) // 2, (resized_height - out_height) // 2
 
 
-def resize_crop_frames(frames: "T H W 3", out_width: int, out_height: int, chunk: int = 8) -> "T h w 3":
+# float32 working memory of one resize step: frames are resized in chunks this size bounds (one frame at
+# least), so a long high-resolution input costs its uint8 frames plus this, not a float copy of 8 frames
+# (2.4 GB at 5000x5000)
+RESIZE_WORKING_BYTES = 256 * 2**20
+
+
+def _resize_frame_bytes(height: int, width: int, out_width: int, out_height: int) -> int:
+    """float32 bytes one frame takes while resized: the input, the separable filter's intermediate, the
+    resized frame and its rounded copy."""
+    resized_width, resized_height, _, _ = crop_box(width, height, out_width, out_height)
+    intermediate = max(height * resized_width, resized_height * width)
+    return 4 * 3 * (height * width + intermediate + 2 * resized_height * resized_width)
+
+
+def resize_working_bytes(
+    height: int, width: int, out_width: int = 1, out_height: int = 1, frames: int | None = None
+) -> int:
+    """Peak float32 bytes `resize_crop_frames` works with beside its uint8 input and output (`frames`: how
+    many it resizes, when known)."""
+    frame = _resize_frame_bytes(height, width, out_width, out_height)
+    chunk = max(1, RESIZE_WORKING_BYTES // frame)
+    return min(chunk, frames or chunk) * frame
+
+
+def resize_crop_frames(frames: "T H W 3", out_width: int, out_height: int) -> "T h w 3":
     """Antialiased bilinear resize to cover (out_width, out_height), then centre-crop; uint8 in and out."""
     import torch
     import torch.nn.functional as F
 
     height, width = frames.shape[1:3]
     resized_width, resized_height, left, top = crop_box(width, height, out_width, out_height)
+    chunk = max(1, RESIZE_WORKING_BYTES // _resize_frame_bytes(height, width, out_width, out_height))
     out = np.empty((len(frames), out_height, out_width, 3), dtype=np.uint8)
     for start in range(0, len(frames), chunk):  # chunks bound the float copy of long, large videos
         batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + chunk])).permute(0, 3, 1, 2)

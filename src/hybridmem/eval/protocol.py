@@ -240,12 +240,14 @@ def load_generation(
     """
     if not path.is_file():
         return None
+    from hybridmem import npyio
+
     try:
-        with np.load(path) as archive:
-            frames = archive["frames"]
-            made_with = (int(archive["seed"]), int(archive["steps"]), str(archive["source"]))
-            made_from = str(archive["inputs"]) if "inputs" in archive.files else None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        archive = npyio.read_npz(path)  # headers checked before anything is allocated (DataError)
+        frames = archive["frames"]
+        made_with = (int(archive["seed"]), int(archive["steps"]), str(archive["source"]))
+        made_from = str(archive["inputs"]) if "inputs" in archive else None
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
         return None
     wanted = (seed, -1 if steps is None else steps, source)
     if made_with != wanted or (inputs and made_from is not None and made_from != inputs):

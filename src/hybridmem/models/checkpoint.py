@@ -16,15 +16,15 @@ files. Both files are written through hybridmem.publish (temp name, checked, ren
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import types
 import typing
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
 
 FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -49,8 +49,44 @@ def dataclass_from_dict(cls, data: dict, what: str):
     for name, value in data.items():
         if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
             value = tuple(value)
+        if not _matches(value, hints[name]):
+            raise ConfigError(f"{what}.{name} must be {_described(hints[name])}, got {value!r}"[:300])
         values[name] = value
     return cls(**values)
+
+
+def _matches(value, hint) -> bool:
+    """Whether a JSON value fits a field's type (int, float, str, bool, None, tuples and unions of them;
+    nested dataclasses and other types are the caller's to check)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or isinstance(hint, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float, str):
+        allowed = (int, float) if hint is float else (hint,)
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(item, args[0]) for item in value)
+        return len(value) == len(args) and all(map(_matches, value, args))
+    return True
+
+
+def _described(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or isinstance(hint, types.UnionType):
+        return " or ".join(_described(arg) for arg in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_described(args[0])}"
+        return f"a list of {', '.join(map(_described, args))}"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _model_classes() -> dict[str, type[nn.Module]]:
@@ -116,9 +152,11 @@ def read_trained_with(folder: str | os.PathLike) -> dict | None:
     """The `trained_with` record of a model folder's config.json ({"vae": {"sha256", "path"}}), None when it
     has none (saved before records existed, or not a world model) or the file cannot be read (load_model
     names that)."""
+    from hybridmem import jsonio
+
     try:
-        document = json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        document = jsonio.read_json(Path(folder) / CONFIG_FILE, expect=None)
+    except HybridmemError:
         return None
     record = document.get(TRAINED_WITH_KEY) if isinstance(document, dict) else None
     vae = record.get("vae") if isinstance(record, dict) else None
@@ -129,17 +167,15 @@ def read_trained_with(folder: str | os.PathLike) -> dict | None:
 
 def read_config(folder: str | os.PathLike) -> tuple[str, dict]:
     """(class name, config dict) of the checkpoint in `folder`, validated but without loading weights."""
+    from hybridmem import jsonio
+
     path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(
             f"{path}: missing; a model checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}"
         )
-    try:
-        document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"{path}: not valid JSON ({error}); re-save the model with save_model"
-        ) from error
+    fix = "re-save the model with save_model"
+    document = jsonio.read_json(path, expect=None, error=CheckpointError, fix=fix)
     if not isinstance(document, dict) or not {"format", "class", "config"} <= set(document):
         raise CheckpointError(f"{path}: expected keys 'format', 'class', 'config'; re-save with save_model")
     if not isinstance(document["config"], dict):
@@ -155,6 +191,10 @@ def read_config(folder: str | os.PathLike) -> tuple[str, dict]:
         raise CheckpointError(
             f"{path}: class '{document['class']}' is unknown; valid classes: {', '.join(sorted(classes))}"
         )
+    try:  # every field of the right type and in range, as load_model will need it
+        classes[document["class"]].config_class.from_dict(document["config"])
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid {document['class']} config: {error}; {fix}") from None
     return document["class"], document["config"]
 
 

@@ -21,12 +21,12 @@ Where it writes (`--to DIR`). Export deletes or replaces nothing it did not writ
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 from pathlib import Path
 
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem import jsonio
+from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
 from hybridmem.publish import TEMP_PREFIX
 from hybridmem.recipe.budgets import MEMORY_VARIANTS
 from hybridmem.recipe.recipe import read_record
@@ -163,8 +163,8 @@ def check_destination(run_dir: Path, to: Path, overwrite: bool) -> list[str]:
 def _earlier_export(folder: Path) -> dict | None:
     """{"exported", "folders"} of the export manifest in `folder`, None when there is none to read."""
     try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = jsonio.read_json(folder / MANIFEST_FILE, expect=None)
+    except HybridmemError:
         return None
     models = manifest.get("models") if isinstance(manifest, dict) else None
     if not isinstance(models, dict) or "format" not in manifest:
@@ -216,9 +216,15 @@ def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
         raise CheckpointError(
             f"{manifest_path}: missing; export a finished run with `hybridmem recipe export`"
         )
-    data = json.loads(manifest_path.read_text())["data"]
-    width, height = data["width"], data["height"]
-    context_count, target_count = data["context_frames"], data["target_frames"]
+    manifest = jsonio.read_json(manifest_path, error=CheckpointError, fix="export the run again")
+    try:
+        data = manifest["data"]
+        width, height = data["width"], data["height"]
+        context_count, target_count = data["context_frames"], data["target_frames"]
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{manifest_path}: field 'data' lacks {error} (or is not an object); export the run again"
+        ) from None
     # 1. a synthetic clip: random frames, a camera sliding sideways
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(context_count, height, width, 3), dtype=np.uint8)

@@ -18,7 +18,6 @@ RUN/eval (aggregate.json and the per-clip records under clips/). The section hol
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -37,12 +36,11 @@ SUMMARY_COLUMNS = [
 
 
 def _read_json(path: Path, fix: str) -> dict:
-    if not path.is_file():
+    from hybridmem import jsonio
+
+    if not path.exists():
         raise DataError(f"{path}: missing; {fix}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error}); {fix}") from error
+    return jsonio.read_json(path, fix=fix)
 
 
 def _hours(seconds: float) -> str:

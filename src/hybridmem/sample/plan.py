@@ -12,11 +12,11 @@ MEASURED_* below); it exists to refuse a run that cannot fit before minutes of s
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridmem import jsonio
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 
 GIB = 1024**3
@@ -75,11 +75,11 @@ def training_size(world_folder: Path, spatial_factor: int) -> tuple[tuple[int, i
     """(width, height) the world model was trained at, and where it was read; (None, why) if unrecorded."""
     # 1. an exported checkpoint folder (hybridmem recipe export): manifest.json beside the model folders
     for manifest in (world_folder / "manifest.json", world_folder.parent / "manifest.json"):
-        if manifest.is_file():
-            try:
-                size = _size_from(json.loads(manifest.read_text()).get("data", {}))
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                size = None
+        if manifest.exists():
+            data = jsonio.read_json(manifest, fix="export the run again").get("data", {})
+            if not isinstance(data, dict):
+                raise DataError(f"{manifest}: field 'data' must be an object; export the run again")
+            size = _size_from(data)
             if size is not None:
                 return size, f"{manifest} (data.width/height)"
     # 2. a training run: train_config.json names the latent cache, whose clips hold the latent grid
@@ -87,8 +87,9 @@ def training_size(world_folder: Path, spatial_factor: int) -> tuple[tuple[int, i
         config_path = run / "train_config.json"
         if not config_path.is_file():
             continue
+        record = jsonio.read_json(config_path)
         try:
-            cache = Path(json.loads(config_path.read_text())["cache"])
+            cache = Path(record["cache"])
             clip_file = next(iter(sorted((cache / "clips").glob("*.safetensors"))), None)
             if clip_file is not None:
                 from safetensors import safe_open
@@ -96,7 +97,7 @@ def training_size(world_folder: Path, spatial_factor: int) -> tuple[tuple[int, i
                 with safe_open(str(clip_file), framework="pt") as tensors:
                     *_, height, width = tensors.get_slice("context_latents").get_shape()
                 return (width * spatial_factor, height * spatial_factor), f"{clip_file} (its training cache)"
-        except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, KeyError, TypeError, ValueError):
             pass
         return None, f"not recorded ({config_path} names no readable latent cache)"
     return None, "not recorded (a bare model folder)"
@@ -122,10 +123,15 @@ def estimate_peak_bytes(
     """
     stride = info.temporal_stride
     pixels = width * height
-    # 1. videos held as uint8: the decoded input (twice while stacking), fitted copies, output, side-by-side
+    # 1. videos held as uint8: the decoded input (twice while stacking), fitted copies, output, side-by-side;
+    # and the float copy the resize works on (hybridmem.data.inputs.resize_working_bytes)
+    from hybridmem.data.inputs import resize_working_bytes
+
     input_frames, input_height, input_width = input_shape
     video = (
-        2 * input_frames * input_height * input_width * 3 + (context + target * (2 + 3 * truth)) * pixels * 3
+        2 * input_frames * input_height * input_width * 3
+        + (context + target * (2 + 3 * truth)) * pixels * 3
+        + resize_working_bytes(input_height, input_width, width, height, input_frames)
     )
     # 2. VAE activations at full resolution, for the longest segment encoded or decoded at once
     segment = min(target, segment_frames) if segment_frames else target

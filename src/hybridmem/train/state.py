@@ -17,7 +17,6 @@ state.json parses.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybridmem import jsonio
 from hybridmem.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -64,8 +64,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         if not folder.is_dir() or not folder.name.startswith(PREFIX):
             continue
         try:
-            step = int(json.loads((folder / "state.json").read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
+            step = int(jsonio.read_json(folder / "state.json", error=CheckpointError)["step"])
+        except (CheckpointError, ValueError, KeyError, TypeError):
             continue
         found.append((step, folder))
     return [folder for _, folder in sorted(found)]
@@ -150,8 +150,9 @@ def read_checkpoint_state(folder: str | Path) -> dict:
             f"{folder}: not a training checkpoint (no state.json); "
             "pass a RUN folder or RUN/checkpoints/step_N"
         )
+    fix = "a corrupt checkpoint state; delete the folder or resume from an older checkpoint"
+    state = jsonio.read_json(path, error=CheckpointError, fix=fix)
     try:
-        state = json.loads(path.read_text())
         int(state["step"])
         state["config"]
     except (ValueError, KeyError, TypeError) as error:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridmem import runlock
+from hybridmem import jsonio, runlock
 from hybridmem.data.clip import Clip, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE
 from hybridmem.errors import ConfigError, DataError, HybridmemError
@@ -400,14 +400,9 @@ def _check_dataset_file(out: Path, config: WorldConfig, split_plan: splits.Split
         "splits": split_plan.to_dict(),
     }
     path = out / DATASET_FILE
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as error:
-            raise DataError(
-                f"{path}: not valid JSON ({error}); restore it (the clips' metadata.json hold the settings) "
-                "or use a new --out folder"
-            ) from error
+    if path.exists():
+        fix = "restore it (the clips' metadata.json hold the settings) or use a new --out folder"
+        existing = jsonio.read_json(path, fix=fix)
         if not isinstance(existing, dict) or not isinstance(existing.get("config", {}), dict):
             raise DataError(
                 f"{path}: expected an object with 'generator_version' and 'config'; use a new --out"
@@ -430,7 +425,8 @@ def _check_dataset_file(out: Path, config: WorldConfig, split_plan: splits.Split
 
 def read_manifest(out: str | os.PathLike) -> list[dict]:
     path = Path(out) / MANIFEST_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = jsonio.read_text(path).splitlines()
+    return [jsonio.loads(line, f"{path} line {n + 1}") for n, line in enumerate(lines) if line.strip()]
 
 
 def missing_clip_files(folder: Path) -> list[str]:
@@ -440,8 +436,21 @@ def missing_clip_files(folder: Path) -> list[str]:
 
 def manifest_entry(folder: Path) -> dict:
     """One manifest line, from a finished clip folder's metadata.json and check.json."""
-    metadata = json.loads((folder / "metadata.json").read_text())
-    check = json.loads((folder / "check.json").read_text())
+    fix = f"delete {folder} and rerun to render the clip again"
+    metadata = jsonio.read_json(folder / "metadata.json", fix=fix)
+    check = jsonio.read_json(folder / "check.json", fix=fix)
+    try:
+        return _manifest_entry(folder, metadata, check)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, HybridmemError):
+            raise
+        raise DataError(
+            f"{folder}: metadata.json or check.json lacks a field of a finished clip, or holds one of the "
+            f"wrong type ({type(error).__name__}: {error}); {fix}"
+        ) from None
+
+
+def _manifest_entry(folder: Path, metadata: dict, check: dict) -> dict:
     return {
         "clip": clip_name(metadata["split"], metadata["clip_index"]),
         "split": metadata["split"],
@@ -455,7 +464,7 @@ def manifest_entry(folder: Path) -> dict:
         "paths": [s["path"] for s in metadata["subjects"]],
         "camera_trajectory": metadata["camera_trajectory"],
         "events": check["events"],
-        "caption": (folder / "caption.txt").read_text().strip(),
+        "caption": jsonio.read_text(folder / "caption.txt").strip(),
     }
 
 
