@@ -1,9 +1,13 @@
 """Argument validation for every command: ranges, finiteness, and memory estimates checked before allocating.
 
 One table, `RULES`, says what each numeric flag may hold (by its destination name, so `--lr` of every
-command shares one rule; an entry "COMMAND:name" overrides it for one command). `install(parser)` wraps
-the `type=int` / `type=float` of every flag of every sub-command, so a bad value ends in argparse's usage
-error (exit 2, the flag named) before any work starts:
+command shares one rule; an entry "COMMAND:name" overrides it for one command). Every numeric flag of every
+command has a rule (tests/reliability/test_bounds.py walks the parser), and each bound says what breaks
+beyond it: a value that would hang (a frame rate so low the world planner loops over hours of clip), fail
+after the work (a frame rate ffmpeg refuses, a clip number past the six-digit folder names) or exhaust the
+machine (workers, side-by-side clips held in memory) is refused. `install(parser)` wraps the `type=int` /
+`type=float` of every flag of every sub-command, so a bad value ends in argparse's usage error (exit 2, the
+flag named) before any work starts:
 
     hybridmem train world ... --lr 1e30      ->  argument --lr: 1e+30 is out of range: must be in (0, 1]
     hybridmem world generate ... --fps nan   ->  argument --fps: nan is not a finite number
@@ -86,26 +90,39 @@ RULES: dict[str, Range] = {
     "subject_weight": Range(1.0, 1e4, why="1 = plain flow loss; W > 1 weights subject cells W times"),
     "edge_weight": Range(0.0, 1e6),
     "steps": Range(1, 10**9),
+    # sampling: the flow-matching sampler's steps (50 by default; beyond 10,000 the samples no longer change)
+    "sample:steps": Range(1, 10**4, why="denoising steps"),
+    "eval:steps": Range(1, 10**4, why="denoising steps"),
+    "guidance": Range(0.0, 1000.0, why="classifier-free guidance scale; 1 = none"),
+    "segment_frames": Range(1, 10**5, why="frames a rollout segment generates at once (4k+1)"),
+    "hfov": Range(1.0, 179.0, why="horizontal field of view in degrees"),
     "warmup": Range(0, 10**9),
     "batch_size": Range(1, 10**6),
     "frames": Range(1, 10**5),
-    "norm_windows": Range(1, 10**6),
+    "norm_windows": Range(1, 4096, why="segments encoded (and held) to fit the latent normalisation"),
     "save_every": Range(0, 10**9),
     "val_every": Range(0, 10**9),
     "log_every": Range(1, 10**9),
     "keep": Range(1, 10**6),
     "val_clips": Range(1, 10**8),
-    "num_workers": Range(0, 1024),
+    "num_workers": Range(0, 256, why="data-loading processes"),
     "memory_window": Range(1, 10**5),
     "memory_top_k": Range(1, 10**5),
     # data generation
     "num_clips": Range(1, 10**9),
-    "workers": Range(1, 1024),
+    "world generate:num_clips": Range(1, 10**6, why="clip folders are numbered with six digits"),
+    "workers": Range(1, 256, why="render processes, one renderer each"),
     "width": Range(8, 8192),
     "height": Range(8, 8192),
     "context_frames": Range(1, 10**5),
     "target_frames": Range(1, 10**5),
-    "fps": Range(0.0, 1000.0, low_open=True, why="frames per second"),
+    # a video's frame rate: ffmpeg refuses rates near 0 (after all the sampling), and a video written at
+    # 1000 fps or more reads back as stating no frame rate
+    "fps": Range(1.0, 240.0, why="frames per second of the video"),
+    # the generated world moves at this rate: below 1 fps a clip lasts minutes of world time and the motion
+    # planner loops over every second of it (0.001 fps hung); 15 fps is the paper's (hybridmem.world.config
+    # MIN_FPS, MAX_FPS: tests/reliability/test_bounds.py checks they agree)
+    "world generate:fps": Range(1.0, 15.0, why="frames per second of the generated clips"),
     "horizontal_fov_deg": Range(0.0, 180.0, low_open=True, high_open=True),
     "supersample": Range(1, 8),
     "min_subjects": Range(1, 255),
@@ -113,7 +130,9 @@ RULES: dict[str, Range] = {
     "visible_threshold": FRACTION,
     "hidden_threshold": FRACTION,
     "min_hidden_frames": Range(0, 10**5),
-    "max_attempts": Range(1, 10**6),
+    "max_attempts": Range(1, 10**4, why="candidates rendered per clip before giving up on it"),
+    "held_out_scenes": Range(0, 10**4, why="then at most the taxonomy allows (WorldConfig.validate)"),
+    "held_out_subjects": Range(0, 10**4, why="then at most the taxonomy allows (WorldConfig.validate)"),
     "val_fraction": FRACTION,
     "test_fraction": FRACTION,
     "video_crf": Range(0, 51, why="x264's quality scale"),
@@ -122,7 +141,9 @@ RULES: dict[str, Range] = {
     "every": Range(1, 10**6),
     "scale": Range(1, 64, why="pixel upscaling of each frame"),
     # eval
-    "side_by_side_clips": Range(0, 10**6),
+    "side_by_side_clips": Range(0, 100, why="each is held in memory until the end of the run"),
+    # demo
+    "clips": Range(1, 10**4, why="test clips the demo renders and scores"),
 }
 
 

@@ -161,7 +161,7 @@ def _exit_code(argv):
         (["--fps", "inf"], "--fps"),
         (["--seed", str(2**64)], "--seed"),
         (["--guidance", "nan"], "--guidance"),
-        (["--hfov", "200"], "--hfov 200"),
+        (["--hfov", "200"], "--hfov/--horizontal-fov: 200 is out of range"),
         (["--size", "33x32"], "--size 33x32: width must be a multiple of 16"),
         (["--size", "big"], "--size 'big'"),
         (["--intrinsics", "1,2"], "--intrinsics"),
@@ -253,11 +253,11 @@ def test_checkpoint_and_vae_go_together(models, tmp_path, capsys):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"garbage, not numpy", "not a NumPy .npy array"),
-        (b"", "not a NumPy .npy array"),
+        (b"garbage, not numpy", "not a readable .npy array header.*--caption-embedding"),
+        (b"", "not a readable .npy array header.*--caption-embedding"),
         (None, r"shape \(3,\), expected \(L, 6\)"),
         ("nan", "NaN or infinity"),
-        ("object", "not a NumPy .npy array"),
+        ("object", "Python objects.*--caption-embedding"),
     ],
 )
 def test_garbage_caption_embedding_is_a_data_error(tmp_path, content, message):

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridmem import validation
 from hybridmem.errors import ConfigError, DataError
 
 MAX_FPS = 1000.0
@@ -145,12 +146,10 @@ def read_caption_embedding(path: str, caption_dim: int) -> np.ndarray:
             f"--caption-embedding {path}: this world model has no cross-attention (caption_dim 0); "
             "drop the flag"
         )
-    try:
-        embedding = np.load(path, allow_pickle=False)
-    except FileNotFoundError as error:
-        raise DataError(f"--caption-embedding {path}: file not found") from error
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"--caption-embedding {path}: not a NumPy .npy array ({error})") from error
+    from hybridmem import npyio
+
+    fix = f"pass a NumPy .npy array of shape (L, {caption_dim}) to --caption-embedding"
+    embedding = npyio.read_npy(path, fix=fix)  # its header is checked before anything is allocated
     if not isinstance(embedding, np.ndarray) or embedding.dtype.kind not in "fiu":
         raise DataError(
             f"--caption-embedding {path}: expected a numeric .npy array of shape (L, {caption_dim})"
@@ -267,6 +266,9 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
     memory_line = plan.check_memory(need, device, f"sampling at {width}x{height}")
     given = inputs.fit_size(given, width, height, why)
     fps = args.fps if args.fps is not None else given.fps
+    problem = validation.rule_for("fps", "sample").check(fps)
+    if problem:  # the input's rate: --fps's rule holds for it too, before any sampling
+        raise ConfigError(f"output frame rate {fps:g} (the input's): {problem}; pass --fps")
     for line in given.report():
         say(line)
     count = len(given.target_cameras) if given.output_frames is None else given.output_frames

@@ -27,6 +27,9 @@ MAX_WIDTH, MAX_HEIGHT = 832, 832
 MAX_PIXELS = 832 * 480
 MAX_SEGMENT_FRAMES = 77
 MAX_FPS = 15.0
+# below 1 fps a clip spans minutes of world time and the motion planner walks every second of it (at 0.001
+# fps, 154 frames are 43 hours: `world generate` hung); the flag's rule (hybridmem.validation) agrees
+MIN_FPS = 1.0
 MAX_SUBJECTS = 3
 VAE_TEMPORAL_STRIDE = 4
 
@@ -134,8 +137,8 @@ class WorldConfig:
                     f"{name}={value}: must be of the form 4k+1 (5, 9, ..., 33, ..., 77) and at most "
                     f"{MAX_SEGMENT_FRAMES}, so the causal VAE's 4x time compression tiles it"
                 )
-        if not 0 < self.fps <= MAX_FPS:
-            raise ConfigError(f"fps={self.fps}: must be in (0, {MAX_FPS}]")
+        if not MIN_FPS <= self.fps <= MAX_FPS:
+            raise ConfigError(f"fps={self.fps}: must be in [{MIN_FPS:g}, {MAX_FPS:g}]")
         if not 10 <= self.horizontal_fov_deg <= 150:
             raise ConfigError(f"horizontal_fov_deg={self.horizontal_fov_deg}: must be in [10, 150] degrees")
         if not 1 <= self.supersample <= 4:
