@@ -25,7 +25,6 @@ Train clips, clips rendered before counterfactuals existed and the released HM-W
 from __future__ import annotations
 
 import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,15 +80,15 @@ def save_counterfactuals(path: str | Path, counterfactuals: Counterfactuals) -> 
 def load_counterfactuals(path: str | Path, target_frames: int, height: int, width: int) -> Counterfactuals:
     """Read and check one archive; DataError naming the file and the field when it is malformed."""
     path = Path(path)
+    from hybridmem import npyio
+
+    # headers checked before anything is allocated; a missing array is named
+    archive = npyio.read_npz(path, [*_SCALARS, *_FRAMES, *_IDS], fix="regenerate the clip")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [name for name in _SCALARS + _FRAMES + _IDS if name not in archive.files]
-            if missing:
-                raise DataError(f"{path}: missing field(s) {missing}; regenerate the clip")
-            values = {name: int(archive[name]) for name in _SCALARS}
-            values.update({name: archive[name] for name in _FRAMES + _IDS})
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: truncated or not an npz ({error}); regenerate the clip") from error
+        values = {name: int(archive[name]) for name in _SCALARS}
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{path}: a scalar field is not one integer ({error}); regenerate the clip") from None
+    values.update({name: archive[name] for name in _FRAMES + _IDS})
     counterfactuals = Counterfactuals(**values)
     counterfactuals.check(target_frames, height, width, where=str(path))
     return counterfactuals
