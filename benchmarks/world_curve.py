@@ -22,7 +22,13 @@ Each generated target is scored by whole-target PSNR (the mean over target frame
 context frame), and with the VAE's own reconstruction of the target (the ceiling any sample decoded through
 it can reach). Writes OUT/curve.json (every row) and OUT/curve.png, and prints a table.
 
-Read the curve to see where more steps stop helping, and whether the model beats copy-last at all.
+On clips with counterfactual renders (val/test clips of the generator) every row also has the re-entry
+metrics (hybridmem.eval.reentry): presence gain and motion score of the model, of copy-last, of the rotation
+warp (hybridmem.warp) and of the VAE's reconstruction (the ceiling), averaged over the clips that can be
+scored; the warp's whole-target PSNR is reported beside copy-last's.
+
+Read the curve to see where more steps stop helping, and whether the model beats copy-last, the warp and the
+erased render (presence 0) at all.
 """
 
 from __future__ import annotations
@@ -38,9 +44,13 @@ import numpy as np
 from hybridmem.data.encode import list_clip_folders
 from hybridmem.data.hmworld import load_clip
 from hybridmem.eval.metrics import psnr_per_frame
+from hybridmem.eval.reentry import reentry_metrics
 from hybridmem.sample.pipeline import WorldPipeline
 from hybridmem.train.config import WorldTrainConfig
 from hybridmem.train.world import train_world
+from hybridmem.warp import rotation_warp
+
+REFERENCES = ("model", "copy_last", "warp", "vae")  # rows scored on the re-entry metrics
 
 
 def whole_target_psnr(predicted: "T H W 3", target: "T H W 3") -> float:
@@ -53,7 +63,8 @@ def score_checkpoint(run: Path, args, clips, shift: float | None) -> dict:
     pipeline = WorldPipeline.from_checkpoint(
         run, args.vae, device=args.device, steps=args.sample_steps, shift=shift
     )
-    model, copy_last, ceiling = [], [], []
+    model, copy_last, ceiling, warp = [], [], [], []
+    reentry = {name: {"presence_gain": [], "motion_score": []} for name in REFERENCES}
     for clip in clips:
         context, target = clip.context, clip.target
         generated = pipeline.generate(
@@ -65,12 +76,24 @@ def score_checkpoint(run: Path, args, clips, shift: float | None) -> dict:
             progress=False,
         )
         truth = clip.frames[target]
-        model.append(whole_target_psnr(generated, truth))
-        copy_last.append(
-            whole_target_psnr(np.repeat(clip.frames[clip.context_frames - 1][None], len(truth), 0), truth)
-        )
-        ceiling.append(whole_target_psnr(pipeline.decode(pipeline.encode(truth)), truth))
-    return {"model": model, "copy_last": copy_last, "vae": ceiling}
+        outputs = {
+            "model": generated,
+            "copy_last": np.repeat(clip.frames[clip.context_frames - 1][None], len(truth), 0),
+            "warp": rotation_warp(
+                clip.frames[context], clip.cameras[context], clip.cameras[target], clip.intrinsics
+            )[0],
+            "vae": pipeline.decode(pipeline.encode(truth)),
+        }
+        model.append(whole_target_psnr(outputs["model"], truth))
+        copy_last.append(whole_target_psnr(outputs["copy_last"], truth))
+        warp.append(whole_target_psnr(outputs["warp"], truth))
+        ceiling.append(whole_target_psnr(outputs["vae"], truth))
+        for name in REFERENCES:
+            record = reentry_metrics(clip, outputs[name])
+            for metric in ("presence_gain", "motion_score"):
+                value = record[metric]
+                reentry[name][metric].append(value if isinstance(value, float) else None)
+    return {"model": model, "copy_last": copy_last, "warp": warp, "vae": ceiling, "reentry": reentry}
 
 
 def summarise(scores: dict, memory: str, shift: float | None, step: int, train_seconds: float | None) -> dict:
@@ -93,10 +116,22 @@ def summarise(scores: dict, memory: str, shift: float | None, step: int, train_s
         "vs_copy_last_se": standard_error(difference),
         "wins_vs_copy_last": int((difference > 0).sum()),
         "vae_psnr": float(np.mean(scores["vae"])),
+        "warp_psnr": float(np.mean(scores["warp"])),
+        **{
+            f"{name}_{metric}": _mean_scored(scores["reentry"][name][metric])
+            for name in REFERENCES
+            for metric in ("presence_gain", "motion_score")
+        },
         "clips": count,
         "train_seconds": None if train_seconds is None else round(train_seconds, 1),
         "per_clip": scores,
     }
+
+
+def _mean_scored(values: list) -> float | None:
+    """Mean over the clips that could be scored (None where a clip has no counterfactual renders)."""
+    scored = [value for value in values if value is not None]
+    return float(np.mean(scored)) if scored else None
 
 
 def report(row: dict, out: Path, args, rows: list[dict]) -> None:
@@ -105,9 +140,18 @@ def report(row: dict, out: Path, args, rows: list[dict]) -> None:
         f"{row['memory']}{shift} step {row['step']}: {row['psnr']:.2f} ± {row['psnr_se']:.2f} dB, copy-last "
         f"{row['copy_last_psnr']:.2f} dB (model - copy-last {row['vs_copy_last']:+.2f} ± "
         f"{row['vs_copy_last_se']:.2f}, wins {row['wins_vs_copy_last']}/{row['clips']}), VAE ceiling "
-        f"{row['vae_psnr']:.2f} dB",
+        f"{row['vae_psnr']:.2f} dB, warp {row['warp_psnr']:.2f} dB",
         flush=True,
     )
+    if row["model_presence_gain"] is not None:
+        print(
+            "  presence gain / motion score (dB): "
+            + ", ".join(
+                f"{name} {row[name + '_presence_gain']:+.2f} / {row[name + '_motion_score']:+.2f}"
+                for name in REFERENCES
+            ),
+            flush=True,
+        )
     (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 
 
