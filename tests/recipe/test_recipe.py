@@ -276,6 +276,12 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     assert manifest["budget"]["name"] == "smoke"
     assert manifest["models"]["hydra"]["steps"] == get_budget("smoke").world_steps
     assert "--memory hydra" in manifest["models"]["hydra"]["command"]
+    # the generator flags that render more clips of the training distribution (less seed/count/split/out)
+    smoke = get_budget("smoke")
+    args = manifest["data"]["generate_args"]
+    assert args[args.index("--horizontal-fov-deg") + 1] == str(smoke.horizontal_fov_deg)
+    assert args[args.index("--width") + 1] == str(smoke.width) and "--seed" not in args and "--out" not in args
+    assert manifest["data"]["horizontal_fov_deg"] == smoke.horizontal_fov_deg
     shapes = verify_export(exported)
     assert shapes["vae"][1:] == (get_budget("smoke").context_frames, 3, 64, 64)
     assert all(shapes[kind][:2] == (1, 3) for kind in MEMORY_VARIANTS)  # 9 target frames -> 3 latent frames

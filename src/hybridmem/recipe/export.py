@@ -52,10 +52,23 @@ def _stage_name(name: str) -> str:
     return "vae" if name == "vae" else f"world-{name}"
 
 
+# manifests written before the budget recorded its camera were all rendered at the generator's then
+# default, 70 degrees (the `wide` camera)
+LEGACY_FOV_DEG = 70.0
+
+
 def data_settings(budget: dict) -> dict:
-    """Generator settings of the run's clips (what `hybridmem demo` renders its test clip with)."""
+    """Generator settings of the run's clips (what `hybridmem demo` renders its test clips with), and
+    `generate_args`: the `hybridmem world generate` flags that render more clips of that distribution."""
+    from hybridmem.recipe.budgets import Budget
+
     keys = ("width", "height", "context_frames", "target_frames", "min_hidden_frames", "seed")
-    return {key: budget[key] for key in keys}
+    settings = {key: budget[key] for key in keys}
+    settings["horizontal_fov_deg"] = budget.get("horizontal_fov_deg", LEGACY_FOV_DEG)
+    settings["generate_args"] = Budget(
+        **{**budget, "horizontal_fov_deg": settings["horizontal_fov_deg"]}
+    ).generate_args()
+    return settings
 
 
 def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, overwrite: bool = False) -> Path:

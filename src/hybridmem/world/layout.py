@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem.data.clip import Clip
+from hybridmem.data.counterfactual import COUNTERFACTUALS_FILE, save_counterfactuals
 
 LAYOUT_NAME = "hybridmem"
 LAYOUT_VERSION = 1
@@ -163,6 +164,9 @@ def write_clip(clip: Clip, folder: str | os.PathLike, *, crf: int = 18) -> Path:
             write_video(temp / "cond_mask.mp4", masks[:context], clip.fps, crf)
             write_video(temp / "tgt_mask.mp4", masks[context:], clip.fps, crf)
             np.savez_compressed(temp / "ids.npz", ids=ids)
+        if clip.counterfactuals is not None:
+            clip.counterfactuals.check(total - context, frames.shape[1], frames.shape[2])
+            save_counterfactuals(temp / COUNTERFACTUALS_FILE, clip.counterfactuals)
         # 2. annotations
         _write_json(temp / "camera.json", camera_record(clip))
         _write_json(temp / "character.json", character_record(clip))
