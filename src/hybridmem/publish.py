@@ -144,7 +144,7 @@ class Staged:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.temp = _create_temp(self.path.parent, prefix, suffix)
         except OSError as error:  # name the output, not a temp name the user never chose
-            raise OSError(error.errno, error.strerror, str(self.path)) from error
+            raise OSError(*_path_fault(error), str(self.path)) from error
         self.done = False
 
     def verify(self, check: Callable[[Path], None] | None, allow_empty: bool = False) -> None:
@@ -168,6 +168,14 @@ class Staged:
             with contextlib.suppress(FileNotFoundError):
                 self.temp.unlink()
             self.done = True
+
+
+def _path_fault(error: OSError) -> tuple[int, str]:
+    """(errno, message) of a failure to create a file's folder or the file: mkdir's EEXIST there means a
+    part of the path is a file (ENOTDIR)."""
+    if error.errno == errno.EEXIST:
+        return errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)} (a part of the path is a file)"
+    return error.errno, error.strerror
 
 
 def _publish_new(temp: Path, path: Path) -> None:
@@ -583,7 +591,10 @@ def check_output_folder(
     ignores permission bits, a read-only mount does not), each of `names` fits the file system's name
     limit, and about `need_bytes` are free. Faults are OSError naming the path (the CLI prints them)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(*_path_fault(error), str(folder)) from error
     probe = _create_temp(folder, f"{TEMP_PREFIX}{os.getpid()}-", "-probe")
     probe.unlink()
     limit = _name_max(folder)

@@ -172,6 +172,14 @@ def test_over_long_out_name_exits_1_without_a_traceback(inputs, tmp_path, monkey
     assert code == 1 and "(ENAMETOOLONG)" in err and "Traceback" not in err, err
 
 
+def test_out_through_a_file_exits_1_before_sampling(inputs, tmp_path, monkeypatch):
+    _never_sample(monkeypatch)
+    (tmp_path / "notes.txt").write_text("keep")
+    code, err = _sample(inputs, tmp_path / "notes.txt" / "s.mp4")
+    assert code == 1 and "(ENOTDIR)" in err and "notes.txt" in err and "Traceback" not in err, err
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
 def test_second_sample_into_one_out_is_refused_while_the_first_runs(inputs, tmp_path, monkeypatch):
     from hybridmem.sample.cli import lock_name
 
