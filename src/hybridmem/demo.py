@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridmem import npyio
 from hybridmem.errors import CheckpointError, ConfigError
 
 DEMO_SEED = 2026  # the clip's generator seed; the split plan (held-out content) depends on split_seed only
@@ -187,8 +188,8 @@ def write_grid(out: Path, clip_ids: list[str], fps: float) -> dict:
         clip = load_clip(out / "world" / "test" / clip_id)
         predictions = {}
         for name in DEMO_MODELS:
-            with np.load(out / "generations" / name / f"{clip_id}.npz") as archive:
-                predictions[name] = archive["frames"]
+            path = out / "generations" / name / f"{clip_id}.npz"
+            predictions[name] = npyio.read_npz(path, ["frames"])["frames"]  # headers checked first
         reentry = reentry_target_frame(clip)
         row = side_by_side_frames(clip.frames[clip.target], predictions, reentry)  # Tt H W' 3
         rows.append(row)
