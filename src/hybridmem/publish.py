@@ -213,12 +213,17 @@ def stage(
         write(staged_file.temp)
         staged_file.verify(check, allow_empty)
     except BaseException as error:
-        staged_file.discard()
-        fault = as_os_fault(error, staged_file.path, staged_file.temp)
-        if fault is error:
-            raise
-        raise fault from error
+        _discard_and_raise(staged_file, error)
     return staged_file
+
+
+def _discard_and_raise(staged_file: Staged, error: BaseException):
+    """Remove the temp file and raise `error`, as the OS fault it stands for when it is one."""
+    staged_file.discard()
+    fault = as_os_fault(error, staged_file.path, staged_file.temp)
+    if fault is error:
+        raise error
+    raise fault from error
 
 
 @contextlib.contextmanager
@@ -229,11 +234,7 @@ def staged(path: str | os.PathLike, check: Callable[[Path], None] | None = None,
         yield staged_file.temp
         staged_file.verify(check)
     except BaseException as error:
-        staged_file.discard()
-        fault = as_os_fault(error, staged_file.path, staged_file.temp)
-        if fault is error:
-            raise
-        raise fault from error
+        _discard_and_raise(staged_file, error)
     try:
         staged_file.publish()
     finally:
