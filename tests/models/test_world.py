@@ -364,3 +364,20 @@ def test_warp_condition_starts_ignored_then_steers_only_the_target_and_is_requir
     data = model.config.to_dict()
     data.pop("warp_condition")
     assert DiTConfig.from_dict(data).warp_condition is False
+
+
+def test_warp_residual_starts_at_the_warp_and_needs_the_mean_objective():
+    model = build_world_model(
+        "tiny", memory=MemoryConfig(kind="full"), warp_condition=True, objective="mean", warp_residual=True
+    )
+    inputs = make_inputs(seed=3)
+    condition = torch.randn(inputs["noisy_target"].shape, generator=torch.Generator().manual_seed(4))
+    inputs["t"] = torch.ones_like(inputs["t"])
+    velocity = model(**inputs, target_condition=condition)
+    # a new model's one-step estimate x_0 = x_1 - velocity is the warp itself
+    torch.testing.assert_close(inputs["noisy_target"] - velocity, condition)
+    randomize(model, seed=5)
+    assert not torch.allclose(inputs["noisy_target"] - model(**inputs, target_condition=condition), condition)
+    for bad in (dict(objective="flow"), dict(warp_condition=False)):
+        with pytest.raises(ConfigError, match="warp_residual"):
+            dit_config("tiny", **{"warp_condition": True, "objective": "mean", "warp_residual": True, **bad})

@@ -90,6 +90,10 @@ class DiTConfig:
     # what the camera already predicts (including the subject frozen where it was last seen) instead of
     # inventing the frame.
     warp_condition: bool = False
+    # With the mean objective: predict the target as the warp plus a learned correction, x_0 = warp - out
+    # (velocity = out + x_1 - warp at t = 1), so a new model starts at what the camera predicts and learns
+    # only what the warp gets wrong: the subjects that moved while unseen and the parts no context frame saw.
+    warp_residual: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -117,6 +121,11 @@ class DiTConfig:
             )
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"DiTConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
+            raise ConfigError(
+                "DiTConfig.warp_residual needs warp_condition=True and objective='mean' (the residual is "
+                "taken at t = 1, where the network's input is pure noise)"
+            )
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):
@@ -531,7 +540,7 @@ class WorldModel(nn.Module):
         # 5. final layer on the target tokens only, then unpatchify
         x = rearrange(x, "b (f s) d -> b f s d", f=frames)[:, context_frames:]  # B Ft' S D
         patches = self.final_layer(x, time_embedding[:, context_frames:])  # B Ft' S (pt ph pw C)
-        return rearrange(
+        velocity = rearrange(
             patches,
             "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",
             hh=height,
@@ -539,6 +548,10 @@ class WorldModel(nn.Module):
             ph=rows_per_patch,
             pw=cols_per_patch,
         )  # B Ft C h w
+        if self.config.warp_residual:
+            # x_0 = x_1 - velocity = warp - out: the warp is the prediction the network corrects
+            velocity = velocity + noisy_target - target_condition  # B Ft C h w
+        return velocity
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class WorldTrainConfig:
     # condition each target frame on the context warped into its view (DiTConfig.warp_condition); needs a
     # cache made with `encode --store-warp`
     warp_condition: bool = False
+    # with --objective mean: the model predicts the warp plus a correction (DiTConfig.warp_residual)
+    warp_residual: bool = False
     sample_latents: bool = False  # draw x_0 from the cached posterior (needs `encode --store-logvar`)
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -110,6 +112,8 @@ class WorldTrainConfig:
             raise ConfigError(f"--shift must be > 0, got {self.shift}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective '{self.objective}' is unknown; valid: {', '.join(OBJECTIVES)}")
+        if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
+            raise ConfigError("--warp-residual needs --warp-condition and --objective mean")
         if self.timestep_distribution not in TIMESTEP_DISTRIBUTIONS:
             raise ConfigError(
                 f"--timestep-distribution '{self.timestep_distribution}' is unknown; valid: "
@@ -177,6 +181,12 @@ def add_world_arguments(parser) -> None:
         action="store_true",
         help="condition each target frame on the context warped into its view by the camera rotations "
         "(needs a cache made with `hybridmem encode --store-warp`)",
+    )
+    parser.add_argument(
+        "--warp-residual",
+        action="store_true",
+        help="with --warp-condition and --objective mean: predict the target as the warp plus a learned "
+        "correction, so training starts at what the camera predicts",
     )
     parser.add_argument(
         "--sample-latents",

@@ -56,6 +56,7 @@ RESUME_FIXED = (
     "objective",
     "subject_weight",
     "warp_condition",
+    "warp_residual",
 )
 
 
@@ -71,6 +72,7 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
         camera_rays=config.camera_rays,
         objective=config.objective,
         warp_condition=config.warp_condition,
+        warp_residual=config.warp_residual,
     )
 
 
