@@ -389,3 +389,32 @@ def test_vae_reference_row_is_the_reconstruction_of_the_target(tmp_path):
     assert inputs["vae"] is not None  # a cached reconstruction names the VAE it came from
     assert isinstance(summary["methods"]["vae"]["metrics"]["presence_gain"], float)
     assert summary["methods"]["vae"]["metrics"]["psnr"] < 100.0
+
+
+def test_motion_counts_only_frames_with_the_frozen_subject_in_view(clip):
+    import copy
+
+    # the frozen subject out of view everywhere: the frozen render is the erased one, nothing to score
+    # (this gave every method, copy-last included, +70 to +80 dB on two held-out test clips)
+    gone = copy.copy(clip)
+    gone.counterfactuals = copy.copy(clip.counterfactuals)
+    gone.counterfactuals.frozen_frames = clip.counterfactuals.erased_frames
+    gone.counterfactuals.frozen_ids = clip.counterfactuals.erased_ids
+    for video in (clip.frames[clip.target], np.repeat(clip.frames[:1], clip.target_frames, axis=0)):
+        record = reentry.reentry_metrics(gone, video)
+        assert record["motion_score"].startswith("n/a: the frozen subject 1 is never in view")
+        assert isinstance(record["presence_gain"], float)
+    # out of view in some frames only: those frames do not count, the others score as before
+    partly = copy.copy(clip)
+    partly.counterfactuals = copy.copy(clip.counterfactuals)
+    frozen_frames = clip.counterfactuals.frozen_frames.copy()
+    frozen_ids = clip.counterfactuals.frozen_ids.copy()
+    shown = np.flatnonzero((frozen_ids == SUBJECT_ID).any(axis=(1, 2)))
+    assert len(shown) >= 2
+    drop = shown[-1]
+    frozen_frames[drop] = clip.counterfactuals.erased_frames[drop]
+    frozen_ids[drop] = clip.counterfactuals.erased_ids[drop]
+    partly.counterfactuals.frozen_frames, partly.counterfactuals.frozen_ids = frozen_frames, frozen_ids
+    detail = reentry.reentry_metrics(partly, clip.frames[clip.target])["reentry_detail"]["motion"]
+    full_detail = reentry.reentry_metrics(clip, clip.frames[clip.target])["reentry_detail"]["motion"]
+    assert detail["frames"] == full_detail["frames"] - 1
