@@ -30,7 +30,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from hybridmem.errors import ConfigError
-from hybridmem.models.checkpoint import dataclass_from_dict
+from hybridmem.models.configs import dataclass_from_dict
 
 VAE_DESIGNS = ("causal3d", "grouped")
 

@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from hybridmem.errors import ConfigError
-from hybridmem.models.checkpoint import dataclass_from_dict
+from hybridmem.models.configs import dataclass_from_dict
 from hybridmem.models.layers import (
     RMSNorm,
     TimestepEmbedder,
