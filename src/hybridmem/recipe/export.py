@@ -25,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from hybridmem import jsonio
+from hybridmem import jsonio, runlock
 from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
 from hybridmem.publish import TEMP_PREFIX
 from hybridmem.recipe.budgets import MEMORY_VARIANTS
@@ -139,13 +139,7 @@ def check_destination(run_dir: Path, to: Path, overwrite: bool) -> list[str]:
         raise ConfigError(f"--to {to}: is inside the run {run_dir} it exports; choose a folder outside it")
     if target in run.parents:
         raise ConfigError(f"--to {to}: holds the run {run_dir} it exports; choose a new or empty folder")
-    if to.exists() and not to.is_dir():
-        raise ConfigError(f"--to {to}: exists and is a file; choose a new or empty folder")
-    for parent in to.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--to {to}: {parent} is a file, not a folder")
-            break
+    runlock.check_out_folder(to, "--to")  # not a file, nor under one
     if not to.exists():
         return []
     present = sorted(p.name for p in to.iterdir() if not p.name.startswith(TEMP_PREFIX))  # not a crash's
