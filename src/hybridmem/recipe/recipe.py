@@ -76,6 +76,13 @@ def _cache_outputs(run_dir: Path, split: str, count: int) -> list[str]:
     ]
 
 
+def lever_flags(budget: Budget) -> list[str]:
+    """The `train world` flags of the budget's levers (issue 17); none for a budget that pulls none."""
+    flags = ["--objective", budget.world_objective] if budget.world_objective != "flow" else []
+    flags += ["--warp-condition"] if budget.warp_condition else []
+    return flags + (["--warp-residual"] if budget.warp_residual else [])
+
+
 def plan_stages(
     budget: Budget, run_dir: str | os.PathLike, device: str, weights_dir: str | None = None
 ) -> list[Stage]:
@@ -121,6 +128,8 @@ def plan_stages(
     for split, count in (("train", budget.train_clips), ("val", budget.val_clips)):
         argv = ["encode", "--data", str(data), "--vae", str(vae), "--out", str(run_dir / "cache" / split)]
         argv += ["--split", split, "--device", device]
+        if budget.warp_condition:
+            argv += ["--store-warp"]
         outputs = _cache_outputs(run_dir, split, count)
         inputs = ("vae", f"data-{split}")
         folder = str(run_dir / "cache" / split)
@@ -150,6 +159,7 @@ def plan_stages(
             "--val-clips", str(budget.val_clips),
             "--seed", str(budget.seed), "--device", device, "--resume",
         ]  # fmt: skip
+        argv += lever_flags(budget)
         # the trainer always checkpoints its last step: a run trained to fewer steps (before the budget's
         # world_steps grew) is not complete, and --resume continues it from its newest checkpoint
         last = out / "checkpoints" / checkpoint_name(budget.world_steps) / "state.json"
