@@ -21,8 +21,7 @@ Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channel
 
 from __future__ import annotations
 
-import dataclasses
-import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,11 +29,11 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from hybridmem import runlock
 from hybridmem.errors import DataError
-from hybridmem.train import common, distributed
+from hybridmem.train import common
 from hybridmem.train import state as train_state
 from hybridmem.train.config import VaeTrainConfig
+from hybridmem.train.loop import training_run
 from hybridmem.validation import check_vae_step
 
 RESUME_FIXED = ("preset", "batch_size", "seed", "split", "frames")
@@ -180,20 +179,24 @@ def fit_normalization(vae, data: ClipWindows, count: int, device: torch.device):
     return fit_latent_normalization(torch.cat([rearrange(z, "b f c h w -> (b f) 1 c h w") for z in latents]))
 
 
+def vae_batches(
+    data: ClipWindows, config: VaeTrainConfig, start_step: int, rank: int, world_size: int, device
+) -> Iterator[torch.Tensor]:
+    """ "B T 3 H W" frames of this rank's batch at each step from `start_step` (pure in seed, step, rank)."""
+    for step in range(start_step, config.steps):
+        indices = common.batch_indices(step, config.batch_size, len(data), config.seed, rank, world_size)
+        starts = [window_start(data, i, step, slot, config, rank) for slot, i in enumerate(indices)]
+        yield to_model_range([data.window(i, s) for i, s in zip(indices, starts, strict=True)], device)
+
+
 def train_vae(config: VaeTrainConfig) -> dict:
     """Train; returns {"step", "losses", "seconds", "model", "val_psnr" (last, or None)}."""
     from hybridmem.data.encode import list_clip_folders
     from hybridmem.models.checkpoint import save_model
     from hybridmem.models.vae import build_vae
-    from hybridmem.train.logging import TrainingLogger
 
-    config.validate()
-    ctx = distributed.init_distributed(config.device)
-    device = ctx.device
-    common.check_precision(config.precision, device)
-    out = runlock.check_out_folder(config.out)
-    lock = None
-    try:
+    with training_run(config, "train vae") as run:
+        device = run.device
         # 1. data
         data = ClipWindows(list_clip_folders(config.data, config.split), config.frames)
         check_vae_step(config, data.window(0, 0).shape, device)  # memory, before any allocation
@@ -202,130 +205,50 @@ def train_vae(config: VaeTrainConfig) -> dict:
         else:
             val_data = data
 
-        # 2. model and optimizer
+        # 2. model
         torch.manual_seed(config.seed)
         vae = build_vae(config.preset).to(device).train()
-        optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scaler = common.grad_scaler(config.precision, device)
-        # posterior samples are drawn on the device, from this rank's generator (saved in checkpoints)
-        generator = common.rank_generator(config.seed, ctx.rank, device)
 
-        # 3. lock the run folder (rank 0: a second run into it is refused); resume, or refuse to overwrite
-        lock = runlock.acquire(out, "train vae") if ctx.is_main else None
-        start_step, generator = train_state.resume_or_refuse(
-            out,
-            config,
-            RESUME_FIXED,
+        # 3-4. optimizer, lock, resume or refuse, DDP, logging (train/loop.py); posterior samples are
+        # drawn on the device, from this rank's generator (saved in checkpoints)
+        ddp_vae = run.start(
             vae,
-            optimizer,
-            scaler,
-            generator,
-            ctx.rank,
-            ctx.world_size,
-            reseed=lambda step: common.rank_generator(config.seed + step, ctx.rank, device),
+            fixed_flags=RESUME_FIXED,
+            generator_device=device,
+            save_model_fn=save_model,
+            title=f"VAE '{config.preset}'",
+            clips=len(data),
         )
-        ddp_vae = distributed.wrap_ddp(vae, ctx)
 
-        # 4. logging
-        logger = TrainingLogger(
-            out,
-            config.steps,
-            start_step,
-            enabled=ctx.is_main,
-            tensorboard=config.tensorboard,
-            progress=config.progress,
-        )
-        if ctx.is_main:
-            train_state.write_json_atomically(out / "train_config.json", dataclasses.asdict(config))
-            logger.message(
-                f"VAE '{config.preset}': {common.parameter_count(vae) / 1e6:.2f}M parameters, "
-                f"{len(data)} clips, ranks {ctx.world_size}, device {device}, starting at step {start_step}"
-            )
-
-        def save(step: int) -> None:
-            rank_states = distributed.gather_objects(
-                {"generator": generator.get_state(), "global": train_state.capture_rng_state()}, ctx
-            )
-            if ctx.is_main:
-                train_state.save_checkpoint(
-                    out,
-                    step,
-                    vae,
-                    optimizer,
-                    dataclasses.asdict(config),
-                    rank_rng_states=rank_states,
-                    extra_state={"scaler": scaler.state_dict()},
-                    keep=config.keep,
-                    save_model_fn=save_model,
-                )
-            distributed.barrier(ctx)
-
-        # 5. the loop
-        losses, last_psnr, started = [], None, time.perf_counter()
-        for step in range(start_step, config.steps):
-            indices = common.batch_indices(
-                step, config.batch_size, len(data), config.seed, ctx.rank, ctx.world_size
-            )
-            starts = [window_start(data, i, step, slot, config, ctx.rank) for slot, i in enumerate(indices)]
-            frames = to_model_range([data.window(i, s) for i, s in zip(indices, starts, strict=True)], device)
-            for group in optimizer.param_groups:
-                group["lr"] = common.learning_rate(step, config.lr, config.warmup)
+        # 5. the loop: reconstruct windows; validate on whole segments
+        def step_loss(frames: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
             with common.autocast(config.precision, device):
                 # through forward(), so DDP synchronises the gradients of encoder and decoder
-                reconstruction, posterior = ddp_vae(frames, generator)  # B T 3 H W
+                reconstruction, posterior = ddp_vae(frames, run.generator)  # B T 3 H W
             terms = vae_loss(reconstruction, posterior, frames, config)
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
-                )
-            grad_norm = common.optimizer_step(loss, vae, optimizer, scaler, config.grad_clip)
-            done = step + 1
-            losses.append(float(loss.detach()))
-            mean_loss = float(distributed.all_reduce_mean(loss, ctx))
-            logger.advance(1, mean_loss)
-            if done % config.log_every == 0 or done == config.steps:
-                logger.log(
-                    done,
-                    {
-                        "loss": mean_loss,
-                        "recon": float(terms["recon"].detach()),
-                        "kl": float(terms["kl"].detach()),
-                        "edge": float(terms["edge"].detach()),
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(grad_norm),
-                    },
-                )
-            if ctx.is_main and config.val_every and (done % config.val_every == 0 or done == config.steps):
-                scores = validate_segments(vae, val_data, config.val_clips, device)
-                last_psnr = scores["psnr"]
-                logger.log(
-                    done,
-                    {"val_psnr": last_psnr, "val_worst_frame_psnr": scores["worst_frame_psnr"]},
-                )
-                train_state.write_json_atomically(out / VALIDATION_FILE, {"step": done, **scores})
-                logger.message(
-                    f"step {done}: whole-segment reconstruction PSNR {last_psnr:.2f} dB (worst frame index "
-                    f"{scores['worst_frame_psnr']:.2f} dB; copy-last {scores['copy_last_psnr']:.2f} dB)"
-                )
-            if (config.save_every and done % config.save_every == 0) or done == config.steps:
-                save(done)
+            return terms["loss"], {name: terms[name] for name in ("recon", "kl", "edge")}
+
+        def validate(done: int) -> dict:
+            scores = validate_segments(vae, val_data, config.val_clips, device)
+            train_state.write_json_atomically(run.out / VALIDATION_FILE, {"step": done, **scores})
+            run.logger.message(
+                f"step {done}: whole-segment reconstruction PSNR {scores['psnr']:.2f} dB (worst frame index "
+                f"{scores['worst_frame_psnr']:.2f} dB; copy-last {scores['copy_last_psnr']:.2f} dB)"
+            )
+            return {"val_psnr": scores["psnr"], "val_worst_frame_psnr": scores["worst_frame_psnr"]}
+
+        batches = vae_batches(data, config, run.start_step, run.rank, run.ctx.world_size, device)
+        run.train(batches, step_loss, validate)
 
         # 6. latent normalisation from training latents, stored in the final VAE's config
-        if ctx.is_main:
+        if run.is_main:
             shift, scale = fit_normalization(vae, data, config.norm_windows, device)
             vae.set_latent_normalization(shift, scale)
-            train_state.save_final_model(vae, out / "final", save_model_fn=save_model)
-            logger.message(f"done: step {config.steps}, VAE with latent normalisation in {out / 'final'}")
-        logger.close()
+        run.finish(vae, f"done: step {config.steps}, VAE with latent normalisation in {run.out / 'final'}")
         return {
             "step": config.steps,
-            "losses": losses,
-            "seconds": time.perf_counter() - started,
+            "losses": run.losses,
+            "seconds": run.seconds,
             "model": vae,
-            "val_psnr": last_psnr,
+            "val_psnr": run.last_validation["val_psnr"] if run.last_validation else None,
         }
-    finally:
-        if lock is not None:
-            lock.release()
-        distributed.cleanup(ctx)

@@ -25,9 +25,7 @@ Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import time
 from pathlib import Path
 
 import torch
@@ -35,9 +33,10 @@ import torch
 from hybridmem import runlock, validation
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
-from hybridmem.train import common, distributed
+from hybridmem.train import common
 from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
+from hybridmem.train.loop import training_run
 
 # Flags that define the model or the data order: a resumed run must keep them.
 RESUME_FIXED = (
@@ -189,15 +188,9 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
     from hybridmem.data.cache import LatentCacheDataset, collate_latents
     from hybridmem.models.checkpoint import save_model
     from hybridmem.train.ema import EMA
-    from hybridmem.train.logging import TrainingLogger
 
-    config.validate()
-    ctx = distributed.init_distributed(config.device)
-    device = ctx.device
-    common.check_precision(config.precision, device)
-    out = runlock.check_out_folder(config.out)
-    lock = None
-    try:
+    with training_run(config, "train world") as run:
+        device = run.device
         # 1. data, and a step's memory checked before anything is allocated
         dataset = LatentCacheDataset(config.cache)
         first = dataset[0]
@@ -232,149 +225,74 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                 for i, clip_id in enumerate(dataset.clip_ids)
             }
 
-        # 2. model, EMA, optimizer (same init on every rank; DDP also broadcasts rank 0's weights)
+        # 2. model and EMA (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(config.seed)
         model = build_model_fn(config, latent_channels).to(device).train()
         ema = EMA(model, config.ema_decay)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.999)
-        )
-        scaler = common.grad_scaler(config.precision, device)
-        generator = common.rank_generator(config.seed, ctx.rank)
 
-        # 3. lock the run folder (rank 0); resume, or refuse to overwrite an existing run
-        if ctx.is_main:
-            lock = runlock.acquire(out, "train world")
-            check_cache_identity(out, config, dataset.index)
-        start_step, generator = train_state.resume_or_refuse(
-            out,
-            config,
-            RESUME_FIXED,
-            model,
-            optimizer,
-            scaler,
-            generator,
-            ctx.rank,
-            ctx.world_size,
-            reseed=lambda step: common.rank_generator(config.seed + step, ctx.rank),
-            ema_model=ema.model,
-        )
-        ddp_model = distributed.wrap_ddp(model, ctx)
-
-        # 4. logging (rank 0 only)
-        logger = TrainingLogger(
-            out,
-            config.steps,
-            start_step,
-            enabled=ctx.is_main,
-            tensorboard=config.tensorboard,
-            progress=config.progress,
-        )
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            train_state.write_json_atomically(out / "train_config.json", dataclasses.asdict(config))
-            logger.message(
-                f"world model '{config.preset}' memory '{config.memory}': "
-                f"{common.parameter_count(model) / 1e6:.2f}M parameters, {len(dataset)} clips, "
-                f"ranks {ctx.world_size}, device {device}, starting at step {start_step}"
-            )
-
-        # every saved model records the VAE whose latents it learns (sample/eval refuse another VAE)
+        # 3-4. optimizer, lock (rank 0 also checks the cache's VAE against run.json), resume or refuse, DDP,
+        # logging (train/loop.py). Every saved model records the VAE whose latents it learns (sample/eval
+        # refuse another VAE).
         vae_sha256 = dataset.index.get("vae_sha256")
         trained_with = (
             {"vae": {"sha256": vae_sha256, "path": dataset.index.get("vae")}} if vae_sha256 else None
         )
-        save_world = functools.partial(save_model, trained_with=trained_with)
+        ddp_model = run.start(
+            model,
+            fixed_flags=RESUME_FIXED,
+            generator_device="cpu",
+            save_model_fn=functools.partial(save_model, trained_with=trained_with),
+            title=f"world model '{config.preset}' memory '{config.memory}'",
+            clips=len(dataset),
+            ema=ema,
+            check_run_folder=lambda out: check_cache_identity(out, config, dataset.index),
+        )
 
-        def save(step: int) -> None:
-            rank_states = distributed.gather_objects(
-                {"generator": generator.get_state(), "global": train_state.capture_rng_state()}, ctx
-            )
-            if ctx.is_main:
-                train_state.save_checkpoint(
-                    out,
-                    step,
-                    model,
-                    optimizer,
-                    dataclasses.asdict(config),
-                    ema_model=ema.model,
-                    rank_rng_states=rank_states,
-                    extra_state={"scaler": scaler.state_dict()},
-                    keep=config.keep,
-                    save_model_fn=save_world,
-                )
-            distributed.barrier(ctx)
-
-        # 5. the loop
+        # 5. the loop: flow matching on the target latents; validation loss of the live and EMA weights
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_sampler=common.StepBatchSampler(
-                start_step,
+                run.start_step,
                 config.steps,
                 config.batch_size,
                 len(dataset),
                 config.seed,
-                ctx.rank,
-                ctx.world_size,
+                run.rank,
+                run.ctx.world_size,
             ),
             collate_fn=collate_latents,
             num_workers=config.num_workers,
         )
-        losses, started = [], time.perf_counter()
-        step = start_step
-        for batch in loader:
+
+        def step_loss(batch: dict, step: int) -> tuple[torch.Tensor, dict]:
             batch = to_device(batch, device)
             size = batch["target_latents"].shape[0]
-            for group in optimizer.param_groups:
-                group["lr"] = common.learning_rate(step, config.lr, config.warmup)
-            # 5a. noise the target only; the context stays clean
+            # noise the target only; the context stays clean
             if config.sample_latents:
-                batch = sample_posterior(batch, generator)
-            t = training_timesteps(config, size, generator).to(device)
+                batch = sample_posterior(batch, run.generator)
+            t = training_timesteps(config, size, run.generator).to(device)
             if subject_weights is not None:
                 batch["target_weights"] = torch.stack([subject_weights[c] for c in batch["clip_id"]]).to(
                     device
                 )
-            noise = torch.randn(batch["target_latents"].shape, generator=generator).to(device)
+            noise = torch.randn(batch["target_latents"].shape, generator=run.generator).to(device)
             with common.autocast(config.precision, device):
                 loss = flow_loss(ddp_model, batch, t, noise, caption_input(model, size, device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
-                )
-            # 5b. update
-            grad_norm = common.optimizer_step(loss, model, optimizer, scaler, config.grad_clip)
-            ema.update(model, step)  # step: optimizer steps before this one (resumes exactly)
-            step += 1
-            # 5c. log, validate, save
-            mean_loss = float(distributed.all_reduce_mean(loss, ctx))
-            losses.append(float(loss.detach()))
-            logger.advance(1, mean_loss)
-            if step % config.log_every == 0 or step == config.steps:
-                logger.log(
-                    step,
-                    {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm)},
-                )
-            if ctx.is_main and config.val_every and (step % config.val_every == 0 or step == config.steps):
-                val_loss = validation_loss(model, val_items, config, device)
-                val_loss_ema = validation_loss(ema.model, val_items, config, device)
-                logger.message(
-                    f"step {step}: validation loss {val_loss:.4f} (EMA weights {val_loss_ema:.4f})"
-                )
-                logger.log(step, {"val_loss": val_loss, "val_loss_ema": val_loss_ema})
-            if (config.save_every and step % config.save_every == 0) or step == config.steps:
-                save(step)
+            return loss, {}
+
+        def validate(done: int) -> dict:
+            val_loss = validation_loss(model, val_items, config, device)
+            val_loss_ema = validation_loss(ema.model, val_items, config, device)
+            run.logger.message(
+                f"step {done}: validation loss {val_loss:.4f} (EMA weights {val_loss_ema:.4f})"
+            )
+            return {"val_loss": val_loss, "val_loss_ema": val_loss_ema}
+
+        run.train(loader, step_loss, validate)
 
         # 6. the EMA weights as a plain model folder, for sampling
-        if ctx.is_main:
-            train_state.save_final_model(ema.model, out / "final", save_model_fn=save_world)
-            logger.message(f"done: step {step}, final EMA weights in {out / 'final'}")
-        logger.close()
-        return {"step": step, "losses": losses, "seconds": time.perf_counter() - started, "model": model}
-    finally:
-        if lock is not None:
-            lock.release()
-        distributed.cleanup(ctx)
+        run.finish(ema.model, f"done: step {run.step}, final EMA weights in {run.out / 'final'}")
+        return {"step": run.step, "losses": run.losses, "seconds": run.seconds, "model": model}
 
 
 def check_step_memory(config: WorldTrainConfig, item: dict, device: torch.device) -> None:
