@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hybridmem.device import resolve_device
 from hybridmem.geometry import look_at
 from hybridmem.models.memory import MemoryConfig
 from hybridmem.models.vae import build_vae
@@ -36,7 +37,6 @@ from hybridmem.models.world import build_world_model
 from hybridmem.sample.pipeline import WorldPipeline
 from hybridmem.train import common
 from hybridmem.train.config import VaeTrainConfig
-from hybridmem.train.distributed import resolve_device
 from hybridmem.train.vae import vae_loss
 from hybridmem.train.world import caption_input, flow_loss
 

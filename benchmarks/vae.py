@@ -31,7 +31,7 @@ from hybridmem.data.encode import list_clip_folders
 from hybridmem.data.hmworld import load_clip
 from hybridmem.eval.metrics import psnr_per_frame, ssim_per_frame
 from hybridmem.models.checkpoint import load_model
-from hybridmem.train.state import resolve_model_folder
+from hybridmem.runfolder import resolve_model_folder
 
 
 def to_model(frames: "T H W 3") -> torch.Tensor:

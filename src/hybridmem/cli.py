@@ -1,10 +1,11 @@
 """The `hybridmem` command line.
 
-Each top-level command lives in its own module that exposes `register(subparsers)`; the module adds its
-parser(s) and sets `func` to a function taking the parsed arguments. Modules import their heavy
-dependencies (torch, the renderer) inside those functions, so `hybridmem --help` stays fast.
+This module is the top of the package: it imports every command, and nothing imports it (the layers are in
+docs/ARCHITECTURE.md). Each top-level command lives in its own module that exposes `register(subparsers)`;
+the module adds its parser(s) and sets `func` to a function taking the parsed arguments. Modules import
+their heavy dependencies (torch, the renderer) inside those functions, so `hybridmem --help` stays fast.
 
-Every numeric flag is checked by hybridmem.validation (range, finiteness) while parsing, and every command
+Every numeric flag is checked against hybridmem.validation's range table while parsing, and every command
 that writes a run folder locks it and records its inputs through hybridmem.runlock. Results already in an
 output folder are never replaced without `--overwrite`, every file is written through hybridmem.publish,
 and no command writes into one of its inputs (`--out`/`--to` equal to or inside an input path is refused).
@@ -22,22 +23,20 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import sys
 
-from hybridmem import __version__, validation
+from hybridmem import __version__, demo
+from hybridmem.data import encode
 from hybridmem.errors import HybridmemError
+from hybridmem.eval import cli as eval_cli
+from hybridmem.recipe import cli as recipe_cli
+from hybridmem.sample import cli as sample_cli
+from hybridmem.train import cli as train_cli
+from hybridmem.validation import command_parser
+from hybridmem.world import cli as world_cli
 
-# command name -> module with `register(subparsers)`; order is the order shown in --help.
-COMMAND_MODULES = [
-    "hybridmem.world.cli",
-    "hybridmem.data.encode",
-    "hybridmem.train.cli",
-    "hybridmem.sample.cli",
-    "hybridmem.eval.cli",
-    "hybridmem.recipe.cli",
-    "hybridmem.demo",
-]
+# the modules with `register(subparsers)`, in the order --help shows their commands
+COMMANDS = (world_cli, encode, train_cli, sample_cli, eval_cli, recipe_cli, demo)
 
 
 # operating-system faults the CLI reports in one line (exit 1), with what to do about each
@@ -94,15 +93,9 @@ def check_outputs_outside_inputs(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hybridmem", description="Hybrid memory for dynamic video world models."
-    )
+    # every numeric flag of every command is checked against one range table (hybridmem.validation)
+    parser = command_parser(COMMANDS, description="Hybrid memory for dynamic video world models.")
     parser.add_argument("--version", action="version", version=f"hybridmem {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
-    # one validation layer for every numeric flag of every command (ranges, finiteness): hybridmem.validation
-    validation.install(parser)
     return parser
 
 

@@ -97,7 +97,8 @@ def run_demo(
     Results already in `out` from other checkpoints (or not made by the demo) are refused unless
     `overwrite` (hybridmem.runlock via the benchmark's run_evaluation)."""
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
-    from hybridmem.recipe.export import LEGACY_FOV_DEG, default_assets_dir
+    from hybridmem.recipe.export import LEGACY_FOV_DEG
+    from hybridmem.runfolder import default_assets_dir
     from hybridmem.runlock import refuse_foreign
 
     if clips < 1:
@@ -217,7 +218,7 @@ def write_grid(out: Path, clip_ids: list[str], fps: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridmem.train.distributed import resolve_device
+    from hybridmem.device import resolve_device
 
     result = run_demo(
         args.out, args.assets, str(resolve_device(args.device)), overwrite=args.overwrite, clips=args.clips

@@ -56,6 +56,14 @@ def scale_intrinsics(intrinsics: "... 4", sx: float, sy: float) -> "... 4":
     return np.asarray(intrinsics, dtype=np.float64) * np.array([sx, sy, sx, sy])
 
 
+def normalised_intrinsics(intrinsics: "4", width: int, height: int) -> "4":
+    """(fx, fy, cx, cy) in pixels -> (fx/W, fy/H, cx/W, cy/H), float32: what the world model is given, so
+    one model serves any image size (the cache, the samplers and the export all normalise here)."""
+    return (np.asarray(intrinsics, dtype=np.float64) / np.array([width, height, width, height])).astype(
+        np.float32
+    )
+
+
 def invert_pose(pose: "... 4 4") -> "... 4 4":
     """Inverse of a rigid transform, exact for rotation + translation."""
     pose = np.asarray(pose, dtype=np.float64)

@@ -53,7 +53,7 @@ def _check_size(shape: tuple, dtype: np.dtype, stored: int, where: str, error, f
 
 
 def _check_memory(claimed: int, where: str) -> None:
-    from hybridmem.validation import check_memory
+    from hybridmem.device import check_memory
 
     check_memory(claimed, f"reading {where}", "free memory, or regenerate the file smaller")
 

@@ -396,7 +396,7 @@ def model_identity(path: str | os.PathLike | None, ema: bool = True) -> dict | N
     if path is None:
         return None
     from hybridmem.errors import CheckpointError
-    from hybridmem.train.state import resolve_model_folder
+    from hybridmem.runfolder import resolve_model_folder
 
     try:
         folder = Path(resolve_model_folder(path, ema=ema))

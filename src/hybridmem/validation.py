@@ -1,23 +1,24 @@
-"""Argument validation for every command: ranges, finiteness, and memory estimates checked before allocating.
+"""The range table: what each numeric flag, and the config field behind it, may hold, declared once.
 
-One table, `RULES`, says what each numeric flag may hold (by its destination name, so `--lr` of every
-command shares one rule; an entry "COMMAND:name" overrides it for one command). Every numeric flag of every
-command has a rule (tests/reliability/test_bounds.py walks the parser), and each bound says what breaks
-beyond it: a value that would hang (a frame rate so low the world planner loops over hours of clip), fail
-after the work (a frame rate ffmpeg refuses, a clip number past the six-digit folder names) or exhaust the
-machine (workers, side-by-side clips held in memory) is refused. `install(parser)` wraps the `type=int` /
-`type=float` of every flag of every sub-command, so a bad value ends in argparse's usage error (exit 2, the
-flag named) before any work starts:
+`RULES` maps a flag's destination name (`--lr` -> "lr") to its bounds; an entry "COMMAND:name" holds the
+bound of one command where two commands share a name (`sample --steps` and `train world --steps`). Every
+check of a numeric field reads it, so the bound and its message exist once:
 
-    hybridmem train world ... --lr 1e30      ->  argument --lr: 1e+30 is out of range: must be in (0, 1]
-    hybridmem world generate ... --fps nan   ->  argument --fps: nan is not a finite number
+- the flags: every int/float flag of a parser made by `CheckedParser` is checked while parsing, so a bad
+  value ends in argparse's usage error (exit 2, the flag named) before any work starts;
+- the configs: `check_fields(config, command)` applies the same rules to a config built in code (the
+  recipe's budgets, tests, `WorldConfig`, the training configs), naming the flag;
+- single values given to an API: `check_value(name, value)` (the sampler's shift, a released clip's FOV).
 
-A numeric flag without a rule must still be finite (floats) and fit in 64 bits (ints). Configs built in
-code (the recipe's budgets, tests) get the same rules through `check_fields(config)`.
+    hybridmem train world ... --lr 1e30         ->  argument --lr: 1e+30 is out of range: must be in (0, 1]
+    WorldTrainConfig(..., lr=1e30).validate()  ->  ConfigError: --lr: 1e+30 is out of range: must be in (0, 1]
 
-Memory estimates (`check_memory`) are lower bounds of what a step allocates (inputs plus the activations
-it must keep), compared with the memory the device has before the first allocation; they refuse only what
-cannot fit, never what might.
+Each bound says what breaks beyond it: a value that would hang (a frame rate so low the world planner loops
+over hours of clip), fail after the work (a frame rate ffmpeg refuses, a clip number past the six-digit
+folder names) or exhaust the machine (workers, side-by-side clips held in memory) is refused. What one
+field's bounds cannot say (4k+1 frame counts, min <= max, a split that must keep one scene) stays in the
+config's validate(). Every numeric flag of every command has a rule (tests/reliability/test_bounds.py), and
+the flag, the config and the message agree for each (tests/test_validation.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 from hybridmem.errors import ConfigError
@@ -72,20 +72,21 @@ def _number(value) -> str:
 
 ANY_INT = Range(-INT64_MAX - 1, INT64_MAX, why="a 64-bit integer")
 ANY_FLOAT = Range()  # finite
-POSITIVE = Range(1, INT64_MAX)
-NON_NEGATIVE = Range(0, INT64_MAX)
-FRACTION = Range(0.0, 1.0)
+
+SEEDS = Range(0, INT64_MAX, why="seeds are 0 .. 2^63-1")
 
 RULES: dict[str, Range] = {
     # seeds: torch and numpy take 0 <= seed < 2^64; trainers add the step to it, so keep a margin
-    "seed": Range(0, INT64_MAX, why="seeds are 0 .. 2^63-1"),
-    "split_seed": Range(0, INT64_MAX, why="seeds are 0 .. 2^63-1"),
+    "seed": SEEDS,
+    "split_seed": SEEDS,
     # optimisation
     "lr": Range(0.0, 1.0, low_open=True, why="AdamW learning rates are around 1e-4"),
     "weight_decay": Range(0.0, 10.0),
     "grad_clip": Range(0.0, 1e6, why="0 disables clipping"),
     "ema_decay": Range(0.0, 1.0, high_open=True),
-    "shift": Range(0.0, 1000.0, low_open=True),
+    # the timestep shift t' = s t / (1 + (s - 1) t), of training and of sampling alike (the paper: 5); past
+    # 1000 every step but the last sits at t ~ 1
+    "shift": Range(0.0, 1000.0, low_open=True, why="timestep shift; the paper's is 5"),
     "kl_weight": Range(0.0, 1e6),
     "subject_weight": Range(1.0, 1e4, why="1 = plain flow loss; W > 1 weights subject cells W times"),
     "edge_weight": Range(0.0, 1e6),
@@ -95,6 +96,7 @@ RULES: dict[str, Range] = {
     "eval:steps": Range(1, 10**4, why="denoising steps"),
     "guidance": Range(0.0, 1000.0, why="classifier-free guidance scale; 1 = none"),
     "segment_frames": Range(1, 10**5, why="frames a rollout segment generates at once (4k+1)"),
+    # a pinhole camera's view of released or given video; the tangent of half of it blows up near 180
     "hfov": Range(1.0, 179.0, why="horizontal field of view in degrees"),
     "warmup": Range(0, 10**9),
     "batch_size": Range(1, 10**6),
@@ -107,34 +109,38 @@ RULES: dict[str, Range] = {
     "val_clips": Range(1, 10**8),
     "num_workers": Range(0, 256, why="data-loading processes"),
     "memory_window": Range(1, 10**5),
-    "memory_top_k": Range(1, 10**5),
-    # data generation
+    # top-K 0 would retrieve nothing: fov memory would be the window memory, hydra's tokenizer unused
+    "memory_top_k": Range(1, 10**5, why="retrieved memory slices or context frames"),
+    # data generation: the paper's geometry is the limit (832x480 pixels, 77 + 77 frames at 15 fps, 1-3
+    # subjects a clip); WorldConfig.validate adds what one field cannot say (pixels, 4k+1, min <= max)
     "num_clips": Range(1, 10**9),
     "world generate:num_clips": Range(1, 10**6, why="clip folders are numbered with six digits"),
     "workers": Range(1, 256, why="render processes, one renderer each"),
-    "width": Range(8, 8192),
-    "height": Range(8, 8192),
-    "context_frames": Range(1, 10**5),
-    "target_frames": Range(1, 10**5),
+    "width": Range(8, 832, why="pixels; the paper's frames are 832x480"),
+    "height": Range(8, 832, why="pixels; the paper's frames are 832x480"),
+    "context_frames": Range(1, 77, why="the paper's 77 frames a segment"),
+    "target_frames": Range(1, 77, why="the paper's 77 frames a segment"),
     # a video's frame rate: ffmpeg refuses rates near 0 (after all the sampling), and a video written at
     # 1000 fps or more reads back as stating no frame rate
     "fps": Range(1.0, 240.0, why="frames per second of the video"),
     # the generated world moves at this rate: below 1 fps a clip lasts minutes of world time and the motion
-    # planner loops over every second of it (0.001 fps hung); 15 fps is the paper's (hybridmem.world.config
-    # MIN_FPS, MAX_FPS: tests/reliability/test_bounds.py checks they agree)
+    # planner loops over every second of it (0.001 fps hung); 15 fps is the paper's
     "world generate:fps": Range(1.0, 15.0, why="frames per second of the generated clips"),
-    "horizontal_fov_deg": Range(0.0, 180.0, low_open=True, high_open=True),
-    "supersample": Range(1, 8),
-    "min_subjects": Range(1, 255),
-    "max_subjects": Range(1, 255),
-    "visible_threshold": FRACTION,
-    "hidden_threshold": FRACTION,
-    "min_hidden_frames": Range(0, 10**5),
+    # the generator's camera: its scenes and camera distances are laid out for 36-70 degrees
+    "horizontal_fov_deg": Range(10.0, 150.0, why="degrees"),
+    # the renderer draws supersample^2 samples a pixel: 16 at 4 already anti-alias, memory grows as the square
+    "supersample": Range(1, 4, why="samples per pixel side"),
+    "min_subjects": Range(1, 3, why="the paper's clips hold 1-3 subjects"),
+    "max_subjects": Range(1, 3, why="the paper's clips hold 1-3 subjects"),
+    "visible_threshold": Range(0.0, 1.0, low_open=True, why="a fraction of the subject's pixels"),
+    "hidden_threshold": Range(0.0, 1.0, low_open=True, why="a fraction of the subject's pixels"),
+    "min_hidden_frames": Range(1, 2 * 77 - 1, why="below the clip's frames"),
     "max_attempts": Range(1, 10**4, why="candidates rendered per clip before giving up on it"),
     "held_out_scenes": Range(0, 10**4, why="then at most the taxonomy allows (WorldConfig.validate)"),
     "held_out_subjects": Range(0, 10**4, why="then at most the taxonomy allows (WorldConfig.validate)"),
-    "val_fraction": FRACTION,
-    "test_fraction": FRACTION,
+    # a fraction of 1 would leave the train split empty
+    "val_fraction": Range(0.0, 1.0, high_open=True),
+    "test_fraction": Range(0.0, 1.0, high_open=True),
     "video_crf": Range(0, 51, why="x264's quality scale"),
     # preview
     "columns": Range(1, 1000),
@@ -149,6 +155,29 @@ RULES: dict[str, Range] = {
 
 def rule_for(name: str, command: str = "") -> Range | None:
     return RULES.get(f"{command}:{name}", RULES.get(name))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_value(name: str, value, command: str = "", flag: str | None = None) -> None:
+    """ConfigError naming the flag (default --NAME) when `value` breaks the rule of `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{flag or _flag(name)}: expected a number, got {value!r}")
+    rule = rule_for(name, command) or (ANY_INT if isinstance(value, int) else ANY_FLOAT)
+    problem = rule.check(value)
+    if problem:
+        raise ConfigError(f"{flag or _flag(name)}: {problem}")
+
+
+def check_fields(config, command: str = "") -> None:
+    """ConfigError naming the flag when a numeric field of a dataclass config breaks its rule."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        check_value(field.name, value, command)
 
 
 # --- argparse ------------------------------------------------------------------------------------------
@@ -166,117 +195,73 @@ def _checked_type(kind: type, rule: Range):
     return parse
 
 
-def install(parser: argparse.ArgumentParser, command: str = "") -> None:
-    """Wrap every int/float flag of `parser` and its sub-commands with its rule (see module docstring)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, subparser in action.choices.items():
-                install(subparser, f"{command} {name}".strip())
-        elif action.type in (int, float):
-            default = ANY_INT if action.type is int else ANY_FLOAT
-            action.type = _checked_type(action.type, rule_for(action.dest, command) or default)
+class CheckedParser(argparse.ArgumentParser):
+    """An ArgumentParser whose int and float flags are checked against RULES while they are parsed.
 
+    Each `add_argument(..., type=int|float)` (on the parser, its argument groups and its sub-commands'
+    parsers, which argparse makes of the same class) gets its type wrapped with the rule of its
+    destination under this parser's command ("world generate"); a flag without a rule must still be
+    finite (floats) and fit in 64 bits (ints). `numeric_flags()` lists what was wrapped.
+    """
 
-def check_fields(config, command: str = "") -> None:
-    """ConfigError naming the flag when a numeric field of a dataclass config breaks its rule."""
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        rule = rule_for(field.name, command) or (ANY_INT if isinstance(value, int) else ANY_FLOAT)
-        problem = rule.check(value)
-        if problem:
-            raise ConfigError(f"--{field.name.replace('_', '-')}: {problem}")
+    def __init__(self, *args, **kwargs):
+        self.command = ""  # "" for the program, "world generate" for that sub-command's parser
+        self.checked_flags: list[tuple[str, str, type]] = []  # (option, dest, type) of numeric flags
+        self.commands: dict[str, CheckedParser] = {}  # sub-command name -> its parser
+        super().__init__(*args, **kwargs)
 
+    def add_argument(self, *args, **kwargs):
+        return self._checked(super().add_argument(*args, **kwargs))
 
-# --- memory --------------------------------------------------------------------------------------------
+    def add_argument_group(self, *args, **kwargs):
+        return self._checking(super().add_argument_group(*args, **kwargs))
 
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        return self._checking(super().add_mutually_exclusive_group(*args, **kwargs))
 
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(count) < 1024 or unit == "PB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return f"{count:.1f} PB"
+    def add_subparsers(self, *args, **kwargs):
+        action = super().add_subparsers(*args, **kwargs)
+        add_parser = action.add_parser
 
+        def add_command(name: str, *parser_args, **parser_kwargs):
+            parser = add_parser(name, *parser_args, **parser_kwargs)
+            parser.command = f"{self.command} {name}".strip()
+            self.commands[name] = parser
+            return parser
 
-def available_memory(device=None) -> int | None:
-    """Bytes a new allocation can get: the GPU's total memory for a CUDA device, else the RAM available
-    (Linux MemAvailable; physical RAM elsewhere). None when unknown (then nothing is refused)."""
-    device_text = str(device) if device is not None else "cpu"
-    if device_text.startswith("cuda"):
-        try:
-            import torch
+        action.add_parser = add_command
+        return action
 
-            return int(torch.cuda.get_device_properties(torch.device(device_text)).total_memory)
-        except Exception:  # noqa: BLE001 (no CUDA here: the device error comes later, from the command)
-            return None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    def numeric_flags(self) -> list[tuple[str, str, str, type]]:
+        """(command, option, dest, type) of every int/float flag here and in every sub-command."""
+        found = [(self.command, option, dest, kind) for option, dest, kind in self.checked_flags]
+        for parser in self.commands.values():
+            found += parser.numeric_flags()
+        return found
 
+    def _checked(self, action: argparse.Action) -> argparse.Action:
+        if action.type in (int, float):
+            kind = action.type
+            rule = rule_for(action.dest, self.command) or (ANY_INT if kind is int else ANY_FLOAT)
+            action.type = _checked_type(kind, rule)
+            option = action.option_strings[0] if action.option_strings else action.dest
+            self.checked_flags.append((option, action.dest, kind))
+        return action
 
-def check_memory(needed: float, what: str, fix: str, device=None) -> None:
-    """ConfigError when the lower bound `needed` (bytes) exceeds what the device has; says what to lower."""
-    available = available_memory(device)
-    if available is not None and needed > available:
-        on_gpu = device is not None and str(device).startswith("cuda")
-        where = f"on {device}" if on_gpu else "of memory available"
-        raise ConfigError(
-            f"{what} needs at least {format_bytes(needed)}, more than the {format_bytes(available)} "
-            f"{where}; {fix}"
+    def _checking(self, group):
+        """An argument group whose flags (and nested exclusive groups' flags) are checked like ours."""
+        add_argument, add_exclusive = group.add_argument, group.add_mutually_exclusive_group
+        group.add_argument = lambda *args, **kwargs: self._checked(add_argument(*args, **kwargs))
+        group.add_mutually_exclusive_group = lambda *args, **kwargs: self._checking(
+            add_exclusive(*args, **kwargs)
         )
+        return group
 
 
-def check_vae_step(config, window_shape: tuple, device=None) -> None:
-    """Refuse a `train vae` --batch-size whose first activations alone cannot fit; window "T H W 3"."""
-    frames, height, width = window_shape[:3]
-    check_memory(
-        vae_step_bytes(config.preset, config.batch_size, frames, height, width),
-        f"train vae: a step of --batch-size {config.batch_size} windows of {frames} frames of "
-        f"{width}x{height} with preset '{config.preset}'",
-        "lower --batch-size (or --frames)",
-        device,
-    )
-
-
-def vae_step_bytes(preset: str, batch_size: int, frames: int, height: int, width: int) -> float:
-    """Lower bound of a VAE training step: the input batch plus the first convolution's activations at full
-    resolution, kept for backward, in fp32."""
-    from hybridmem.models.vae import vae_config
-
-    config = vae_config(preset)
-    return 4.0 * batch_size * frames * height * width * (config.image_channels + config.base_channels)
-
-
-def world_step_bytes(
-    preset: str,
-    batch_size: int,
-    latent_frames: int,
-    latent_height: int,
-    latent_width: int,
-    grad_checkpointing: bool = False,
-) -> float:
-    """Lower bound of a world-model training step in fp32, N tokens over context and target latent frames:
-    what each block keeps for backward, per token its input, q, k, v and attention output (5 D) and the
-    feed-forward activation before and after the nonlinearity (2 ffn_dim); with gradient checkpointing only
-    its input (D)."""
-    from hybridmem.models.world import dit_config
-
-    config = dit_config(preset)  # an unknown preset: ConfigError listing the valid ones
-    frames_per_patch, rows_per_patch, columns_per_patch = config.patch_size
-    tokens = (
-        math.ceil(latent_frames / frames_per_patch)
-        * math.ceil(latent_height / rows_per_patch)
-        * math.ceil(latent_width / columns_per_patch)
-    )
-    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
-    return 4.0 * batch_size * tokens * per_token_layer * config.num_layers
+def command_parser(commands, **parser_args) -> CheckedParser:
+    """The `hybridmem` parser of the given command modules (each exposes `register(subparsers)`)."""
+    parser = CheckedParser(prog="hybridmem", **parser_args)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in commands:
+        module.register(subparsers)
+    return parser

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybridmem import geometry
 from hybridmem.data import cache, encode
 from hybridmem.data.clip import Clip, Event
 from hybridmem.errors import DataError
@@ -41,7 +42,8 @@ def test_latent_cameras_reject_segments_that_are_not_4k_plus_1():
 
 
 def test_normalised_intrinsics():
-    np.testing.assert_allclose(encode.normalised_intrinsics([10, 20, 6, 4], 12, 8), [10 / 12, 2.5, 0.5, 0.5])
+    normalised = geometry.normalised_intrinsics([10, 20, 6, 4], 12, 8)
+    np.testing.assert_allclose(normalised, [10 / 12, 2.5, 0.5, 0.5])
 
 
 class FakePosterior:
@@ -131,11 +133,11 @@ def test_encode_split_resumes_and_skips_done_clips(tmp_path, monkeypatch):
                 return {"name": "fake"}
 
     import hybridmem.models.checkpoint as model_checkpoint
-    import hybridmem.train.state as train_state
+    import hybridmem.runfolder as runfolder
 
     monkeypatch.setattr("hybridmem.data.hmworld.load_clip", fake_load_clip, raising=False)
     monkeypatch.setattr(model_checkpoint, "load_model", lambda folder, map_location="cpu": FakeModelVAE())
-    monkeypatch.setattr(train_state, "resolve_model_folder", lambda path, ema=True: path)
+    monkeypatch.setattr(runfolder, "resolve_model_folder", lambda path, ema=True: path)
     out = tmp_path / "cache"
     cache.write_index(out, {"vae_config": {"name": "fake"}, "store_logvar": False})
     cache.write_clip_entry(out, "000001", *encode.encode_clip(FakeVAE(), make_clip(), "cpu"))

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import hybridmem
-from hybridmem.cli import build_parser, main
+from hybridmem.cli import main
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.models.memory.retrieval import inside_window, slice_spans, window_indices
 from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
+from hybridmem.recipe.commands import build_parser
 from hybridmem.recipe.export import export_run, verify_export
 from hybridmem.recipe.recipe import EVAL_BASELINES, RECIPE_FILE, plan_stages, read_record, run_recipe
 from hybridmem.recipe.summary import RESULTS_FILE, results_markdown

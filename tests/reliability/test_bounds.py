@@ -4,7 +4,6 @@ stop the failures they are there for (a hang at --fps 0.001, ffmpeg failing at -
 
 from __future__ import annotations
 
-import argparse
 import math
 import subprocess
 import sys
@@ -20,19 +19,7 @@ from .helpers import run_cli
 
 def numeric_flags() -> list[tuple[str, str, str, type]]:
     """(command, option, destination, type) of every int/float flag of every command."""
-    found = []
-
-    def walk(parser: argparse.ArgumentParser, command: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, subparser in action.choices.items():
-                    walk(subparser, f"{command} {name}".strip())
-            elif getattr(action.type, "__name__", "") in ("int", "float") and action.option_strings:
-                kind = int if action.type.__name__ == "int" else float
-                found.append((command, action.option_strings[0], action.dest, kind))
-
-    walk(build_parser(), "")
-    return found
+    return build_parser().numeric_flags()
 
 
 FLAGS = numeric_flags()
@@ -71,17 +58,6 @@ def test_generate_at_the_fps_that_hung_exits_2_at_once(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--fps" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "f").exists()
-
-
-def test_world_config_fps_bound_is_the_flags():
-    from hybridmem.errors import ConfigError
-    from hybridmem.world import config as world_config
-
-    rule = validation.rule_for("fps", "world generate")
-    assert (rule.low, rule.high) == (world_config.MIN_FPS, world_config.MAX_FPS)
-    world_config.WorldConfig(fps=world_config.MIN_FPS).validate()
-    with pytest.raises(ConfigError, match="fps"):
-        world_config.WorldConfig(fps=0.001).validate()
 
 
 def test_the_slowest_world_clip_plans_its_motion_in_a_bounded_loop():

@@ -504,11 +504,11 @@ def test_video_too_large_for_memory_is_refused_before_decoding(inputs, tmp_path,
     """Issue 19: a 5000x5000 input was decoded (3.2 GB) before the printed estimate (1.87 GiB) was checked.
     Here the machine "has" 1 MB: decoding 9 frames of 32x32 fits, of 5000x5000 would not; the header says
     which before a frame is decoded."""
-    from hybridmem import validation
+    from hybridmem import device
     from hybridmem.data import hmworld
 
     decoded = []
-    monkeypatch.setattr(validation, "available_memory", lambda device=None: 1_000_000)
+    monkeypatch.setattr(device, "available_memory", lambda device=None: 1_000_000)
     monkeypatch.setattr(hmworld, "_decode_video", lambda *args: decoded.append(args))
     header = hmworld.video_header(inputs / CLIP / "cond.mp4")
     assert (header.frames, header.height, header.width) == (9, 32, 32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybridmem import validation
+from hybridmem import device as machine
 from hybridmem.data import cache
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.train.config import VaeTrainConfig, WorldTrainConfig
@@ -71,7 +71,7 @@ def test_resume_with_a_cache_of_another_vae_is_refused(tmp_path):
 @pytest.fixture
 def small_machine(monkeypatch):
     """A machine with 4 GB free, so the refusal does not depend on the machine running the tests."""
-    monkeypatch.setattr(validation, "available_memory", lambda device=None: 4 * 2**30)
+    monkeypatch.setattr(machine, "available_memory", lambda device=None: 4 * 2**30)
 
 
 def test_huge_world_batch_is_refused_before_allocation(latent_cache, tmp_path, small_machine):

@@ -201,12 +201,12 @@ def test_flag_checks_hold_without_the_parser_layer():
         overwrite=False,
     )
     for change, flag in (
-        ({"steps": 0}, "--steps 0"),
-        ({"shift": math.nan}, "--shift nan"),
-        ({"fps": 0.0}, "--fps 0"),
-        ({"fps": -8.0}, "--fps -8"),
-        ({"fps": math.nan}, "--fps nan"),
-        ({"seed": 2**64}, "--seed"),
+        ({"steps": 0}, "--steps: 0 is out of range"),
+        ({"shift": math.nan}, "--shift: nan is not a finite number"),
+        ({"fps": 0.0}, "--fps: 0 is out of range"),
+        ({"fps": -8.0}, "--fps: -8 is out of range"),
+        ({"fps": math.nan}, "--fps: nan is not a finite number"),
+        ({"seed": 2**64}, "--seed: 18446744073709551616 is out of range"),
     ):
         with pytest.raises(ConfigError, match=flag):
             sample_cli.check_arguments(argparse.Namespace(**{**base, **change}))
@@ -320,7 +320,7 @@ def test_pipeline_refuses_steps_0_and_shift_nan(models):
     pipeline = WorldPipeline.from_checkpoint(models / "world", models / "vae", device="cpu")
     poses = np.stack([look_at((0.1 * i, 0, 1.5), (0.1 * i, 5, 1.5)) for i in range(10)])
     args = (official_formats.frames(5, 32, 32), poses[:5], poses[5:], np.array([30.0, 30.0, 16.0, 16.0]))
-    with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="steps: 0 is out of range"):
         pipeline.generate(*args, steps=0, progress=False)
-    with pytest.raises(ConfigError, match="shift must be a finite number > 0, got nan"):
+    with pytest.raises(ConfigError, match="shift: nan is not a finite number"):
         pipeline.generate(*args, shift=math.nan, progress=False)

@@ -6,7 +6,6 @@ import torch
 
 from hybridmem.cli import main
 from hybridmem.data.clip import Clip
-from hybridmem.diffusion.rollout import generate_long, padded_length, segment_lengths, segment_seed
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.geometry import look_at
 from hybridmem.models.checkpoint import save_model
@@ -14,6 +13,7 @@ from hybridmem.models.memory import MemoryConfig
 from hybridmem.models.vae import build_vae
 from hybridmem.models.world import build_world_model
 from hybridmem.sample.pipeline import WorldPipeline
+from hybridmem.sample.rollout import generate_long, padded_length, segment_lengths, segment_seed
 
 SIZE = 32
 
@@ -76,8 +76,8 @@ def test_long_rollout_grows_the_memory(pipeline, monkeypatch):
         return forward(context_latents, noisy_target, *args)
 
     monkeypatch.setattr(pipeline.world_model, "forward", spy)
-    out = generate_long(
-        pipeline, frames(5), cameras(5), cameras(12, 1.0), INTRINSICS, 9, seed=0, progress=False
+    out = pipeline.generate_long(
+        frames(5), cameras(5), cameras(12, 1.0), INTRINSICS, 9, seed=0, progress=False
     )
     assert out.shape == (12, SIZE, SIZE, 3)
     # context 5 frames -> 2 latents; segments of 9 frames (3 latents), then 3 frames padded to 5 (2 latents)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from hybridmem import runfolder
 from hybridmem.errors import CheckpointError
 from hybridmem.train import state as train_state
 from hybridmem.train.ema import EMA
@@ -65,9 +66,9 @@ def test_keep_last_n_and_latest(tmp_path):
     model, optimizer = make()
     for step in (1, 2, 3, 4, 5):
         save(tmp_path, step, model, optimizer, keep=2)
-    names = [folder.name for folder in train_state.list_checkpoints(tmp_path)]
+    names = [folder.name for folder in runfolder.list_checkpoints(tmp_path)]
     assert names == ["step_00000004", "step_00000005"]
-    assert train_state.latest_checkpoint(tmp_path).name == "step_00000005"
+    assert runfolder.latest_checkpoint(tmp_path).name == "step_00000005"
 
 
 def test_crash_mid_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatch):
@@ -87,7 +88,7 @@ def test_crash_mid_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatch)
         save(tmp_path, 20, model, optimizer)
     monkeypatch.setattr(torch, "save", real_save)
 
-    latest = train_state.latest_checkpoint(tmp_path)
+    latest = runfolder.latest_checkpoint(tmp_path)
     assert latest.name == "step_00000010"
     fresh, fresh_optimizer = make(seed=3)
     assert (
@@ -106,7 +107,7 @@ def test_folder_without_state_json_is_ignored_and_rejected(tmp_path):
     broken = tmp_path / "checkpoints" / "step_00000009"
     broken.mkdir()
     (broken / "state.json").write_text("{not json")
-    assert train_state.latest_checkpoint(tmp_path).name == "step_00000001"
+    assert runfolder.latest_checkpoint(tmp_path).name == "step_00000001"
     with pytest.raises(CheckpointError, match="corrupt"):
         train_state.load_checkpoint(broken, model, load_model_fn=load_linear)
     with pytest.raises(CheckpointError, match="state.json"):
@@ -161,14 +162,14 @@ def test_resolve_model_folder(tmp_path):
     model, optimizer = make()
     run = tmp_path / "run"
     with pytest.raises(CheckpointError, match="no model here"):
-        train_state.resolve_model_folder(run)
+        runfolder.resolve_model_folder(run)
     folder = save(run, 4, model, optimizer, ema_model=model)
     for name in ("model", "ema"):
         (folder / name / "config.json").write_text("{}")
-    assert train_state.resolve_model_folder(run) == folder / "ema"
-    assert train_state.resolve_model_folder(run, ema=False) == folder / "model"
-    assert train_state.resolve_model_folder(folder / "model") == folder / "model"
+    assert runfolder.resolve_model_folder(run) == folder / "ema"
+    assert runfolder.resolve_model_folder(run, ema=False) == folder / "model"
+    assert runfolder.resolve_model_folder(folder / "model") == folder / "model"
     train_state.save_final_model(model, run / "final", save_model_fn=save_linear)
     (run / "final" / "config.json").write_text("{}")
-    assert train_state.resolve_model_folder(run) == run / "final"
-    assert train_state.resolve_model_folder(run, ema=False) == folder / "model"
+    assert runfolder.resolve_model_folder(run) == run / "final"
+    assert runfolder.resolve_model_folder(run, ema=False) == folder / "model"

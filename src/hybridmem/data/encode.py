@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem.errors import DataError
-from hybridmem.geometry import latent_frame_indices, relative_poses
+from hybridmem.geometry import latent_frame_indices, normalised_intrinsics, relative_poses
 
 
 def list_clip_folders(data_dir: str | Path, split: str | None) -> list[Path]:
@@ -68,13 +68,6 @@ def latent_cameras(
     per_latent = cameras[np.concatenate([context_index, target_index])]
     relative = relative_poses(per_latent, cameras[target_index[0]])
     return relative.astype(np.float32), len(context_index), len(target_index)
-
-
-def normalised_intrinsics(intrinsics: "4", width: int, height: int) -> "4":
-    """(fx, fy, cx, cy) in pixels -> (fx/W, fy/H, cx/W, cy/H)."""
-    return (np.asarray(intrinsics, dtype=np.float64) / np.array([width, height, width, height])).astype(
-        np.float32
-    )
 
 
 def frames_to_tensor(frames: "T H W 3"):
@@ -163,8 +156,8 @@ def encode_split(
     from hybridmem import runlock
     from hybridmem.data.cache import CLIPS_DIR, read_index, write_index
     from hybridmem.data.hmworld import load_clip
+    from hybridmem.device import resolve_device
     from hybridmem.models.checkpoint import load_model
-    from hybridmem.train.distributed import resolve_device
 
     # 1. inputs and the cache index (a cache belongs to one VAE and one split: refuse to mix)
     index_in_shard, shard_count = shard
@@ -315,7 +308,7 @@ def resolve_finished_vae(path: str | Path) -> Path:
     is trained on.
     """
     from hybridmem.errors import CheckpointError
-    from hybridmem.train.state import resolve_model_folder
+    from hybridmem.runfolder import resolve_model_folder
 
     path = Path(path)
     folder = Path(resolve_model_folder(path))
@@ -351,7 +344,7 @@ def _encode_clips(
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridmem.world.generate import parse_shard
+    from hybridmem.runfolder import parse_shard
 
     summary = encode_split(
         args.data,

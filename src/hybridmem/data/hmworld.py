@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridmem import jsonio, npyio
+from hybridmem import jsonio, npyio, validation
 from hybridmem.data.clip import Clip, Event, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE, load_counterfactuals
 from hybridmem.errors import DataError
@@ -158,7 +158,7 @@ def _decode_video(path: Path, header: VideoHeader) -> list:
     more memory than is available (a header that understated them)."""
     import imageio.v2 as imageio
 
-    from hybridmem.validation import available_memory
+    from hybridmem.device import available_memory
 
     limit = available_memory()
     frames, decoded = [], 0
@@ -181,7 +181,7 @@ def _decode_video(path: Path, header: VideoHeader) -> list:
 def read_video(path: Path) -> "T H W 3":
     """All frames of an mp4 as uint8 RGB. Its header is read first: a video whose frames cannot fit in the
     memory available is refused before one is decoded (DataError naming its frame count and size)."""
-    from hybridmem.validation import check_memory
+    from hybridmem.device import check_memory
 
     path = Path(path)
     header = video_header(path)
@@ -347,8 +347,7 @@ def released_intrinsics(
     else:
         fov = float(horizontal_fov_deg)
         source = f"given horizontal FOV {fov:g} deg"
-    if not 0 < fov < 180:
-        raise DataError(f"horizontal_fov_deg={fov}: must be in (0, 180) degrees (--hfov)")
+    validation.check_value("hfov", fov)  # --hfov's rule
     return intrinsics_from_fov(width, height, fov), source
 
 

@@ -1,1 +1,1 @@
-"""Flow-matching schedule and sampler (flow.py) and long rollouts by chained segments (rollout.py)."""
+"""The flow-matching schedule and sampler (flow.py): stateless, apart from any network."""

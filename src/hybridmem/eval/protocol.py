@@ -143,9 +143,9 @@ class VAEReconstructionGenerator:
 
     def __init__(self, vae: str, device: str = "cpu"):
         from hybridmem.data.encode import resolve_finished_vae
+        from hybridmem.device import resolve_device
         from hybridmem.models.checkpoint import load_model
         from hybridmem.models.vae import VideoVAE
-        from hybridmem.train.distributed import resolve_device
 
         self.device = resolve_device(device)
         folder = resolve_finished_vae(vae)

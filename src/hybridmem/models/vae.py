@@ -631,3 +631,11 @@ def vae_config(preset: str, **overrides) -> VAEConfig:
 def build_vae(preset: str, **overrides) -> VideoVAE:
     """A new VideoVAE of a named preset: build_vae("tiny", spatial_factor=4)."""
     return VideoVAE(vae_config(preset, **overrides))
+
+
+def vae_step_bytes(preset: str, batch_size: int, frames: int, height: int, width: int) -> float:
+    """Lower bound of the memory a VAE training step needs: the input batch plus the first convolution's
+    activations at full resolution, kept for backward, in fp32 (hybridmem.device.check_memory compares it
+    with the device before anything is allocated)."""
+    config = vae_config(preset)  # an unknown preset: ConfigError listing the valid ones
+    return 4.0 * batch_size * frames * height * width * (config.image_channels + config.base_channels)

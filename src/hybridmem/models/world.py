@@ -590,3 +590,26 @@ def dit_config(preset: str, **overrides) -> DiTConfig:
 def build_world_model(preset: str, **overrides) -> WorldModel:
     """A new WorldModel of a named preset: build_world_model("tiny", memory=MemoryConfig(kind="full"))."""
     return WorldModel(dit_config(preset, **overrides))
+
+
+def world_step_bytes(
+    preset: str,
+    batch_size: int,
+    latent_frames: int,
+    latent_height: int,
+    latent_width: int,
+    grad_checkpointing: bool = False,
+) -> float:
+    """Lower bound of the memory a training step needs in fp32, N tokens over context and target latent
+    frames: what each block keeps for backward, per token its input, q, k, v and attention output (5 D)
+    and the feed-forward activation before and after the nonlinearity (2 ffn_dim); with gradient
+    checkpointing only its input (D). hybridmem.device.check_memory compares it with the device."""
+    config = dit_config(preset)  # an unknown preset: ConfigError listing the valid ones
+    frames_per_patch, rows_per_patch, columns_per_patch = config.patch_size
+    tokens = (
+        math.ceil(latent_frames / frames_per_patch)
+        * math.ceil(latent_height / rows_per_patch)
+        * math.ceil(latent_width / columns_per_patch)
+    )
+    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
+    return 4.0 * batch_size * tokens * per_token_layer * config.num_layers

@@ -37,13 +37,6 @@ EXPORTED_MODELS = ("vae", *MEMORY_VARIANTS)
 MANIFEST_FORMAT = 1
 
 
-def default_assets_dir() -> Path:
-    """The package's shipped checkpoints (an editable install reads them from src/)."""
-    import hybridmem
-
-    return Path(hybridmem.__file__).resolve().parent / "assets" / "checkpoints"
-
-
 def _final_folder(run_dir: Path, name: str) -> Path:
     return run_dir / "vae" / "final" if name == "vae" else run_dir / "world" / name / "final"
 
@@ -213,7 +206,7 @@ def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
-    from hybridmem.data.encode import normalised_intrinsics
+    from hybridmem.geometry import normalised_intrinsics
     from hybridmem.models.checkpoint import load_model
     from hybridmem.sample.pipeline import WorldPipeline, segment_latent_cameras
 

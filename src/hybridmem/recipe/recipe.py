@@ -142,7 +142,7 @@ def plan_stages(
         "--retrieval", budget.retrieval, "--memory-scope", budget.memory_scope,
     ]  # fmt: skip
     # every checkpoint is kept, so benchmarks/world_curve.py --checkpoints can draw the learning curve
-    from hybridmem.train.state import checkpoint_name
+    from hybridmem.runfolder import checkpoint_name
 
     world_keep = max(3, budget.world_steps // budget.save_every + 1) if budget.save_every else 3
     for kind in MEMORY_VARIANTS:
@@ -322,8 +322,8 @@ def vae_gate(budget: Budget, run_dir: Path, device: str) -> dict:
     RUN_DIR/vae/gate.json and raises ConfigError, with both numbers, when the VAE does not beat copy-last:
     a world model decodes through this VAE, so its samples cannot beat copy-last either."""
     from hybridmem.data.encode import list_clip_folders
+    from hybridmem.device import resolve_device
     from hybridmem.models.checkpoint import load_model
-    from hybridmem.train.distributed import resolve_device
     from hybridmem.train.vae import ClipWindows, validate_segments
 
     torch_device = resolve_device(device)
@@ -353,7 +353,7 @@ def vae_gate(budget: Budget, run_dir: Path, device: str) -> dict:
 
 def run_stage(stage: Stage) -> None:
     """Run one stage's command through the `hybridmem` parser; its errors propagate (CLI exits 2)."""
-    from hybridmem.cli import build_parser
+    from hybridmem.recipe.commands import build_parser
 
     args = build_parser().parse_args(stage.argv)
     args.func(args)
@@ -375,7 +375,7 @@ def run_recipe(
     world models (vae_gate); tests may pass stand-ins. Stages run in order and each is skipped when
     `stage_complete` says its outputs exist. until: the name of the last stage to run (None: all).
     """
-    from hybridmem.train.distributed import resolve_device
+    from hybridmem.device import resolve_device
 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():

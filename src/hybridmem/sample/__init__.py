@@ -1,1 +1,2 @@
-"""Sampling: the Python API (pipeline.WorldPipeline) and the `hybridmem sample` command (cli.py)."""
+"""Sampling: the Python API (pipeline.WorldPipeline, with long rollouts in rollout.py) and the `hybridmem
+sample` command (cli.py)."""

@@ -35,7 +35,6 @@ a failed run leaves existing files untouched and no temp file behind.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -43,9 +42,6 @@ import numpy as np
 
 from hybridmem import validation
 from hybridmem.errors import ConfigError, DataError
-
-MAX_FPS = 1000.0
-MAX_STEPS = 10000
 
 
 def read_camera_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,16 +90,15 @@ def lock_name(out: Path) -> str:
     )
 
 
-# 1. argument checks: ranges and finiteness, before anything is read
+# 1. argument checks before anything is read
 
 
-def _finite(value: float | None, flag: str, low: float, high: float, low_open: bool = True) -> None:
-    if value is None:
-        return
-    inside = (low < value if low_open else low <= value) and value <= high
-    if not (math.isfinite(value) and inside):
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{flag} {value}: must be a finite number in {bracket}{low:g}, {high:g}]")
+def check_numbers(args: argparse.Namespace) -> None:
+    """The numeric flags against their rules (hybridmem.validation.RULES): the parser checked them already,
+    this is for callers that build the namespace themselves."""
+    for name in ("steps", "seed", "shift", "guidance", "fps", "hfov", "segment_frames"):
+        if getattr(args, name) is not None:
+            validation.check_value(name, getattr(args, name), "sample")
 
 
 def check_arguments(args: argparse.Namespace) -> Path:
@@ -118,16 +113,7 @@ def check_arguments(args: argparse.Namespace) -> Path:
         raise ConfigError("--cameras goes with --video; a --clip folder has its own cameras")
     if args.video is not None and args.cameras is None:
         raise ConfigError("--video needs --cameras CAMS.json (see `hybridmem sample --help`)")
-    if not 1 <= args.steps <= MAX_STEPS:
-        raise ConfigError(f"--steps {args.steps}: must be an integer in 1..{MAX_STEPS}")
-    if not 0 <= args.seed < 2**64:
-        raise ConfigError(f"--seed {args.seed}: must be an integer in 0..2^64-1")
-    _finite(args.shift, "--shift", 0.0, 1e6)
-    _finite(args.guidance, "--guidance", 0.0, 1e3, low_open=False)
-    _finite(args.fps, "--fps", 0.0, MAX_FPS)
-    _finite(args.hfov, "--hfov", 0.0, 179.9)
-    if args.segment_frames is not None and args.segment_frames < 1:
-        raise ConfigError(f"--segment-frames {args.segment_frames}: must be >= 1 (of the form 4k+1)")
+    check_numbers(args)
     if args.segment_frames and (args.caption_embedding is not None or args.guidance != 1.0):
         raise ConfigError("--segment-frames rollouts do not take --caption-embedding or --guidance yet")
     check_not_overwritten(out, args.overwrite)
@@ -231,7 +217,7 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
     check_vae_pairing(args.checkpoint, args.vae, args.allow_other_vae, ema=args.weights == "ema")
     given = inputs.fit_length(given, info.temporal_stride, args.length_mode, args.segment_frames)
     if args.segment_frames:
-        from hybridmem.diffusion.rollout import segment_lengths
+        from hybridmem.sample.rollout import segment_lengths
 
         segment_lengths(len(given.target_cameras), args.segment_frames, info.temporal_stride)
     if size is not None:
@@ -250,7 +236,7 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
         caption = read_caption_embedding(args.caption_embedding, int(info.world.get("caption_dim", 0)))
     if args.guidance != 1.0 and caption is None:
         raise ConfigError("--guidance != 1 needs --caption-embedding (a caption to guide with)")
-    from hybridmem.train.distributed import resolve_device
+    from hybridmem.device import resolve_device
 
     device = str(resolve_device(args.device))
     need = plan.estimate_peak_bytes(
@@ -304,11 +290,8 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
         allow_other_vae=args.allow_other_vae,
     )
     if args.segment_frames:
-        from hybridmem.diffusion.rollout import generate_long
-
         say(f"long rollout in segments of {args.segment_frames} frames, {args.steps} steps each")
-        generated = generate_long(
-            pipeline,
+        generated = pipeline.generate_long(
             given.context_frames,
             given.context_cameras,
             given.target_cameras,
@@ -353,7 +336,7 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
 
 
 def _shipped(name: str) -> str:
-    from hybridmem.recipe.export import default_assets_dir
+    from hybridmem.runfolder import default_assets_dir
 
     return str(default_assets_dir() / name)
 

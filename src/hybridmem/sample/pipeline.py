@@ -16,7 +16,6 @@ h/w latent grid, L caption tokens, Dc caption width.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +24,10 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from hybridmem import validation
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, DataError
-from hybridmem.geometry import check_poses
+from hybridmem.geometry import check_poses, normalised_intrinsics
 
 
 def check_frames(frames: np.ndarray, name: str) -> np.ndarray:
@@ -80,7 +80,7 @@ def check_vae_pairing(world_run, vae_run, allow_other: bool = False, ema: bool =
     """
     from hybridmem import runlock
     from hybridmem.models.checkpoint import read_trained_with
-    from hybridmem.train.state import resolve_model_folder
+    from hybridmem.runfolder import resolve_model_folder
 
     try:
         world_folder = Path(resolve_model_folder(world_run, ema=ema))
@@ -152,17 +152,17 @@ class WorldPipeline:
         allow_other_vae: bool = False,
         **defaults,
     ) -> WorldPipeline:
-        """Load from run folders, checkpoint folders or model folders (train/state.resolve_model_folder).
+        """Load from run folders, checkpoint folders or model folders (runfolder.resolve_model_folder).
 
         ema: the world model's EMA weights (RUN/final); False takes the live weights of the newest checkpoint.
         allow_other_vae: use a VAE other than the one the world model records (check_vae_pairing).
         """
         check_vae_pairing(world_run, vae_run, allow_other_vae, ema=ema)
+        from hybridmem.device import resolve_device
         from hybridmem.models.checkpoint import load_model
         from hybridmem.models.vae import VideoVAE
         from hybridmem.models.world import WorldModel
-        from hybridmem.train.distributed import resolve_device
-        from hybridmem.train.state import resolve_model_folder
+        from hybridmem.runfolder import resolve_model_folder
 
         torch_device = resolve_device(device)
         world_folder = resolve_model_folder(world_run, ema=ema)
@@ -255,11 +255,11 @@ class WorldPipeline:
 
         steps = self.steps if steps is None else steps
         shift = self.shift if shift is None else shift
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int):
+            raise ConfigError(f"steps must be an integer, got {steps!r}")
+        validation.check_value("steps", steps, "sample", flag="steps")  # the flags' rules
+        validation.check_value("shift", shift, "sample", flag="shift")
         steps = sampling_steps(self.world_model.config, steps)
-        if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
-            raise ConfigError(f"shift must be a finite number > 0, got {shift!r}")
         return flow.sample(
             velocity,
             noise,
@@ -323,8 +323,6 @@ class WorldPipeline:
         log: called with one line at the start of each stage (encode, denoise, decode), for progress.
         """
         log = log or (lambda line: None)
-        from hybridmem.data.encode import normalised_intrinsics
-
         context_frames, context_cameras, target_cameras, intrinsics = self.check_inputs(
             context_frames, context_cameras, target_cameras, intrinsics
         )
@@ -360,3 +358,25 @@ class WorldPipeline:
         )  # 1 Ft C h w
         log(f"decoding {len(target_cameras)} frames")
         return self.decode(latents)
+
+    def generate_long(
+        self,
+        context_frames: "Tc H W 3",
+        context_cameras: "Tc 4 4",
+        target_cameras: "Tt 4 4",
+        intrinsics: "4",
+        segment_frames: int,
+        seed: int = 0,
+        steps: int | None = None,
+        shift: float | None = None,
+        max_memory_latents: int | None = None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """A target of any length, generated as a chain of `segment_frames`-frame segments, each denoised
+        with everything generated before it as its clean context (sample/rollout.py); "Tt H W 3" uint8."""
+        from hybridmem.sample.rollout import generate_long
+
+        return generate_long(
+            self, context_frames, context_cameras, target_cameras, intrinsics, segment_frames, seed=seed,
+            steps=steps, shift=shift, max_memory_latents=max_memory_latents, progress=progress,
+        )  # fmt: skip

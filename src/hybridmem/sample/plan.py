@@ -51,7 +51,7 @@ class ModelInfo:
 
 def read_model_info(checkpoint: str | Path, vae: str | Path, ema: bool = True) -> ModelInfo:
     from hybridmem.models.checkpoint import read_config
-    from hybridmem.train.state import resolve_model_folder
+    from hybridmem.runfolder import resolve_model_folder
 
     world_folder, vae_folder = resolve_model_folder(checkpoint, ema=ema), resolve_model_folder(vae)
     world_class, world = read_config(world_folder)

@@ -1,7 +1,9 @@
 """Training configs and their command-line flags (no torch import: `hybridmem --help` stays fast).
 
 The dataclass fields are the flags: `--batch-size` sets `batch_size`. Each config validates itself and names
-the flag at fault.
+the flag at fault; the bounds of the numeric fields are hybridmem.validation's range table (the flags read
+the same rules while parsing), and validate() adds only what a bound cannot say (names of choices, flags
+that need one another).
 """
 
 from __future__ import annotations
@@ -15,10 +17,6 @@ from hybridmem.validation import check_fields
 PRECISIONS = ("fp32", "bf16", "fp16")
 TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
 OBJECTIVES = ("flow", "mean")  # as models.world.OBJECTIVES
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -93,23 +91,8 @@ class WorldTrainConfig:
         ).validate()
 
     def validate(self) -> WorldTrainConfig:
-        check_fields(self)  # range and finiteness of every numeric flag (hybridmem.validation.RULES)
-        positive = ("steps", "batch_size", "keep", "log_every", "val_clips")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "save_every", "val_every", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        check_fields(self, "train world")  # every numeric flag's bounds (hybridmem.validation.RULES)
         self.memory_config()  # raises ConfigError naming the bad memory flag
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if self.grad_clip < 0:
-            raise ConfigError(f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.shift <= 0:
-            raise ConfigError(f"--shift must be > 0, got {self.shift}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective '{self.objective}' is unknown; valid: {', '.join(OBJECTIVES)}")
         if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
@@ -240,17 +223,7 @@ class VaeTrainConfig:
     tensorboard: bool = True
 
     def validate(self) -> VaeTrainConfig:
-        check_fields(self)  # range and finiteness of every numeric flag (hybridmem.validation.RULES)
-        for name in ("steps", "batch_size", "keep", "log_every", "val_clips", "norm_windows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "save_every", "val_every", "kl_weight", "edge_weight", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if self.frames < 1:
-            raise ConfigError(f"--frames must be >= 1, got {self.frames}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        check_fields(self, "train vae")  # every numeric flag's bounds (hybridmem.validation.RULES)
         if self.recon not in RECON_LOSSES:
             raise ConfigError(f"--recon '{self.recon}' is unknown; valid: {', '.join(RECON_LOSSES)}")
         if self.precision not in PRECISIONS:
@@ -312,3 +285,18 @@ def add_vae_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
+
+
+def check_vae_step(config: VaeTrainConfig, window_shape: tuple, device=None) -> None:
+    """Refuse a `train vae` --batch-size whose first activations alone cannot fit; window "T H W 3"."""
+    from hybridmem.device import check_memory
+    from hybridmem.models.vae import vae_step_bytes
+
+    frames, height, width = window_shape[:3]
+    check_memory(
+        vae_step_bytes(config.preset, config.batch_size, frames, height, width),
+        f"train vae: a step of --batch-size {config.batch_size} windows of {frames} frames of "
+        f"{width}x{height} with preset '{config.preset}'",
+        "lower --batch-size (or --frames)",
+        device,
+    )

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from hybridmem.errors import ConfigError
+from hybridmem.device import resolve_device
 
 
 @dataclass
@@ -40,19 +40,6 @@ class DistributedContext:
     @property
     def is_distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:local_rank when available, else cpu; explicit names are checked."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available; use --device cpu or auto")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ConfigError(f"--device '{name}' is unknown; valid: auto, cpu, cuda, cuda:N")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
 
 
 def init_distributed(device: str = "auto") -> DistributedContext:

@@ -10,8 +10,8 @@
 A checkpoint is built in a hidden temp folder next to its final place and renamed into place only when
 every file is written and checked (hybridmem.publish), so a crash mid-save leaves the previous checkpoints
 untouched and no half-written `step_*` folder; stale temp folders are removed by the next save (the run is
-locked: no other writer's temp folder can be there). `latest_checkpoint` returns the newest folder whose
-state.json parses.
+locked: no other writer's temp folder can be there). The run folder's layout (checkpoint names, the newest
+complete checkpoint, which model folder a path names) is hybridmem.runfolder's.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from torch import nn
 
 from hybridmem import jsonio
 from hybridmem.errors import CheckpointError
+from hybridmem.runfolder import CHECKPOINTS_DIR, checkpoint_name, latest_checkpoint, list_checkpoints
 
 FORMAT_VERSION = 1
-CHECKPOINTS_DIR = "checkpoints"
-PREFIX = "step_"
 TEMP_PREFIX = ".tmp-"
 
 SaveModelFn = Callable[[nn.Module, Path], None]
@@ -48,32 +47,6 @@ def _default_load_model(folder: Path) -> nn.Module:
     from hybridmem.models.checkpoint import load_model
 
     return load_model(folder)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"{PREFIX}{step:08d}"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (a folder counts when its state.json parses)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in root.iterdir():
-        if not folder.is_dir() or not folder.name.startswith(PREFIX):
-            continue
-        try:
-            step = int(jsonio.read_json(folder / "state.json", error=CheckpointError)["step"])
-        except (CheckpointError, ValueError, KeyError, TypeError):
-            continue
-        found.append((step, folder))
-    return [folder for _, folder in sorted(found)]
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
 
 
 def capture_rng_state() -> dict:
@@ -251,32 +224,6 @@ def resume_or_refuse(
     if "scaler" in loaded["extra"]:
         scaler.load_state_dict(loaded["extra"]["scaler"])
     return start_step, generator
-
-
-def resolve_model_folder(path: str | Path, ema: bool = True) -> Path:
-    """A folder `models.checkpoint.load_model` can read, from any of the paths a user may pass.
-
-    - a model folder (config.json + model.safetensors): itself
-    - a training checkpoint RUN/checkpoints/step_N: its ema/ (model/ with ema=False or without an EMA)
-    - a training run RUN: RUN/final (the trainer's final EMA weights, or the VAE with its latent
-      normalisation), or with ema=False the live weights of its newest checkpoint
-    """
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "state.json").is_file():
-        if ema and (path / "ema" / "config.json").is_file():
-            return path / "ema"
-        return path / "model"
-    latest = latest_checkpoint(path)
-    if (path / "final" / "config.json").is_file() and (ema or latest is None):
-        return path / "final"
-    if latest is not None:
-        return resolve_model_folder(latest, ema)
-    raise CheckpointError(
-        f"{path}: no model here; pass a model folder (config.json + model.safetensors), a training run "
-        "folder (with final/ or checkpoints/), or one of its checkpoints/step_N folders"
-    )
 
 
 def save_final_model(

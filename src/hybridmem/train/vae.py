@@ -32,9 +32,8 @@ from einops import rearrange
 from hybridmem.errors import DataError
 from hybridmem.train import common
 from hybridmem.train import state as train_state
-from hybridmem.train.config import VaeTrainConfig
+from hybridmem.train.config import VaeTrainConfig, check_vae_step
 from hybridmem.train.loop import training_run
-from hybridmem.validation import check_vae_step
 
 RESUME_FIXED = ("preset", "batch_size", "seed", "split", "frames")
 # The last whole-segment validation ({"step", **validate_segments(...)}), read by the recipe's VAE gate.

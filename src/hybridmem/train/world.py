@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from hybridmem import runlock, validation
+from hybridmem import runlock
+from hybridmem.device import check_memory
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
 from hybridmem.train import common
@@ -296,13 +297,15 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
 
 
 def check_step_memory(config: WorldTrainConfig, item: dict, device: torch.device) -> None:
-    """Refuse a --batch-size whose activations cannot fit (a lower bound, see validation.world_step_bytes)."""
+    """Refuse a --batch-size whose activations cannot fit (a lower bound, models.world.world_step_bytes)."""
+    from hybridmem.models.world import world_step_bytes
+
     frames = item["context_latents"].shape[0] + item["target_latents"].shape[0]
     height, width = item["target_latents"].shape[-2:]
-    needed = validation.world_step_bytes(
+    needed = world_step_bytes(
         config.preset, config.batch_size, frames, height, width, config.grad_checkpointing
     )
-    validation.check_memory(
+    check_memory(
         needed,
         f"train world: a step of --batch-size {config.batch_size} on clips of {frames} latent frames of "
         f"{height}x{width} with preset '{config.preset}'",

@@ -101,7 +101,8 @@ def config_from_args(args) -> WorldConfig:
 
 
 def run_generate(args) -> int:
-    from hybridmem.world.generate import generate, parse_shard
+    from hybridmem.runfolder import parse_shard
+    from hybridmem.world.generate import generate
 
     config = config_from_args(args)
     summary = generate(

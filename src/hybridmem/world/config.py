@@ -19,18 +19,17 @@ import dataclasses
 from dataclasses import dataclass
 
 from hybridmem.errors import ConfigError
+from hybridmem.validation import check_fields, rule_for
 
 GENERATOR_VERSION = "hmworld-proc-1"
 
-# Limits of the issue: the paper's resolution, clip length and frame rate.
-MAX_WIDTH, MAX_HEIGHT = 832, 832
+# The bounds of each numeric field are the `world generate` flags' (hybridmem.validation.RULES): the paper's
+# resolution, clip length, frame rate and subject count. Read here for what is built from them.
 MAX_PIXELS = 832 * 480
-MAX_SEGMENT_FRAMES = 77
-MAX_FPS = 15.0
+MAX_SEGMENT_FRAMES = int(rule_for("context_frames", "world generate").high)
 # below 1 fps a clip spans minutes of world time and the motion planner walks every second of it (at 0.001
-# fps, 154 frames are 43 hours: `world generate` hung); the flag's rule (hybridmem.validation) agrees
-MIN_FPS = 1.0
-MAX_SUBJECTS = 3
+# fps, 154 frames are 43 hours: `world generate` hung)
+MIN_FPS = rule_for("fps", "world generate").low
 VAE_TEMPORAL_STRIDE = 4
 
 
@@ -120,33 +119,21 @@ class WorldConfig:
                 raise ConfigError(f"{f.name}: expected an integer, got {value!r}")
             if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"{f.name}: expected a number, got {value!r}")
-        # 2. image size
-        for name, limit in (("width", MAX_WIDTH), ("height", MAX_HEIGHT)):
-            value = getattr(self, name)
-            if not 8 <= value <= limit:
-                raise ConfigError(f"{name}={value}: must be between 8 and {limit} pixels")
+        # 2. each numeric field within its bounds: the flags' rules, with the flag named
+        check_fields(self, "world generate")
+        # 3. what one field's bounds cannot say: image area, 4k+1 frames, subjects and splits that fit
         if self.width * self.height > MAX_PIXELS:
             raise ConfigError(
                 f"width x height = {self.width}x{self.height}: at most {MAX_PIXELS} pixels (832x480)"
             )
-        # 3. time
         for name in ("context_frames", "target_frames"):
             value = getattr(self, name)
-            if value < 1 or value > MAX_SEGMENT_FRAMES or (value - 1) % VAE_TEMPORAL_STRIDE:
+            if (value - 1) % VAE_TEMPORAL_STRIDE:
                 raise ConfigError(
                     f"{name}={value}: must be of the form 4k+1 (5, 9, ..., 33, ..., 77) and at most "
                     f"{MAX_SEGMENT_FRAMES}, so the causal VAE's 4x time compression tiles it"
                 )
-        if not MIN_FPS <= self.fps <= MAX_FPS:
-            raise ConfigError(f"fps={self.fps}: must be in [{MIN_FPS:g}, {MAX_FPS:g}]")
-        if not 10 <= self.horizontal_fov_deg <= 150:
-            raise ConfigError(f"horizontal_fov_deg={self.horizontal_fov_deg}: must be in [10, 150] degrees")
-        if not 1 <= self.supersample <= 4:
-            raise ConfigError(f"supersample={self.supersample}: must be 1, 2, 3 or 4")
-        # 4. subjects and scenes against the taxonomy
-        if not 1 <= self.max_subjects <= MAX_SUBJECTS:
-            raise ConfigError(f"max_subjects={self.max_subjects}: must be between 1 and {MAX_SUBJECTS}")
-        if not 1 <= self.min_subjects <= self.max_subjects:
+        if self.min_subjects > self.max_subjects:
             raise ConfigError(
                 f"min_subjects={self.min_subjects}: must be between 1 and max_subjects={self.max_subjects}"
             )
@@ -165,38 +152,27 @@ class WorldConfig:
                 f"max_subjects={self.max_subjects}: only {len(self.allowed_subjects())} subject(s) allowed "
                 "by `subjects`; allow more subjects or lower max_subjects"
             )
-        # 5. events
-        if not 0 < self.hidden_threshold <= self.visible_threshold <= 1:
+        if self.hidden_threshold > self.visible_threshold:
             raise ConfigError(
                 f"hidden_threshold={self.hidden_threshold}, visible_threshold={self.visible_threshold}: need "
                 "0 < hidden_threshold <= visible_threshold <= 1"
             )
-        if not 1 <= self.min_hidden_frames < self.segment_frames():
+        if self.min_hidden_frames >= self.segment_frames():
             raise ConfigError(
                 f"min_hidden_frames={self.min_hidden_frames}: must be in [1, {self.segment_frames() - 1}]"
             )
-        if self.max_attempts < 1:
-            raise ConfigError(f"max_attempts={self.max_attempts}: must be at least 1")
-        # 6. seeds and splits
-        if self.seed < 0 or self.split_seed < 0:
-            raise ConfigError(f"seed={self.seed}, split_seed={self.split_seed}: seeds must be >= 0")
-        if not 0 <= self.held_out_scenes < len(self.allowed_scenes()):
+        if self.held_out_scenes >= len(self.allowed_scenes()):
             raise ConfigError(
                 f"held_out_scenes={self.held_out_scenes}: must leave at least one of the "
                 f"{len(self.allowed_scenes())} allowed scenes for training"
             )
-        if not 0 <= self.held_out_subjects <= len(self.allowed_subjects()) - self.max_subjects:
+        if self.held_out_subjects > len(self.allowed_subjects()) - self.max_subjects:
             raise ConfigError(
                 f"held_out_subjects={self.held_out_subjects}: must leave at least max_subjects="
                 f"{self.max_subjects} of the {len(self.allowed_subjects())} allowed subjects for training"
             )
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("val_fraction + test_fraction: must be below 1 so the train split is not empty")
-        if not 0 <= self.video_crf <= 51:
-            raise ConfigError(f"video_crf={self.video_crf}: must be in [0, 51]")
         return self
 
 

@@ -376,17 +376,6 @@ def clip_name(split: str, clip_index: int) -> str:
     return f"{split}/{clip_index:06d}"
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/N' -> (i, N) with 0 <= i < N."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {text!r}: expected i/N with integers, for example 0/4") from None
-    if not 0 <= index < count:
-        raise ConfigError(f"--shard {text!r}: need 0 <= i < N")
-    return index, count
-
-
 def _write_atomic(path: Path, text: str) -> None:
     from hybridmem import publish
 
@@ -567,14 +556,14 @@ def _remove_dead_staging(out: Path) -> None:
 
 def _check_memory(config: WorldConfig, workers: int) -> None:
     """Refuse before rendering when the workers' frame buffers alone cannot fit in memory."""
-    from hybridmem import validation
+    from hybridmem.device import check_memory
 
     frames = config.segment_frames()
     # per worker: the supersampled RGBA render target of one frame, and the clip's RGB frames and ids
     per_worker = (
         4 * config.width * config.height * config.supersample**2 + frames * config.width * config.height * 4
     )
-    validation.check_memory(
+    check_memory(
         workers * per_worker,
         f"world generate: {workers} worker(s) rendering {frames} frames of {config.width}x{config.height}",
         "lower --width/--height, --context-frames/--target-frames, --supersample or --workers",

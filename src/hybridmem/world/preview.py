@@ -135,10 +135,11 @@ def write_preview(
     """Contact sheet (.png) or animation (.gif) of one clip folder, written atomically; returns `out`.
 
     An existing `out` is refused unless `overwrite`; a preview too large for memory is refused before
-    drawing (hybridmem.validation).
+    drawing (hybridmem.device.check_memory).
     """
     from hybridmem import validation
     from hybridmem.data.hmworld import load_clip
+    from hybridmem.device import check_memory
 
     out = Path(out)
     suffix = out.suffix.lower()
@@ -148,11 +149,11 @@ def write_preview(
         raise ConfigError(f"--out {out}: is a folder; name the .png or .gif file to write")
     if out.exists() and not overwrite:
         raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it, or choose another name")
-    for name, value in (("--columns", columns), ("--every", every), ("--scale", scale)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} {value}: must be at least 1")
+    for name, value in (("columns", columns), ("every", every), ("scale", scale)):
+        if value is not None:
+            validation.check_value(name, value, "world preview")  # the flags' rules
     clip = load_clip(clip_folder)
-    validation.check_memory(
+    check_memory(
         preview_bytes(clip, gif=suffix == ".gif", every=every, scale=scale),
         f"world preview: {clip.num_frames} frames of {clip.frames.shape[2]}x{clip.frames.shape[1]} "
         f"at --scale {scale or 'auto'}",

@@ -1,4 +1,5 @@
-"""Long rollouts: a target trajectory of any length, generated as a chain of segments.
+"""Long rollouts: a target trajectory of any length, generated as a chain of segments (the sampling
+pipeline's `WorldPipeline.generate_long`).
 
 Segment k is denoised with everything known so far as its clean context: the context latents and the
 latents of segments 0..k-1 (generated, never re-encoded), each with its camera relative to segment k's
@@ -6,8 +7,8 @@ first latent frame. The memory (full, window, fov, hydra) then decides what each
 that growing context, exactly as during training. Each segment has 4k+1 frames, so it is decoded on its
 own by the causal VAE and the frames simply concatenate.
 
-    frames = generate_long(pipeline, context_frames, context_cameras, target_cameras, intrinsics,
-                           segment_frames=17, seed=0)
+    frames = pipeline.generate_long(context_frames, context_cameras, target_cameras, intrinsics,
+                                    segment_frames=17, seed=0)
 
 Shape glossary: Tc/Tt context/target frames, F latent frames, C latent channels, h/w latent grid.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from hybridmem.errors import ConfigError, DataError
-from hybridmem.geometry import check_poses, latent_frame_indices, relative_poses
+from hybridmem.geometry import check_poses, latent_frame_indices, normalised_intrinsics, relative_poses
 
 
 def segment_lengths(num_frames: int, segment_frames: int, temporal_stride: int) -> list[int]:
@@ -68,8 +69,6 @@ def generate_long(
     max_memory_latents: keep at most this many most recent latent frames as context (bounds compute on
     very long rollouts); None keeps everything.
     """
-    from hybridmem.data.encode import normalised_intrinsics
-
     if getattr(pipeline.world_model.config, "warp_condition", False):
         raise ConfigError(
             "long rollouts of a model trained with --warp-condition are not supported yet (each segment "

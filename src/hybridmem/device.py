@@ -1,0 +1,77 @@
+"""The machine a command runs on: which torch device, and how much memory a new allocation can get.
+
+Every layer that places tensors or refuses work that cannot fit reads these (the trainers, the encoder,
+the samplers, the readers of untrusted files), so they live here, below all of them. torch is imported
+inside the functions: the readers and `hybridmem --help` do not pay for it.
+
+    device = resolve_device("auto")              # cuda:0 when CUDA is there, else cpu
+    check_memory(needed_bytes, "decoding clip.mp4", "pass a smaller video", device)
+"""
+
+from __future__ import annotations
+
+import os
+
+from hybridmem.errors import ConfigError
+
+
+def resolve_device(name: str, local_rank: int = 0):
+    """'auto' -> cuda:local_rank when available, else cpu; explicit names are checked. A torch.device."""
+    import torch
+
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"--device '{name}' is unknown; valid: auto, cpu, cuda, cuda:N")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(count) < 1024 or unit == "PB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} PB"
+
+
+def available_memory(device=None) -> int | None:
+    """Bytes a new allocation can get: the GPU's total memory for a CUDA device, else the RAM available
+    (Linux MemAvailable; physical RAM elsewhere). None when unknown (then nothing is refused)."""
+    device_text = str(device) if device is not None else "cpu"
+    if device_text.startswith("cuda"):
+        try:
+            import torch
+
+            return int(torch.cuda.get_device_properties(torch.device(device_text)).total_memory)
+        except Exception:  # noqa: BLE001 (no CUDA here: the device error comes later, from the command)
+            return None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(needed: float, what: str, fix: str, device=None) -> None:
+    """ConfigError when the lower bound `needed` (bytes) exceeds what the device has; says what to lower.
+
+    Estimates are lower bounds of what a step allocates (inputs plus the activations it must keep), so
+    this refuses only what cannot fit, never what might."""
+    available = available_memory(device)
+    if available is not None and needed > available:
+        on_gpu = device is not None and str(device).startswith("cuda")
+        where = f"on {device}" if on_gpu else "of memory available"
+        raise ConfigError(
+            f"{what} needs at least {format_bytes(needed)}, more than the {format_bytes(available)} "
+            f"{where}; {fix}"
+        )
