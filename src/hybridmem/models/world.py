@@ -22,9 +22,10 @@ camera is.
 Initialisation is adaLN-zero (DiT): every residual branch is gated by a zero-initialised modulation, and the
 final projection is zero, so a new model is the identity on its tokens and predicts zero velocity.
 
-Shape glossary: B batch, Fc/Ft context/target latent frames, F = Fc + Ft, C latent channels, h/w latent
-height/width, H/W token grid (h/ph, w/pw), N = F*H*W tokens in (f, h, w) order, S = H*W tokens of one
-frame, D model width, h heads, d head width, L caption tokens, Dc caption width.
+Shape glossary (the package's, docs/ARCHITECTURE.md): B batch, Fc/Ft context/target latent frames,
+F = Fc + Ft, Fp latent frames after the temporal patch (F / pt), C latent channels, h/w latent
+height/width, H/W token grid (h/ph, w/pw), P = H*W tokens of one latent frame, N = F*H*W tokens in
+(f, h, w) order, D model width, h heads, d head width, L caption tokens, Dc caption width.
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ class WorldBlock(nn.Module):
     ) -> torch.Tensor:
         """x "B N D", time_modulation "B F 6 D", camera_12 "B F 12", angles "N d/2" -> "B N D"."""
         frames, height, width = ctx.grid
-        x = rearrange(x, "b (f s) d -> b f s d", f=frames)  # B F S D
+        x = rearrange(x, "b (f p) d -> b f p d", f=frames)  # B F P D
 
         # 1. per-frame adaLN parameters (context frames carry t = 0, target frames t)
         modulation = rearrange(self.modulation + time_modulation, "b f six d -> b f six 1 d")  # B F 6 1 D
@@ -274,25 +275,25 @@ class WorldBlock(nn.Module):
             ],
             dim=1,
         )  # B F D
-        attn_input = modulate(self.norm1(x), shift_msa, scale_msa) + camera_embedding[:, :, None]  # B F S D
-        tokens = rearrange(attn_input, "b f s d -> b (f s) d")  # B N D
+        attn_input = modulate(self.norm1(x), shift_msa, scale_msa) + camera_embedding[:, :, None]  # B F P D
+        tokens = rearrange(attn_input, "b f p d -> b (f p) d")  # B N D
         q = self.self_attn.project_q(tokens, angles)  # B h N d
         k, v = self.self_attn.project_kv_at_angles(tokens, angles)  # B h N d each
         grid_input = rearrange(attn_input, "b f (hh ww) d -> b f hh ww d", hh=height, ww=width)  # B F H W D
         attended = self.memory(q, k, v, grid_input, self.self_attn, ctx)  # B h N d
         attn_out = self.camera_projector(self.self_attn.merge_heads(attended))  # B N D
-        x = x + gate_msa * rearrange(attn_out, "b (f s) d -> b f s d", f=frames)  # B F S D
+        x = x + gate_msa * rearrange(attn_out, "b (f p) d -> b f p d", f=frames)  # B F P D
 
         # 3. cross-attention to the caption (ungated, as in Wan2.1; its out projection starts at zero)
         if self.cross_attn is not None:
-            flat = rearrange(x, "b f s d -> b (f s) d")  # B N D
+            flat = rearrange(x, "b f p d -> b (f p) d")  # B N D
             x = x + rearrange(
-                self.cross_attn(self.norm3(flat), caption_tokens), "b (f s) d -> b f s d", f=frames
+                self.cross_attn(self.norm3(flat), caption_tokens), "b (f p) d -> b f p d", f=frames
             )
 
         # 4. feed-forward
-        x = x + gate_ffn * self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn))  # B F S D
-        return rearrange(x, "b f s d -> b (f s) d")  # B N D
+        x = x + gate_ffn * self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn))  # B F P D
+        return rearrange(x, "b f p d -> b (f p) d")  # B N D
 
 
 class FinalLayer(nn.Module):
@@ -305,7 +306,7 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, patch_volume * latent_channels)
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
-        """x "B F S D", time_embedding "B F D" -> "B F S (pt ph pw C)"."""
+        """x "B F P D", time_embedding "B F D" -> "B F P (pt ph pw C)"."""
         shift, scale = self.adaLN_modulation(time_embedding)[:, :, None].chunk(2, dim=-1)  # B F 1 D each
         return self.linear(modulate(self.norm(x), shift, scale))
 
@@ -485,11 +486,11 @@ class WorldModel(nn.Module):
 
         # 1. patchify context ++ target on one time axis
         latents = torch.cat([context_latents, noisy_target], dim=1)  # B F C h w
-        x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D F' H W
+        x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D Fp H W
         if self.warp_embedding is not None:
             # the context frames' condition is zero: they are what the warp is made from
             condition = torch.cat([torch.zeros_like(context_latents), target_condition], dim=1)  # B F C h w
-            x = x + self.warp_embedding(rearrange(condition, "b f c h w -> b c f h w"))  # B D F' H W
+            x = x + self.warp_embedding(rearrange(condition, "b f c h w -> b c f h w"))  # B D Fp H W
         frames, height, width = x.shape[2:]
         x = rearrange(x, "b d f hh ww -> b (f hh ww) d")  # B N D
         context_frames = context_latents.shape[1] // frames_per_patch
@@ -502,16 +503,16 @@ class WorldModel(nn.Module):
         # 2. per-frame time: the clean context sits at t = 0
         frame_times = torch.cat(
             [t.new_zeros(t.shape[0], context_frames), t[:, None].expand(-1, frames - context_frames)], dim=1
-        )  # B F'
-        time_embedding = self.time_embedder(frame_times)  # B F' D
+        )  # B Fp
+        time_embedding = self.time_embedder(frame_times)  # B Fp D
         time_modulation = rearrange(
             self.time_projection(time_embedding), "b f (six d) -> b f six d", six=6
-        )  # B F' 6 D
+        )  # B Fp 6 D
 
         # 3. cameras: with temporal patches, a token frame takes the camera of its last latent frame
         # Geometry stays float32 even in a bf16 model (metres need the mantissa); encoders get their dtype.
-        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B F' 4 4
-        camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B F' 12
+        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B Fp 4 4
+        camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B Fp 12
         camera_12 = camera_12.to(self.blocks[0].context_camera_encoder.weight.dtype)
         ctx = MemoryContext(
             grid=(frames, height, width),
@@ -524,7 +525,7 @@ class WorldModel(nn.Module):
         )  # B L D
 
         if self.ray_embedding is not None:
-            rays = camera_rays(token_cameras, intrinsics, height, width)  # B F' H W 6
+            rays = camera_rays(token_cameras, intrinsics, height, width)  # B Fp H W 6
             rays = rearrange(rays, "b f hh ww six -> b (f hh ww) six").to(x.dtype)
             x = x + self.ray_embedding(rays)  # B N D
 
@@ -538,8 +539,8 @@ class WorldModel(nn.Module):
                 x = block(x, time_modulation, camera_12, angles, ctx, caption_tokens)  # B N D
 
         # 5. final layer on the target tokens only, then unpatchify
-        x = rearrange(x, "b (f s) d -> b f s d", f=frames)[:, context_frames:]  # B Ft' S D
-        patches = self.final_layer(x, time_embedding[:, context_frames:])  # B Ft' S (pt ph pw C)
+        x = rearrange(x, "b (f p) d -> b f p d", f=frames)[:, context_frames:]  # B Ft P D
+        patches = self.final_layer(x, time_embedding[:, context_frames:])  # B Ft P (pt ph pw C)
         velocity = rearrange(
             patches,
             "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",
