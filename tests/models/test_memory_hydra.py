@@ -9,7 +9,7 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import HydraLoopReference, MemoryConfig, MemoryContext, build_memory, retrieval
+from hybridmem.models.memory import HydraLoopReference, MemoryConfig, MemoryContext, build_memory, gathered
 from hybridmem.models.memory.retrieval import inside_window, window_indices
 
 
@@ -165,7 +165,7 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
 @pytest.mark.parametrize("cpu_flash", [True, False])
 @pytest.mark.parametrize("query_chunk, top_k", [(0, 2), (2, 2), (3, 4)])  # top_k 4: some slots masked
 def test_gradients_equal_the_per_frame_loop(query_chunk, top_k, cpu_flash, monkeypatch):
-    monkeypatch.setattr(retrieval, "USE_CPU_FLASH", cpu_flash and retrieval.USE_CPU_FLASH)
+    monkeypatch.setattr(gathered, "USE_CPU_FLASH", cpu_flash and gathered.USE_CPU_FLASH)
     memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=top_k, query_chunk=query_chunk)
     twin = loop_twin(memory)
     gradients = []
@@ -286,7 +286,7 @@ def graph_nodes(root):
 def test_gathered_attention_keeps_tensors_only_through_save_for_backward(cpu_flash, monkeypatch):
     # Activation checkpointing frees and recomputes only what goes through save_for_backward: a tensor
     # stashed as a plain attribute of the autograd node would stay alive in every checkpointed block.
-    monkeypatch.setattr(retrieval, "USE_CPU_FLASH", cpu_flash and retrieval.USE_CPU_FLASH)
+    monkeypatch.setattr(gathered, "USE_CPU_FLASH", cpu_flash and gathered.USE_CPU_FLASH)
     memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=3)
     x = x.requires_grad_()
     out = memory(*handle.qkv(x), x, handle, ctx)

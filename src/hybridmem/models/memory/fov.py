@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from hybridmem.models.memory.base import Memory, register_memory, require_cameras
+from hybridmem.models.memory.gathered import frame_attention
 from hybridmem.models.memory.retrieval import (
-    frame_attention,
     frustum_overlap,
     frustum_samples,
     inside_window,

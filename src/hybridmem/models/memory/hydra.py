@@ -37,10 +37,10 @@ from hybridmem.models.memory.base import (
     register_memory,
     require_cameras,
 )
+from hybridmem.models.memory.gathered import frame_attention
 from hybridmem.models.memory.retrieval import (
     affinity_eq4,
     affinity_mean,
-    frame_attention,
     frustum_overlap,
     frustum_samples,
     inside_window,
@@ -166,7 +166,7 @@ class HydraMemory(Memory):
     def forward(self, q, k, v, x, attn, ctx):
         num_frames = ctx.grid[0]
         retrieval = self.retrieve(q, x, attn, ctx)
-        # 4. attend to [window; retrieved slices] for all query frames at once (in chunks)
+        # 4. attend to [window; retrieved slices] for all query frames at once (in chunks; gathered.py)
         q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
         out = frame_attention(
             q,

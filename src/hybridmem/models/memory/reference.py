@@ -1,8 +1,9 @@
 """Slow, obviously correct HyDRA attention: one Python iteration per (batch element, query frame).
 
-The fast path (hydra.py + retrieval.py) gathers every query frame's keys with index tensors; this one
-spells each step out with plain slicing and sorting, so tests and benchmarks/attention.py can check the fast
-path against it. It shares only the tokenizer and projections (tested on their own), not the retrieval.
+The fast path (hydra.py, retrieval.py, gathered.py) gathers every query frame's keys with index tensors;
+this one spells each step out with plain slicing and sorting, so tests and benchmarks/attention.py can
+check the fast path against it. It shares only the tokenizer and projections (tested on their own), not the
+retrieval.
 """
 
 from __future__ import annotations

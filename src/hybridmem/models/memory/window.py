@@ -9,7 +9,8 @@ from __future__ import annotations
 from einops import rearrange
 
 from hybridmem.models.memory.base import Memory, register_memory
-from hybridmem.models.memory.retrieval import frame_attention, window_indices
+from hybridmem.models.memory.gathered import frame_attention
+from hybridmem.models.memory.retrieval import window_indices
 
 
 @register_memory("window")
