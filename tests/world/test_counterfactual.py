@@ -1,5 +1,7 @@
 """Counterfactual renders: the re-entering subject erased, or frozen where it was last seen (real renderer)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from hybridmem.errors import DataError
 from hybridmem.world import events, splits
 from hybridmem.world import generate as gen
 from hybridmem.world.config import WorldConfig
-from hybridmem.world.counterfactual import erased_plan, frozen_plan
+from hybridmem.world.counterfactual import erased_plan, extrapolated_plan, frozen_plan
 from hybridmem.world.plan import plan_clip
 
 pytest.importorskip("moderngl")
@@ -65,6 +67,34 @@ def test_plans_change_only_the_chosen_subject():
         assert np.all(held == getattr(plan, name)[1, 3]), name  # held at frame 3's pose
         np.testing.assert_array_equal(getattr(frozen, name)[0], getattr(plan, name)[0, 5:])  # others move
     assert np.all(frozen.speeds[1] == 0)
+
+
+def test_extrapolated_plan_walks_on_in_a_straight_line():
+    rng = np.random.default_rng(1)
+    plan = plan_clip(
+        rng, scene="meadow", subject_names=["human_01", "horse"], num_frames=14, fps=8.0, width=64, height=40
+    )
+    last_seen, history = 6, 4
+    moved = extrapolated_plan(plan, 1, last_seen_frame=last_seen, context_frames=5, history=history)
+    assert moved.num_frames == 9 and moved.subject_names == plan.subject_names
+    np.testing.assert_array_equal(moved.positions[0], plan.positions[0, 5:])  # the others move as planned
+    velocity = (plan.positions[1, last_seen] - plan.positions[1, last_seen - history]) / history
+    for clip_frame in range(5, 14):  # slow reference: one frame at a time
+        k = clip_frame - 5
+        if clip_frame <= last_seen:  # up to last seen, the plan itself
+            np.testing.assert_array_equal(moved.positions[1, k], plan.positions[1, clip_frame])
+            continue
+        expected = plan.positions[1, last_seen] + (clip_frame - last_seen) * velocity
+        np.testing.assert_allclose(moved.positions[1, k], expected, atol=1e-12)
+        assert moved.headings[1, k] == plan.headings[1, last_seen]
+        assert moved.speeds[1, k] == plan.speeds[1, last_seen]
+    # a subject that stood still over the history stays where it was (the frozen pose)
+    still = plan.positions.copy()
+    still[1, last_seen - history : last_seen + 1] = plan.positions[1, last_seen]
+    stopped = extrapolated_plan(
+        dataclasses.replace(plan, positions=still), 1, last_seen_frame=last_seen, context_frames=5
+    )
+    assert np.all(stopped.positions[1, last_seen - 5 :] == plan.positions[1, last_seen])
 
 
 def test_generated_test_clip_has_exact_counterfactuals(renderer):

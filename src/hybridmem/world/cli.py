@@ -70,6 +70,13 @@ def register(subparsers) -> None:
     generate.add_argument("--scenes", nargs="+", default=None, help="allowed scene names (default: all)")
     generate.add_argument("--subjects", nargs="+", default=None, help="allowed subject names (default: all)")
     generate.add_argument(
+        "--paths",
+        nargs="+",
+        default=None,
+        help="allowed subject path families (default: all): line, arc, circle, figure_eight, zigzag, "
+        "stop_and_go, u_turn, waypoints, spiral, s_curve",
+    )
+    generate.add_argument(
         "--no-reentry",
         action="store_true",
         help="accept a subject that leaves and stays out (default: it must re-enter)",
@@ -95,6 +102,8 @@ def config_from_args(args) -> WorldConfig:
         overrides["scenes"] = tuple(args.scenes)
     if args.subjects is not None:
         overrides["subjects"] = tuple(args.subjects)
+    if args.paths is not None:
+        overrides["paths"] = tuple(args.paths)
     if args.no_reentry:
         overrides["require_reentry"] = False
     return dataclasses.replace(WorldConfig(), **overrides)

@@ -68,6 +68,9 @@ class WorldConfig:
     max_subjects: int = 3
     scenes: tuple[str, ...] = ()  # allowed scenes; empty = every registered scene
     subjects: tuple[str, ...] = ()  # allowed subjects; empty = every registered subject
+    # allowed path families (world.taxonomy.PATH_FAMILIES); empty = every family. A straight `line` at a
+    # constant speed is the one a subject's context motion predicts after it leaves the view
+    paths: tuple[str, ...] = ()
     # 3. events and acceptance (fractions of the pixels a subject would cover unoccluded, in frame)
     visible_threshold: float = 0.3  # hidden -> visible when the visible fraction reaches this
     hidden_threshold: float = 0.05  # visible -> hidden when it falls below this (hysteresis band between)
@@ -90,6 +93,7 @@ class WorldConfig:
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["scenes"], values["subjects"] = list(self.scenes), list(self.subjects)
+        values["paths"] = list(self.paths)
         return values
 
     @classmethod
@@ -99,7 +103,7 @@ class WorldConfig:
         if unknown:
             raise ConfigError(f"WorldConfig: unknown field(s) {unknown}; valid fields: {sorted(known)}")
         values = dict(values)
-        for name in ("scenes", "subjects"):
+        for name in ("scenes", "subjects", "paths"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -109,6 +113,11 @@ class WorldConfig:
 
     def allowed_subjects(self) -> list[str]:
         return list(self.subjects) if self.subjects else taxonomy_names()[1]
+
+    def allowed_paths(self) -> list[str]:
+        from hybridmem.world.taxonomy import PATH_FAMILIES
+
+        return list(self.paths) if self.paths else list(PATH_FAMILIES)
 
     def validate(self) -> WorldConfig:
         """Raise ConfigError naming the first bad field and what is allowed; return self when valid."""
@@ -147,6 +156,13 @@ class WorldConfig:
                 raise ConfigError(f"{name}: unknown name(s) {unknown}; valid names: {', '.join(valid)}")
             if len(set(chosen)) != len(chosen):
                 raise ConfigError(f"{name}: names repeat in {list(chosen)}")
+        from hybridmem.world.taxonomy import PATH_FAMILIES as valid_paths
+
+        unknown = [item for item in self.paths if item not in valid_paths]
+        if unknown:
+            raise ConfigError(f"paths: unknown path famil(ies) {unknown}; valid: {', '.join(valid_paths)}")
+        if len(set(self.paths)) != len(self.paths):
+            raise ConfigError(f"paths: names repeat in {list(self.paths)}")
         if len(self.allowed_subjects()) < self.max_subjects:
             raise ConfigError(
                 f"max_subjects={self.max_subjects}: only {len(self.allowed_subjects())} subject(s) allowed "

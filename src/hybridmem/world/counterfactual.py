@@ -1,6 +1,9 @@
 """Rendering the counterfactuals of a clip (hybridmem.data.counterfactual): the same plan with one change.
 
     erased = the plan without subject s;  frozen = the plan with s held at its pose of `last_seen_frame`
+    extrapolated = the plan with s walking on from `last_seen_frame` at its velocity there (a diagnostic:
+                   what a model that extrapolated the subject's last seen motion in a straight line would
+                   draw; benchmarks/reentry_bounds.py)
 
 Only the target segment is rendered (the plans are cut to it), so a val/test clip costs one extra clip render.
 The renderer is deterministic, so everything but the changed subject is pixel-identical to the clip's own
@@ -61,6 +64,30 @@ def frozen_plan(plan, s: int, last_seen_frame: int, context_frames: int):
             value[s, last_seen_frame + 1 :] = 0.0 if name == "speeds" else value[s, last_seen_frame]
             held[name] = value
     return _replace(plan, _target_cut(_replace(plan, held), context_frames))
+
+
+def extrapolated_plan(plan, s: int, last_seen_frame: int, context_frames: int, history: int = 4):
+    """The target segment of `plan` with subject index s moving on from clip frame `last_seen_frame` in a
+    straight line at its mean ground velocity over the `history` frames before it, facing the way it
+    faced there, its gait advancing at the same rate (a subject standing still stays, like the frozen one).
+    """
+    first = max(0, last_seen_frame - history)
+    span = last_seen_frame - first
+    steps = np.arange(int(plan.num_frames), dtype=np.float64) - last_seen_frame  # frames after last seen
+    after = steps > 0
+    moved = {}
+    for name in ("positions", "gait_phase"):
+        value = np.array(getattr(plan, name), dtype=np.float64)  # a copy
+        rate = (value[s, last_seen_frame] - value[s, first]) / span if span else 0.0 * value[s, 0]
+        step = steps[after].reshape(-1, *([1] * (value.ndim - 2)))
+        value[s, after] = value[s, last_seen_frame] + step * rate
+        moved[name] = value
+    held = {}
+    for name in ("headings", "speeds"):
+        value = np.array(getattr(plan, name), dtype=np.float64)
+        value[s, last_seen_frame + 1 :] = value[s, last_seen_frame]
+        held[name] = value
+    return _replace(plan, _target_cut(_replace(plan, {**moved, **held}), context_frames))
 
 
 def render_counterfactuals(

@@ -194,6 +194,7 @@ def render_candidate(
         width=config.width,
         height=config.height,
         horizontal_fov_deg=config.horizontal_fov_deg,
+        path_families=config.allowed_paths(),
     )
     # 2. render, then judge on the masks
     rendered = renderer.render(plan)

@@ -25,6 +25,7 @@ from hybridmem.world.taxonomy import (
     CAMERA_TRAJECTORIES,
     PATH_FAMILIES,
     SUBJECTS,
+    check_path_family,
     get_camera_trajectory,
     get_scene,
     get_subject,
@@ -158,9 +159,15 @@ def plan_clip(
     width: int,
     height: int,
     horizontal_fov_deg: float = 70.0,
+    path_families: tuple[str, ...] | list[str] = PATH_FAMILIES,
 ) -> ClipPlan:
-    """Draw one clip: scene layout, subject paths, camera trajectory; compute every per-frame quantity."""
+    """Draw one clip: scene layout, subject paths, camera trajectory; compute every per-frame quantity.
+
+    path_families: the families a subject's path is drawn from (uniformly; the default, all of them)."""
     _check_args(scene, subject_names, num_frames, fps, width, height, horizontal_fov_deg)
+    if not path_families:
+        raise ConfigError("path_families: need at least one path family")
+    path_families = [check_path_family(name) for name in path_families]
     subject_names = list(subject_names)
 
     # 1. the static world
@@ -172,7 +179,7 @@ def plan_clip(
     families, positions, headings, phases, speeds = [], [], [], [], []
     for name in subject_names:
         spec = SUBJECTS[name]
-        family = PATH_FAMILIES[rng.integers(len(PATH_FAMILIES))]
+        family = path_families[rng.integers(len(path_families))]
         speed = rng.uniform(*spec.speed)
         speed_t = motion.speed_profile(rng, family, speed, num_frames, fps)  # "T"
         distance = motion.distance_walked(speed_t, fps)  # "T"
