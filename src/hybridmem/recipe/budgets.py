@@ -64,6 +64,8 @@ class Budget:
 
     vae_recon: str = "mse"  # the VAE's reconstruction loss (PSNR measures squared error)
     horizontal_fov_deg: float = 36.3  # the generator's camera (world.config.CAMERA_PRESETS)
+    # the subjects' path families (world generate --paths); empty: all of them
+    paths: tuple[str, ...] = ()
     # training (and so sampling) timestep shift of the world models; the paper's 5 is for 30x52 tokens a
     # latent frame, the cpu budget has 8x8 (measured with benchmarks/world_curve.py, docs/REFERENCE_RUN.md)
     world_shift: float = 5.0
@@ -100,6 +102,7 @@ class Budget:
             "--context-frames", str(self.context_frames),
             "--target-frames", str(self.target_frames),
             "--min-hidden-frames", str(self.min_hidden_frames),
+            *(["--paths", *self.paths] if self.paths else []),
         ]  # fmt: skip
 
 
@@ -136,15 +139,19 @@ BUDGETS: dict[str, Budget] = {
         eval_steps=2,
         side_by_side_clips=1,
     ),
-    # The shipped checkpoints. HM-World's camera (36.3 degree horizontal FOV at the released aspect, 160x96)
-    # and the levers of issue 17 that paid in the lever study (README): the mean objective, sampled in one
-    # step, and the context warped into each target view as condition and prior. 33+33 frames = 9+9
+    # The shipped checkpoints. HM-World's camera (36.3 degree horizontal FOV at the released aspect, 160x96),
+    # subjects that walk straight lines at a constant speed (the cpu tier's world: measured with
+    # benchmarks/reentry_bounds.py, the straight line their context motion shows predicts where they come
+    # back exactly, while over all ten path families even that oracle draws them in the right place in few
+    # clips), and the levers of issue 17 that paid in the lever study (README): the mean objective, sampled
+    # in one step, and the context warped into each target view as condition and prior. 33+33 frames = 9+9
     # latent frames of 10x6 tokens; window 3 and top-k 4 make the memories differ: fov keeps 4 of the 8-9
     # context frames outside a query's window, hydra 4 of the 8-9 memory slices outside it (the paper's
     # ratio, 10 of 20). `compact` world models and the grouped-compact VAE stay under the 60 MB cap.
     "cpu": Budget(
         name="cpu",
         description="about 2 h on a 2-core CPU; the checkpoints shipped with the package",
+        paths=("line",),
         width=160,
         height=96,
         context_frames=33,
@@ -162,7 +169,7 @@ BUDGETS: dict[str, Budget] = {
         vae_lr=3e-4,
         vae_warmup=50,
         world_preset="compact",
-        world_steps=2000,
+        world_steps=1500,
         world_batch_size=4,
         world_lr=5e-4,
         world_warmup=100,
