@@ -24,44 +24,28 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "eval" / "test_dsc_official.py"
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+REFERENCE = TESTS / "eval" / "test_dsc_official.py"
 
 
-def load_reference():
-    spec = importlib.util.spec_from_file_location("dsc_reference", REFERENCE)
+def load_file(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def random_clip_folder(folder: Path) -> Path:
-    """A random CLIP with ViT-B/16's input size and patch size, saved as a transformers folder."""
-    from transformers import CLIPConfig, CLIPModel
+def load_reference():
+    return load_file("dsc_reference", REFERENCE)
 
-    torch.manual_seed(0)
-    text = dict(
-        vocab_size=32,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=8,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+
+def random_clip_folder(folder: Path) -> Path:
+    """A random CLIP with ViT-B/16's input size and patch size (tests/tiny.py), as a transformers folder."""
+    tiny = load_file("tiny", TESTS / "tiny.py")
+    return tiny.save_tiny_clip(
+        folder, image_size=224, patch_size=16, width=64, heads=4, vocab_size=32, seed=0
     )
-    vision = dict(
-        image_size=224,
-        patch_size=16,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    )
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
-    return folder
 
 
 def main() -> None:

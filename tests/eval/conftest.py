@@ -5,37 +5,15 @@ import torch
 
 from hybridmem.eval.features import CLIP_FOLDER, DINO_FOLDER
 from hybridmem.eval.lpips import LPIPS, lpips_files
+from tiny import save_tiny_clip
 
 
 def write_tiny_weights(weights_dir, lpips_backbones=("alex",)):
-    from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+    from transformers import ViTConfig, ViTModel
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    torch.manual_seed(0)
-    clip_config = CLIPConfig(
-        text_config=dict(
-            vocab_size=64,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=8,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        ),
-        projection_dim=16,
-    )
-    CLIPModel(clip_config).save_pretrained(weights_dir / CLIP_FOLDER)
+    save_tiny_clip(weights_dir / CLIP_FOLDER, image_size=32, vocab_size=64, seed=0)
     dino_config = ViTConfig(
         image_size=32,
         patch_size=8,

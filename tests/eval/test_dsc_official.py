@@ -4,7 +4,7 @@ The reference below follows the official script's steps with other code: boxes f
 a frame, normalised by the frame size; transformers' own CLIPImageProcessor (PIL backend, which the
 official `CLIPProcessor` runs); the vision tower's patch tokens; a scalar-loop RoIAlign with torchvision's
 semantics (aligned, sampling ratio -1); mean over bins, L2-normalise, mean of all pairwise similarities.
-It runs on a tiny randomly initialised CLIP built here (64 px input, 8 px patches: an 8 x 8 grid, so a
+It runs on a tiny randomly initialised CLIP (tests/tiny.py; 64 px input, 8 px patches: an 8 x 8 grid, so a
 large box takes 2 samples per bin side and the adaptive grid is exercised).
 """
 
@@ -23,34 +23,11 @@ IMAGE_SIZE = 64
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPModel
+    from tiny import save_tiny_clip  # here: benchmarks/dsc_official_check.py loads this file without tests/
 
-    torch.manual_seed(1)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=32,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=8,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            image_size=IMAGE_SIZE,
-            patch_size=8,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        ),
-        projection_dim=16,
+    return save_tiny_clip(
+        tmp_path_factory.mktemp("clip") / CLIP_FOLDER, image_size=IMAGE_SIZE, vocab_size=32, seed=1
     )
-    folder = tmp_path_factory.mktemp("clip") / CLIP_FOLDER
-    CLIPModel(config).save_pretrained(folder)
-    return folder
 
 
 def _processor(size: int = IMAGE_SIZE):

@@ -10,14 +10,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from hybridmem import runlock
 from hybridmem.errors import CheckpointError
-from hybridmem.models.checkpoint import save_model
-from hybridmem.models.memory import MemoryConfig
-from hybridmem.models.world import build_world_model
 from hybridmem.sample import pipeline as sample_pipeline
+from tiny import save_tiny_world
 
 from .helpers import hybridmem, lock_held_elsewhere, run_cli, tiny_dataset, tiny_vae
 
@@ -25,14 +22,9 @@ SIDE = "s_side_by_side.mp4"
 
 
 def _world(folder, trained_with=None):
-    """A tiny world model; `trained_with` written into its config.json as models.checkpoint records it
-    (by hand, so these tests also run against code from before the record existed)."""
-    torch.manual_seed(0)
-    world = build_world_model("tiny", memory=MemoryConfig(kind="hydra"))
-    with torch.no_grad():  # a new model predicts zero velocity; perturb so outputs depend on inputs
-        for parameter in world.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    save_model(world, folder)
+    """A tiny world model (tests/tiny.py); `trained_with` written into its config.json as models.checkpoint
+    records it (by hand, so these tests also run against code from before the record existed)."""
+    save_tiny_world(folder)
     if trained_with is not None:
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "trained_with": trained_with}, indent=2))
@@ -255,17 +247,15 @@ def test_eval_refuses_another_vae_before_recording_its_inputs(inputs, tmp_path):
 def test_train_world_records_the_vae_of_its_cache(tmp_path):
     from hybridmem.data import cache
     from hybridmem.models.checkpoint import read_trained_with
-    from hybridmem.train.config import WorldTrainConfig
     from hybridmem.train.world import train_world
-    from train.helpers import make_latent_cache  # tests/ is on sys.path (rootdir packages)
+    from train.helpers import make_latent_cache, tiny_world_config  # tests/ is on sys.path
 
     latents = make_latent_cache(tmp_path / "cache", clips=2)
     index = cache.read_index(latents)
     cache.write_index(latents, {**index, "vae": "/runs/vae/final", "vae_sha256": "ab" * 32})
-    config = WorldTrainConfig(
-        cache=str(latents), out=str(tmp_path / "run"), memory="hydra", preset="tiny", steps=1, batch_size=1,
-        warmup=0, save_every=1, device="cpu", progress=False, tensorboard=False,
-    )  # fmt: skip
+    config = tiny_world_config(
+        latents, tmp_path / "run", steps=1, batch_size=1, lr=1e-4, warmup=0, save_every=1, ema_decay=0.999
+    )
     train_world(config)
     expected = {"vae": {"sha256": "ab" * 32, "path": "/runs/vae/final"}}
     assert read_trained_with(tmp_path / "run" / "final") == expected

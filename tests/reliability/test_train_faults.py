@@ -12,15 +12,9 @@ from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.train.config import VaeTrainConfig, WorldTrainConfig
 from hybridmem.train.logging import CSV_NAME, read_metrics
 from hybridmem.train.world import train_world
-from train.helpers import make_latent_cache
+from train.helpers import make_latent_cache, tiny_world_config
 
 from .helpers import run_cli, tiny_dataset
-
-
-def _config(cache_dir, out, **overrides):
-    values = dict(cache=str(cache_dir), out=str(out), preset="tiny", steps=4, batch_size=2, lr=1e-3, warmup=1,
-                  save_every=2, device="cpu", progress=False, tensorboard=False, ema_decay=0.9)  # fmt: skip
-    return WorldTrainConfig(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +24,11 @@ def latent_cache(tmp_path_factory):
 
 def test_resume_after_a_partial_last_metrics_row(latent_cache, tmp_path):
     """Issue 12 case 7: a kill mid-write left '4,lo' and --resume died on it with a traceback."""
-    straight = train_world(_config(latent_cache, tmp_path / "straight"))
-    train_world(_config(latent_cache, tmp_path / "run", steps=2))
+    straight = train_world(tiny_world_config(latent_cache, tmp_path / "straight"))
+    train_world(tiny_world_config(latent_cache, tmp_path / "run", steps=2))
     with open(tmp_path / "run" / CSV_NAME, "a") as handle:
         handle.write("3,lo")  # the row of step 3 cut short (the kill came before the step-4 checkpoint)
-    resumed = train_world(_config(latent_cache, tmp_path / "run", resume=True))
+    resumed = train_world(tiny_world_config(latent_cache, tmp_path / "run", resume=True))
     assert resumed["step"] == 4
     torch.testing.assert_close(
         torch.tensor([v for _, _, v in read_metrics(tmp_path / "run", "loss")]),
@@ -43,7 +37,7 @@ def test_resume_after_a_partial_last_metrics_row(latent_cache, tmp_path):
 
 
 def test_malformed_metrics_row_is_named(latent_cache, tmp_path):
-    train_world(_config(latent_cache, tmp_path / "run", steps=2))
+    train_world(tiny_world_config(latent_cache, tmp_path / "run", steps=2))
     path = tmp_path / "run" / CSV_NAME
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:2] + ["x,loss,1.0\r\n"] + lines[2:]))
@@ -62,10 +56,10 @@ def test_resume_with_a_cache_of_another_vae_is_refused(tmp_path):
     cache.write_index(first, {**cache.read_index(first), "vae_sha256": "a" * 64})
     other = make_latent_cache(tmp_path / "b", clips=3)
     cache.write_index(other, {**cache.read_index(other), "vae_sha256": "b" * 64})
-    train_world(_config(first, tmp_path / "run", steps=2))
+    train_world(tiny_world_config(first, tmp_path / "run", steps=2))
     with pytest.raises(CheckpointError, match="cache_vae_sha256"):
-        train_world(_config(other, tmp_path / "run", resume=True))
-    train_world(_config(first, tmp_path / "run", resume=True))  # the same VAE's cache resumes
+        train_world(tiny_world_config(other, tmp_path / "run", resume=True))
+    train_world(tiny_world_config(first, tmp_path / "run", resume=True))  # the same VAE's cache resumes
 
 
 @pytest.fixture

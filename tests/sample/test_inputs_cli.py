@@ -14,10 +14,6 @@ from hybridmem.cli import main
 from hybridmem.data.hmworld import read_video
 from hybridmem.errors import ConfigError, DataError
 from hybridmem.geometry import look_at
-from hybridmem.models.checkpoint import save_model
-from hybridmem.models.memory import MemoryConfig
-from hybridmem.models.vae import build_vae
-from hybridmem.models.world import build_world_model
 from hybridmem.sample import cli as sample_cli
 from hybridmem.sample import plan
 
@@ -28,27 +24,14 @@ official_formats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(official_formats)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    world = build_world_model("tiny", memory=MemoryConfig(kind="hydra"))
-    with torch.no_grad():
-        for parameter in world.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    save_model(world, root / "world")
-    save_model(build_vae("tiny"), root / "vae")
-    return root
-
-
-def _args(models, out, *extra):
+def _args(tiny_models, out, *extra):
     return [
         "sample",
         *extra,
         "--checkpoint",
-        str(models / "world"),
+        str(tiny_models / "world"),
         "--vae",
-        str(models / "vae"),
+        str(tiny_models / "vae"),
         "--out",
         str(out),
         "--steps",
@@ -58,12 +41,15 @@ def _args(models, out, *extra):
     ]
 
 
-def test_official_context_only_pair_samples_end_to_end_with_a_line_per_stage(models, tmp_path, capsys):
+def test_official_context_only_pair_samples_end_to_end_with_a_line_per_stage(tiny_models, tmp_path, capsys):
     video, cameras, _ = official_formats.write_official_pair(
         tmp_path / "examples", number=1, frames_count=77, width=64, height=48, captions=["a man walks"]
     )
     out = tmp_path / "out" / "1.mp4"
-    assert main(_args(models, out, "--video", str(video), "--cameras", str(cameras), "--size", "32x32")) == 0
+    assert (
+        main(_args(tiny_models, out, "--video", str(video), "--cameras", str(cameras), "--size", "32x32"))
+        == 0
+    )
     printed = capsys.readouterr().out
     generated = read_video(out)
     assert generated.shape == (77, 32, 32, 3)
@@ -92,20 +78,22 @@ def test_official_context_only_pair_samples_end_to_end_with_a_line_per_stage(mod
     assert printed.startswith("sample [   0.0s] reading")  # the first line comes at once
 
 
-def test_released_sample_without_target_samples_and_one_with_target_writes_side_by_side(models, tmp_path):
+def test_released_sample_without_target_samples_and_one_with_target_writes_side_by_side(
+    tiny_models, tmp_path
+):
     root = tmp_path / "HM-World"
     official_formats.write_released_sample(root / "sample1", with_target=False)
     official_formats.write_released_sample(root / "sample2", with_target=True)
     (root / "caption.txt").write_text("one\ntwo\n")
     out = tmp_path / "out" / "s1.mp4"
-    assert main(_args(models, out, "--clip", str(root / "sample1"))) == 0
+    assert main(_args(tiny_models, out, "--clip", str(root / "sample1"))) == 0
     assert read_video(out).shape == (9, 32, 32, 3) and not (tmp_path / "out" / "s1_side_by_side.mp4").exists()
     out = tmp_path / "out" / "s2.mp4"
-    assert main(_args(models, out, "--clip", str(root / "sample2"))) == 0
+    assert main(_args(tiny_models, out, "--clip", str(root / "sample2"))) == 0
     assert read_video(tmp_path / "out" / "s2_side_by_side.mp4").shape == (9, 32, 96, 3)
 
 
-def test_pad_last_keeps_the_requested_target_length(models, tmp_path):
+def test_pad_last_keeps_the_requested_target_length(tiny_models, tmp_path):
     poses = np.stack([look_at((0.1 * i, 0, 1.5), (0.1 * i, 5, 1.5)) for i in range(16)])
     video = tmp_path / "ctx.mp4"
     official_formats.write_mp4(video, official_formats.frames(10, 32, 32), fps=12.0)
@@ -117,7 +105,9 @@ def test_pad_last_keeps_the_requested_target_length(models, tmp_path):
     )
     out = tmp_path / "out.mp4"
     assert (
-        main(_args(models, out, "--video", str(video), "--cameras", str(cams), "--pad-last", "--fps", "6"))
+        main(
+            _args(tiny_models, out, "--video", str(video), "--cameras", str(cams), "--pad-last", "--fps", "6")
+        )
         == 0
     )
     assert read_video(out).shape == (6, 32, 32, 3)
@@ -171,11 +161,11 @@ def _exit_code(argv):
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag_before_anything_is_written(
-    models, tmp_path, capsys, extra, message
+    tiny_models, tmp_path, capsys, extra, message
 ):
     video, cams = _write_our_schema(tmp_path)
     out = tmp_path / "out" / "o.mp4"
-    assert _exit_code(_args(models, out, "--video", str(video), "--cameras", str(cams), *extra)) == 2
+    assert _exit_code(_args(tiny_models, out, "--video", str(video), "--cameras", str(cams), *extra)) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
     assert not out.parent.exists()
@@ -212,24 +202,24 @@ def test_flag_checks_hold_without_the_parser_layer():
             sample_cli.check_arguments(argparse.Namespace(**{**base, **change}))
 
 
-def test_existing_outputs_are_not_replaced_without_overwrite(models, tmp_path, capsys):
+def test_existing_outputs_are_not_replaced_without_overwrite(tiny_models, tmp_path, capsys):
     root = tmp_path / "HM-World"
     official_formats.write_released_sample(root / "sample1")
     out = tmp_path / "o.mp4"
     out.write_bytes(b"earlier")
-    assert main(_args(models, out, "--clip", str(root / "sample1"))) == 2
+    assert main(_args(tiny_models, out, "--clip", str(root / "sample1"))) == 2
     assert "o.mp4: exists; pass --overwrite" in capsys.readouterr().err
     out.unlink()
     comparison = tmp_path / "o_side_by_side.mp4"
     comparison.write_bytes(b"earlier side by side")
-    assert main(_args(models, out, "--clip", str(root / "sample1"))) == 2
+    assert main(_args(tiny_models, out, "--clip", str(root / "sample1"))) == 2
     assert "o_side_by_side.mp4: exists" in capsys.readouterr().err
     assert comparison.read_bytes() == b"earlier side by side" and not out.exists()
-    assert main(_args(models, out, "--clip", str(root / "sample1"), "--overwrite")) == 0
+    assert main(_args(tiny_models, out, "--clip", str(root / "sample1"), "--overwrite")) == 0
     assert read_video(comparison).shape == (9, 32, 96, 3)
 
 
-def test_a_huge_target_is_refused_before_allocation(models, tmp_path, capsys, monkeypatch):
+def test_a_huge_target_is_refused_before_allocation(tiny_models, tmp_path, capsys, monkeypatch):
     video, cams = _write_our_schema(tmp_path, target=40001)
     monkeypatch.setattr(plan, "available_bytes", lambda device: (8 * plan.GIB, "available RAM"))
     loaded = []
@@ -237,16 +227,16 @@ def test_a_huge_target_is_refused_before_allocation(models, tmp_path, capsys, mo
         "hybridmem.sample.pipeline.WorldPipeline.from_checkpoint", lambda *a, **k: loaded.append(1)
     )
     out = tmp_path / "o.mp4"
-    assert main(_args(models, out, "--video", str(video), "--cameras", str(cams))) == 2
+    assert main(_args(tiny_models, out, "--video", str(video), "--cameras", str(cams))) == 2
     error = capsys.readouterr().err
     assert "needs an estimated" in error and "--segment-frames" in error and "Traceback" not in error
     assert not loaded and not out.exists()
 
 
-def test_checkpoint_and_vae_go_together(models, tmp_path, capsys):
+def test_checkpoint_and_vae_go_together(tiny_models, tmp_path, capsys):
     video, cams = _write_our_schema(tmp_path)
     args = ["sample", "--video", str(video), "--cameras", str(cams), "--out", str(tmp_path / "o.mp4")]
-    assert main([*args, "--checkpoint", str(models / "world")]) == 2
+    assert main([*args, "--checkpoint", str(tiny_models / "world")]) == 2
     assert "--checkpoint and --vae together" in capsys.readouterr().err
 
 
@@ -276,14 +266,14 @@ def test_garbage_caption_embedding_is_a_data_error(tmp_path, content, message):
         sample_cli.read_caption_embedding(str(path), 0)
 
 
-def test_default_size_is_the_training_size_of_an_exported_folder(models, tmp_path):
+def test_default_size_is_the_training_size_of_an_exported_folder(tiny_models, tmp_path):
     exported = tmp_path / "exported"
-    shutil.copytree(models / "world", exported / "hydra")
-    shutil.copytree(models / "vae", exported / "vae")
+    shutil.copytree(tiny_models / "world", exported / "hydra")
+    shutil.copytree(tiny_models / "vae", exported / "vae")
     (exported / "manifest.json").write_text(json.dumps({"data": {"width": 48, "height": 32}}))
     info = plan.read_model_info(exported / "hydra", exported / "vae")
     assert info.training_size == (48, 32) and "manifest.json" in info.training_size_source
-    assert plan.read_model_info(models / "world", models / "vae").training_size is None
+    assert plan.read_model_info(tiny_models / "world", tiny_models / "vae").training_size is None
     video, cams = _write_our_schema(tmp_path)
     out = tmp_path / "o.mp4"
     args = ["sample", "--video", str(video), "--cameras", str(cams), "--out", str(out), "--steps", "1"]
@@ -292,32 +282,32 @@ def test_default_size_is_the_training_size_of_an_exported_folder(models, tmp_pat
     assert read_video(out).shape == (5, 32, 48, 3)
 
 
-def test_memory_estimate_grows_with_size_and_length(models):
-    info = plan.read_model_info(models / "world", models / "vae")
+def test_memory_estimate_grows_with_size_and_length(tiny_models):
+    info = plan.read_model_info(tiny_models / "world", tiny_models / "vae")
     small = plan.estimate_peak_bytes(info, (9, 32, 32), 9, 9, 32, 32)
     assert plan.estimate_peak_bytes(info, (9, 32, 32), 9, 9, 64, 64) > small
     assert plan.estimate_peak_bytes(info, (9, 32, 32), 9, 81, 32, 32) > small
     assert math.isfinite(small) and small > plan.MEASURED_BASE_BYTES
 
 
-def test_training_size_of_a_run_comes_from_its_latent_cache(models, tmp_path):
+def test_training_size_of_a_run_comes_from_its_latent_cache(tiny_models, tmp_path):
     from safetensors.torch import save_file
 
     run, cache = tmp_path / "run", tmp_path / "cache"
-    shutil.copytree(models / "world", run / "final")
+    shutil.copytree(tiny_models / "world", run / "final")
     (cache / "clips").mkdir(parents=True)
     save_file({"context_latents": torch.zeros(3, 4, 6, 5)}, str(cache / "clips" / "000000.safetensors"))
     (run / "train_config.json").write_text(json.dumps({"cache": str(cache)}))
-    info = plan.read_model_info(run, models / "vae")
+    info = plan.read_model_info(run, tiny_models / "vae")
     assert info.training_size == (40, 48) and "training cache" in info.training_size_source
     (run / "train_config.json").write_text(json.dumps({"cache": str(tmp_path / "gone")}))
-    assert plan.read_model_info(run, models / "vae").training_size is None
+    assert plan.read_model_info(run, tiny_models / "vae").training_size is None
 
 
-def test_pipeline_refuses_steps_0_and_shift_nan(models):
+def test_pipeline_refuses_steps_0_and_shift_nan(tiny_models):
     from hybridmem.sample.pipeline import WorldPipeline
 
-    pipeline = WorldPipeline.from_checkpoint(models / "world", models / "vae", device="cpu")
+    pipeline = WorldPipeline.from_checkpoint(tiny_models / "world", tiny_models / "vae", device="cpu")
     poses = np.stack([look_at((0.1 * i, 0, 1.5), (0.1 * i, 5, 1.5)) for i in range(10)])
     args = (official_formats.frames(5, 32, 32), poses[:5], poses[5:], np.array([30.0, 30.0, 16.0, 16.0]))
     with pytest.raises(ConfigError, match="steps: 0 is out of range"):

@@ -10,7 +10,6 @@ from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.geometry import look_at
 from hybridmem.models.checkpoint import save_model
 from hybridmem.models.memory import MemoryConfig
-from hybridmem.models.vae import build_vae
 from hybridmem.models.world import build_world_model
 from hybridmem.sample.pipeline import WorldPipeline
 from hybridmem.sample.rollout import generate_long, padded_length, segment_lengths, segment_seed
@@ -32,21 +31,8 @@ INTRINSICS = np.array([20.0, 20.0, 16.0, 16.0])
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    world = build_world_model("tiny", memory=MemoryConfig(kind="hydra"))
-    with torch.no_grad():  # a new model predicts zero velocity; perturb so outputs depend on inputs
-        for parameter in world.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    save_model(world, root / "world")
-    save_model(build_vae("tiny"), root / "vae")
-    return root
-
-
-@pytest.fixture(scope="module")
-def pipeline(models):
-    return WorldPipeline.from_checkpoint(models / "world", models / "vae", device="cpu", steps=3)
+def pipeline(tiny_models):
+    return WorldPipeline.from_checkpoint(tiny_models / "world", tiny_models / "vae", device="cpu", steps=3)
 
 
 def test_generate_shapes_and_determinism(pipeline):
@@ -111,30 +97,30 @@ def test_bad_inputs_raise_clear_errors(pipeline):
         pipeline.generate(frames(9)[:, :24], cameras(9), cameras(5), INTRINSICS, progress=False)
 
 
-def test_bad_checkpoints_raise(models, tmp_path):
+def test_bad_checkpoints_raise(tiny_models, tmp_path):
     with pytest.raises(CheckpointError, match="no model here"):
-        WorldPipeline.from_checkpoint(tmp_path / "nothing", models / "vae")
+        WorldPipeline.from_checkpoint(tmp_path / "nothing", tiny_models / "vae")
     with pytest.raises(CheckpointError, match="not a WorldModel"):
-        WorldPipeline.from_checkpoint(models / "vae", models / "vae")
+        WorldPipeline.from_checkpoint(tiny_models / "vae", tiny_models / "vae")
     wide = tmp_path / "wide"
     save_model(build_world_model("tiny", latent_channels=8), wide)
     with pytest.raises(CheckpointError, match="latent channels"):
-        WorldPipeline.from_checkpoint(wide, models / "vae")
+        WorldPipeline.from_checkpoint(wide, tiny_models / "vae")
     mismatched = tmp_path / "mismatched"
     save_model(build_world_model("tiny"), mismatched)
     document = json.loads((mismatched / "config.json").read_text())
     document["config"]["dim"] = 128
     (mismatched / "config.json").write_text(json.dumps(document))
     with pytest.raises(CheckpointError, match="do not match"):
-        WorldPipeline.from_checkpoint(mismatched, models / "vae")
+        WorldPipeline.from_checkpoint(mismatched, tiny_models / "vae")
     (mismatched / "model.safetensors").write_bytes(b"truncated")
     document["config"]["dim"] = 64
     (mismatched / "config.json").write_text(json.dumps(document))
     with pytest.raises(CheckpointError, match="corrupt"):
-        WorldPipeline.from_checkpoint(mismatched, models / "vae")
+        WorldPipeline.from_checkpoint(mismatched, tiny_models / "vae")
 
 
-def test_cli_samples_a_clip_with_side_by_side(models, tmp_path):
+def test_cli_samples_a_clip_with_side_by_side(tiny_models, tmp_path):
     from hybridmem.data.hmworld import read_video
     from hybridmem.world.layout import write_clip
 
@@ -147,9 +133,9 @@ def test_cli_samples_a_clip_with_side_by_side(models, tmp_path):
             "--clip",
             str(tmp_path / "clip"),
             "--checkpoint",
-            str(models / "world"),
+            str(tiny_models / "world"),
             "--vae",
-            str(models / "vae"),
+            str(tiny_models / "vae"),
             "--out",
             str(out),
             "--steps",
@@ -164,7 +150,7 @@ def test_cli_samples_a_clip_with_side_by_side(models, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["sample.mp4", "sample_side_by_side.mp4"]
 
 
-def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, capsys):
+def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(tiny_models, tmp_path, capsys):
     import imageio.v2 as imageio
 
     video = tmp_path / "ctx.mp4"
@@ -184,9 +170,9 @@ def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, ca
         "--cameras",
         str(cams),
         "--checkpoint",
-        str(models / "world"),
+        str(tiny_models / "world"),
         "--vae",
-        str(models / "vae"),
+        str(tiny_models / "vae"),
         "--out",
         str(out),
         "--device",
@@ -210,7 +196,7 @@ def test_cli_bad_input_exits_nonzero_and_overwrites_nothing(models, tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "ctx.mp4", "out.mp4"]
 
 
-def test_caption_guidance(models):
+def test_caption_guidance(tiny_models):
     from hybridmem.models.checkpoint import load_model
 
     torch.manual_seed(1)
@@ -218,7 +204,7 @@ def test_caption_guidance(models):
     with torch.no_grad():
         for parameter in world.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    pipeline = WorldPipeline(world, load_model(models / "vae"), "cpu", steps=2)
+    pipeline = WorldPipeline(world, load_model(tiny_models / "vae"), "cpu", steps=2)
     caption = np.random.default_rng(0).normal(size=(3, 6))
     args = (frames(5), cameras(5), cameras(5, 1.0), INTRINSICS)
     plain = pipeline.generate(*args, caption_embedding=caption, progress=False)
@@ -230,7 +216,7 @@ def test_caption_guidance(models):
         pipeline.generate(*args, caption_embedding=caption[:, :4], progress=False)
 
 
-def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(models, monkeypatch):
+def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(tiny_models, monkeypatch):
     from hybridmem.models.checkpoint import load_model
     from hybridmem.warp import rotation_warp
 
@@ -239,7 +225,7 @@ def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(models, mon
     with torch.no_grad():
         for parameter in world.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    pipeline = WorldPipeline(world, load_model(models / "vae"), "cpu", steps=2)
+    pipeline = WorldPipeline(world, load_model(tiny_models / "vae"), "cpu", steps=2)
     context, context_cameras = frames(9), cameras(9)
     target_cameras = cameras(5, 0.3)
     seen = {}

@@ -5,10 +5,9 @@ import torch
 import torch.multiprocessing as mp
 
 from hybridmem.train import state as train_state
-from hybridmem.train.config import WorldTrainConfig
 from hybridmem.train.world import train_world
 
-from .helpers import make_latent_cache
+from .helpers import make_latent_cache, tiny_vae_config, tiny_world_config
 
 
 def free_port() -> int:
@@ -31,20 +30,7 @@ def act_as_torchrun_rank(rank, world_size, port):
 
 def worker(rank, world_size, port, cache, out, results):
     act_as_torchrun_rank(rank, world_size, port)
-    config = WorldTrainConfig(
-        cache=str(cache),
-        out=str(out),
-        memory="hydra",
-        preset="tiny",
-        steps=3,
-        batch_size=1,
-        lr=1e-3,
-        warmup=1,
-        save_every=0,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-    )
+    config = tiny_world_config(cache, out, steps=3, batch_size=1, save_every=0, ema_decay=0.999)
     result = train_world(config)
     torch.save({"weights": result["model"].state_dict(), "losses": result["losses"]}, results / f"{rank}.pt")
 
@@ -62,24 +48,10 @@ def test_two_ranks_hold_identical_weights(tmp_path):
 
 
 def vae_worker(rank, world_size, port, data, out, results):
-    from hybridmem.train.config import VaeTrainConfig
     from hybridmem.train.vae import train_vae
 
     act_as_torchrun_rank(rank, world_size, port)
-    config = VaeTrainConfig(
-        data=str(data),
-        out=str(out),
-        preset="tiny",
-        steps=2,
-        batch_size=1,
-        frames=5,
-        warmup=1,
-        save_every=0,
-        norm_windows=2,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-    )
+    config = tiny_vae_config(data, out, steps=2, batch_size=1, lr=1e-4, save_every=0, norm_windows=2)
     result = train_vae(config)
     torch.save(
         {"weights": result["model"].state_dict(), "losses": result["losses"]}, results / f"vae{rank}.pt"

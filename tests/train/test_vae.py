@@ -7,9 +7,10 @@ import torch
 from hybridmem.data.clip import Clip
 from hybridmem.errors import CheckpointError, DataError
 from hybridmem.models.checkpoint import load_model
-from hybridmem.train.config import VaeTrainConfig
 from hybridmem.train.logging import read_metrics
 from hybridmem.train.vae import image_gradient_l1, psnr, train_vae
+
+from .helpers import tiny_vae_config
 
 
 def synthetic_clip(folder, frames=18, size=16):
@@ -39,25 +40,7 @@ def dataset(tmp_path, monkeypatch):
 
 
 def config(data, out, **overrides):
-    values = dict(
-        data=str(data),
-        out=str(out),
-        preset="tiny",
-        steps=4,
-        batch_size=2,
-        lr=1e-3,
-        warmup=1,
-        frames=5,
-        save_every=2,
-        val_every=4,
-        norm_windows=4,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-        edge_weight=0.5,
-    )
-    values.update(overrides)
-    return VaeTrainConfig(**values)
+    return tiny_vae_config(data, out, **{"val_every": 4, "edge_weight": 0.5, **overrides})
 
 
 def test_train_vae_resume_psnr_and_latent_normalisation(dataset, tmp_path):

@@ -5,32 +5,14 @@ from hybridmem.data import cache
 from hybridmem.errors import CheckpointError, ConfigError
 from hybridmem.models.checkpoint import load_model
 from hybridmem.train import state as train_state
-from hybridmem.train.config import WorldTrainConfig
 from hybridmem.train.logging import read_metrics
 from hybridmem.train.world import train_world
 
-from .helpers import make_latent_cache
+from .helpers import make_latent_cache, tiny_world_config
 
 
 def config(cache, out, **overrides):
-    values = dict(
-        cache=str(cache),
-        out=str(out),
-        memory="hydra",
-        preset="tiny",
-        steps=6,
-        batch_size=2,
-        lr=1e-3,
-        warmup=2,
-        save_every=3,
-        keep=2,
-        device="cpu",
-        progress=False,
-        tensorboard=False,
-        ema_decay=0.9,
-    )
-    values.update(overrides)
-    return WorldTrainConfig(**values)
+    return tiny_world_config(cache, out, **{"steps": 6, "warmup": 2, "save_every": 3, "keep": 2, **overrides})
 
 
 @pytest.fixture(scope="module")
