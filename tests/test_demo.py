@@ -9,7 +9,8 @@ import pytest
 
 from hybridmem.cli import main
 from hybridmem.recipe.budgets import MEMORY_VARIANTS
-from hybridmem.recipe.export import MANIFEST_FILE, default_assets_dir, verify_export
+from hybridmem.recipe.export import MANIFEST_FILE, verify_export
+from hybridmem.runfolder import default_assets_dir
 
 
 def test_demo_without_assets_says_how_to_make_them(tmp_path, capsys):

@@ -11,7 +11,8 @@ import pytest
 
 from hybridmem.errors import ConfigError
 from hybridmem.eval.protocol import EvalConfig, run_evaluation
-from hybridmem.recipe.export import MANIFEST_FILE, default_assets_dir
+from hybridmem.recipe.export import MANIFEST_FILE
+from hybridmem.runfolder import default_assets_dir
 
 from .helpers import run_cli, snapshot, tiny_dataset
 

@@ -225,7 +225,7 @@ def test_checkpoint_without_a_vae_record_is_used_with_a_warning(inputs, tmp_path
 
 
 def test_shipped_models_pair_without_a_warning(capsys):
-    from hybridmem.recipe.export import default_assets_dir
+    from hybridmem.runfolder import default_assets_dir
 
     assets = default_assets_dir()
     sample_pipeline.check_vae_pairing(assets / "hydra", assets / "vae")
