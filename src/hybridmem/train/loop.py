@@ -195,7 +195,7 @@ class TrainingRun:
             loss, terms = step_loss(batch, step)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"step {step}: loss is {float(loss)}; lower --lr or use --precision fp32"
+                    f"step {step}: loss is {float(loss.detach())}; lower --lr or use --precision fp32"
                 )
             # 5b. update
             grad_norm = common.optimizer_step(loss, self.model, self.optimizer, self.scaler, config.grad_clip)
