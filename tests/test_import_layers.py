@@ -5,7 +5,7 @@ A unit is a top-level module or sub-package of hybridmem (`geometry`, `models`, 
 package's own __init__). The order lists units top first, one layer a line; a unit may import its own
 modules and those of units on lower lines, never a unit on its own line (a sibling) or above.
 
-    HYBRIDMEM_SRC=/tmp/old/src pytest tests/test_layers.py      # check another checkout's package
+    HYBRIDMEM_SRC=/tmp/old/src pytest tests/test_import_layers.py      # check another checkout's package
 """
 
 from __future__ import annotations
