@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/attention.py --json runs/bench/attention.json            # full grid
     .venv/bin/python benchmarks/attention.py --json runs/bench/attention_quick.json --quick
+    .venv/bin/python benchmarks/attention.py --json runs/bench/attention_paired.json --skip-grid  # ratio only
 
 Variants: full, window, fov, hydra (gathered fast path) and hydra-loop (per-frame loop reference), at
 16/40/80/160 latent frames of 64 (8x8) and 256 (16x16) tokens, dim 256, 4 heads, batch 1, half the frames
@@ -18,6 +19,14 @@ heap and high-water mark per row, an address-space limit), and:
   warm-up forward+backward, recomputation included). FlopCounterMode has no formula for the CPU
   flash-attention kernel, so this script registers the standard SDPA formulas for it.
 Rows whose estimated forward+backward time exceeds --max-seconds are reported as skipped with the reason.
+
+Then, per token count, the speed goal in paired runs (`run_pair`, one subprocess per token count): at the
+largest frame count, hydra and hydra-loop with the same weights and input, forward+backward, `--paired`
+times each, alternating which goes first; the ratio reported is the median of the per-pair ratios
+(loop / hydra), so a shared machine's load, which drifts over minutes, weighs on both sides of each pair.
+The same run checks that the two agree (largest output and input-gradient difference), and reports the
+process CPU time ratio beside the wall-clock one (CPU time counts threads' busy-waiting too, so it is a
+second view, not a better one).
 """
 
 from __future__ import annotations
@@ -59,11 +68,9 @@ def estimated_attention_gflop(variant: str, frames: int, tokens: int, dim: int, 
 # ------------------------------------------------------------------------------------ one row (child)
 
 
-def build_layer(variant: str, dim: int, heads: int, args):
+def build_handle(dim: int, heads: int):
     from einops import rearrange
     from torch import nn
-
-    from hybridmem.models.memory import HydraLoopReference, MemoryConfig, build_memory
 
     class Handle(nn.Module):
         """The block's attention, reduced to what a memory needs: linear q/k/v, no rope, no norm."""
@@ -79,18 +86,24 @@ def build_layer(variant: str, dim: int, heads: int, args):
         def project_kv(self, tokens, positions):
             return self.split(self.k(tokens)), self.split(self.v(tokens))
 
-    kind = "hydra" if variant == "hydra-loop" else variant
-    config = MemoryConfig(
-        kind=kind,
+    return Handle()
+
+
+def memory_config(variant: str, args):
+    from hybridmem.models.memory import MemoryConfig
+
+    return MemoryConfig(
+        kind="hydra" if variant == "hydra-loop" else variant,
         window=args.window,
         top_k=args.top_k,
         tokenizer_kernel=tuple(args.tokenizer_kernel),
         query_chunk=args.query_chunk,
     )
-    memory = build_memory(config, dim, heads)
-    if variant == "hydra-loop":
-        memory = HydraLoopReference(config.validate(), dim, heads)
-    handle = Handle()
+
+
+def as_layer(memory, handle):
+    """One attention layer: project x to q, k, v with `handle`, attend through `memory`."""
+    from einops import rearrange
 
     def layer(x, ctx):
         tokens = rearrange(x, "b f h w d -> b (f h w) d")
@@ -98,8 +111,17 @@ def build_layer(variant: str, dim: int, heads: int, args):
         k, v = handle.project_kv(tokens, None)
         return memory(q, k, v, x, handle, ctx)
 
-    parameters = list(handle.parameters()) + list(memory.parameters())
-    return layer, parameters
+    return layer, list(handle.parameters()) + list(memory.parameters())
+
+
+def build_layer(variant: str, dim: int, heads: int, args):
+    from hybridmem.models.memory import HydraLoopReference, build_memory
+
+    config = memory_config(variant, args)
+    memory = build_memory(config, dim, heads)
+    if variant == "hydra-loop":
+        memory = HydraLoopReference(config.validate(), dim, heads)
+    return as_layer(memory, build_handle(dim, heads))
 
 
 def orbit_cameras(frames: int):
@@ -220,6 +242,81 @@ def run_row(spec: dict) -> dict:
     }
 
 
+def run_pair(spec: dict) -> dict:
+    """hydra (gathered kernel) against hydra-loop (per-frame loop), forward+backward, in paired runs.
+
+    Both layers share one handle and one set of memory weights, read the same input, and alternate which
+    runs first in each repeat, so load from other processes on a shared machine weighs on both sides of a
+    pair alike. Returns each pair's times and ratio (loop / kernel), and the largest difference between
+    the two layers' outputs and input gradients (they must agree: same math, different execution).
+    """
+    import torch
+
+    from hybridmem.models.memory import HydraLoopReference, MemoryContext, build_memory
+
+    args = argparse.Namespace(**spec["args"])
+    limit = int(args.max_memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    frames, tokens, dim = spec["frames"], spec["tokens_per_frame"], spec["dim"]
+    side = math.isqrt(tokens)
+    torch.manual_seed(0)
+    config = memory_config("hydra", args)
+    kernel_memory = build_memory(config, dim, args.heads)
+    loop_memory = HydraLoopReference(config.validate(), dim, args.heads)
+    loop_memory.load_state_dict(kernel_memory.state_dict())
+    handle = build_handle(dim, args.heads)
+    layers = {"hydra": as_layer(kernel_memory, handle), "hydra-loop": as_layer(loop_memory, handle)}
+    ctx = MemoryContext(grid=(frames, side, side), context_frames=frames // 2)
+    x = torch.randn(1, frames, side, side, dim, generator=torch.Generator().manual_seed(1))
+
+    def forward_backward(variant):
+        layer, parameters = layers[variant]
+        for parameter in parameters:
+            parameter.grad = None
+        inputs = x.clone().requires_grad_()
+        out = layer(inputs, ctx)
+        out.sum().backward()
+        return out.detach(), inputs.grad
+
+    # 1. warm-up, which also checks that both layers compute the same thing
+    (kernel_out, kernel_grad), (loop_out, loop_grad) = (forward_backward(v) for v in ("hydra", "hydra-loop"))
+    out_diff = (kernel_out - loop_out).abs().max().item()
+    grad_diff = (kernel_grad - loop_grad).abs().max().item()
+    # 2. paired runs, alternating the order
+    pairs = []
+    for repeat in range(args.paired):
+        order = ("hydra", "hydra-loop") if repeat % 2 == 0 else ("hydra-loop", "hydra")
+        times, cpu_times = {}, {}
+        for variant in order:
+            begin, cpu_begin = time.perf_counter(), time.process_time()
+            forward_backward(variant)
+            times[variant] = (time.perf_counter() - begin) * 1e3
+            cpu_times[variant] = (time.process_time() - cpu_begin) * 1e3
+        pairs.append(
+            {
+                "hydra_ms": round(times["hydra"], 1),
+                "loop_ms": round(times["hydra-loop"], 1),
+                "ratio": round(times["hydra-loop"] / times["hydra"], 3),
+                "hydra_cpu_ms": round(cpu_times["hydra"], 1),
+                "loop_cpu_ms": round(cpu_times["hydra-loop"], 1),
+                "cpu_ratio": round(cpu_times["hydra-loop"] / cpu_times["hydra"], 3),
+            }
+        )
+    return {
+        "frames": frames,
+        "tokens_per_frame": tokens,
+        "dim": dim,
+        "pairs": pairs,
+        "median_ratio": round(statistics.median(p["ratio"] for p in pairs), 3),
+        "median_hydra_ms": round(statistics.median(p["hydra_ms"] for p in pairs), 1),
+        "median_loop_ms": round(statistics.median(p["loop_ms"] for p in pairs), 1),
+        "median_cpu_ratio": round(statistics.median(p["cpu_ratio"] for p in pairs), 3),
+        "threads": torch.get_num_threads(),
+        "max_abs_diff_out": out_diff,
+        "max_abs_diff_input_grad": grad_diff,
+    }
+
+
 # ----------------------------------------------------------------------------------------- driver
 
 
@@ -284,10 +381,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-memory-gb", type=float, default=12.0, help="address-space limit of each row's process"
     )
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=5,
+        help="paired hydra/hydra-loop fwd+bwd runs at the largest frame count, per token count (0: none)",
+    )
+    parser.add_argument("--skip-grid", action="store_true", help="run only the paired comparison")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print its JSON
+    parser.add_argument("--pair", help=argparse.SUPPRESS)  # internal: run one paired comparison
     args = parser.parse_args(argv)
     if args.row:
         print(json.dumps(run_row(json.loads(args.row))))
+        return 0
+    if args.pair:
+        print(json.dumps(run_pair(json.loads(args.pair))))
         return 0
     if args.quick:
         args.row_budget_s = min(args.row_budget_s, 5.0)
@@ -305,10 +413,11 @@ def main(argv: list[str] | None = None) -> int:
             "repeats",
             "row_budget_s",
             "max_memory_gb",
+            "paired",
         )
     }
     rows = []
-    for tokens in tokens_list:
+    for tokens in tokens_list if not args.skip_grid else ():
         for frames in frames_list:
             for variant in args.variants:
                 row = {"variant": variant, "frames": frames, "tokens_per_frame": tokens, "dim": args.dim}
@@ -332,6 +441,29 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     summary = summarise(rows, max(frames_list))
+    pairs = []
+    for tokens in tokens_list if args.paired > 0 else ():
+        spec = {"frames": max(frames_list), "tokens_per_frame": tokens, "dim": args.dim, "args": row_args}
+        result = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--pair", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pair = dict(spec, failed=f"exit {result.returncode}: {result.stderr.strip()[-400:]}")
+            pair.pop("args")
+        else:
+            pair = json.loads(result.stdout.strip().splitlines()[-1])
+            summary.append(
+                f"{pair['frames']} frames x {tokens} tokens, paired fwd+bwd: hydra vs loop "
+                f"{pair['median_ratio']:.2f}x (median of {len(pair['pairs'])} paired ratios; hydra "
+                f"{pair['median_hydra_ms']:.0f} ms, loop {pair['median_loop_ms']:.0f} ms; process CPU time "
+                f"ratio {pair['median_cpu_ratio']:.2f}x over {pair['threads']} threads; max |difference| "
+                f"output {pair['max_abs_diff_out']:.1e}, "
+                f"input gradient {pair['max_abs_diff_input_grad']:.1e})"
+            )
+        pairs.append(pair)
+        print(json.dumps(pair), flush=True)
     for line in summary:
         print(line)
     if args.json:
@@ -351,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_mb": "peak live tensor bytes over a forward+backward (torch.profiler memory events)",
                 "rss_mb": "growth of ru_maxrss over the warm-up forward and forward+backward",
                 "rows": rows,
+                "pairs": pairs,
                 "summary": summary,
             },
         )
