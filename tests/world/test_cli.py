@@ -36,7 +36,7 @@ def test_generate_then_preview(tmp_path, fake_backend, capsys):
         (["--width", "0"], "--width"),
         (["--context-frames", "8"], "context_frames=8"),
         (["--scenes", "moon_base"], "valid names"),
-        (["--max-subjects", "4"], "max_subjects=4"),
+        (["--max-subjects", "4"], "--max-subjects: 4 is out of range"),
         (["--shard", "3/2"], "--shard"),
     ],
 )
