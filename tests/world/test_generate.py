@@ -26,7 +26,9 @@ TINY = dict(width=32, height=32, context_frames=9, target_frames=9, min_hidden_f
 # 1. fake planner / renderer: subject s is a 4x4 square that hides for a random gap starting at frame 3
 
 
-def fake_plan_clip(rng, *, scene, subject_names, num_frames, fps, width, height, horizontal_fov_deg=70.0):
+def fake_plan_clip(
+    rng, *, scene, subject_names, num_frames, fps, width, height, horizontal_fov_deg=70.0, path_families=("line",)
+):
     num_subjects = len(subject_names)
     gaps = rng.integers(0, 9, size=num_subjects)
     columns = rng.integers(0, width - 4, size=num_subjects)
@@ -36,7 +38,7 @@ def fake_plan_clip(rng, *, scene, subject_names, num_frames, fps, width, height,
     cameras = np.stack([look_at([0, -5, 1], [0, 0, 1])] * num_frames)
     trajectory = next(iter(taxonomy.CAMERA_TRAJECTORIES))
     plan = SimpleNamespace(
-        scene=scene, subject_names=list(subject_names), path_families=["line"] * num_subjects,
+        scene=scene, subject_names=list(subject_names), path_families=[path_families[0]] * num_subjects,
         camera_trajectory=trajectory, cameras=cameras, intrinsics=intrinsics_from_fov(width, height, 70.0),
         positions=positions, headings=np.zeros((num_subjects, num_frames)), num_frames=num_frames,
     )  # fmt: skip

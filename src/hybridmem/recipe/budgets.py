@@ -90,7 +90,8 @@ class Budget:
             )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON form (tuples as lists), so a record read back compares equal to the budget it came from."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def generate_args(self) -> list[str]:
         """The `hybridmem world generate` flags of this budget's clips, other than --seed, --num-clips,
