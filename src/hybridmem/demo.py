@@ -119,6 +119,7 @@ def run_demo(
         target_frames=data["target_frames"],
         min_hidden_frames=data["min_hidden_frames"],
         horizontal_fov_deg=data.get("horizontal_fov_deg", LEGACY_FOV_DEG),
+        paths=tuple(data.get("paths", ())),  # older manifests: every path family
         seed=DEMO_SEED,
     )
     print(

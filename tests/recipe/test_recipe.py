@@ -283,6 +283,8 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     assert args[args.index("--horizontal-fov-deg") + 1] == str(smoke.horizontal_fov_deg)
     assert args[args.index("--width") + 1] == str(smoke.width) and "--seed" not in args and "--out" not in args
     assert manifest["data"]["horizontal_fov_deg"] == smoke.horizontal_fov_deg
+    assert args[args.index("--paths") + 1 :][: len(smoke.paths)] == list(smoke.paths) and smoke.paths
+    assert manifest["data"]["paths"] == list(smoke.paths)
     shapes = verify_export(exported)
     assert shapes["vae"][1:] == (get_budget("smoke").context_frames, 3, 64, 64)
     assert all(shapes[kind][:2] == (1, 3) for kind in MEMORY_VARIANTS)  # 9 target frames -> 3 latent frames
@@ -305,6 +307,8 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     # the demo clips are held-out test clips with a re-entry and counterfactual renders
     metadata = json.loads((out / "world" / "test" / "000000" / "metadata.json").read_text())
     assert metadata["split"] == "test" and "subject_id" in metadata["counterfactuals"]
+    # rendered with the training clips' generator settings, path families included
+    assert metadata["config"]["paths"] == list(smoke.paths) and metadata["config"]["width"] == smoke.width
     aggregate = json.loads((out / "aggregate.json").read_text())
     assert list(aggregate["methods"]) == [*DEMO_MODELS, *DEMO_BASELINES]
 

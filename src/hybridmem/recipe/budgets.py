@@ -117,6 +117,7 @@ BUDGETS: dict[str, Budget] = {
         context_frames=9,
         target_frames=9,
         min_hidden_frames=3,
+        paths=("line",),  # as the cpu budget: the flag travels to the export manifest and the demo
         train_clips=4,
         val_clips=1,
         test_clips=2,

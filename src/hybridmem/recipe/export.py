@@ -58,6 +58,7 @@ def data_settings(budget: dict) -> dict:
     keys = ("width", "height", "context_frames", "target_frames", "min_hidden_frames", "seed")
     settings = {key: budget[key] for key in keys}
     settings["horizontal_fov_deg"] = budget.get("horizontal_fov_deg", LEGACY_FOV_DEG)
+    settings["paths"] = list(budget.get("paths", []))  # the subjects' path families; empty: all
     settings["generate_args"] = Budget(
         **{**budget, "horizontal_fov_deg": settings["horizontal_fov_deg"]}
     ).generate_args()
