@@ -81,7 +81,7 @@ def build_handle(dim: int, heads: int):
             self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
 
         def split(self, t):
-            return rearrange(t, "b m (h d) -> b h m d", h=heads)
+            return rearrange(t, "b m (a d) -> b a m d", a=heads)
 
         def project_kv(self, tokens, positions):
             return self.split(self.k(tokens)), self.split(self.v(tokens))

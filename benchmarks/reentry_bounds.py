@@ -59,7 +59,9 @@ def mask_iou(a: "T H W", b: "T H W") -> float:
 
 
 def summary(values: list[float]) -> dict:
-    finite = np.array([v for v in values if isinstance(v, (int, float)) and math.isfinite(v)], dtype=np.float64)
+    finite = np.array(
+        [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)], dtype=np.float64
+    )
     if finite.size == 0:
         return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "clips": 0}
     low, high = bootstrap_interval(finite)
@@ -169,7 +171,9 @@ def probe(args) -> dict:
             save_counterfactuals(staging / COUNTERFACTUALS_FILE, cf)
             staging.rename(target)
             written.append(folder.name)
-            print(f"{folder.name}: subject {cf.subject_id}, last seen {last_seen}, back at {entry}", flush=True)
+            print(
+                f"{folder.name}: subject {cf.subject_id}, last seen {last_seen}, back at {entry}", flush=True
+            )
     finally:
         for renderer in renderers.values():
             renderer.close()
@@ -196,7 +200,10 @@ def main(argv=None) -> int:
     if args.mode == "extrapolate":
         print(f"\nmeans over clips (95% bootstrap interval), {args.data} {args.split}:")
         for key, value in result["means"].items():
-            print(f"  {key:28s} {value['mean']:+7.2f} [{value['ci_low']:+.2f}, {value['ci_high']:+.2f}] n={value['clips']}")
+            print(
+                f"  {key:28s} {value['mean']:+7.2f} [{value['ci_low']:+.2f}, {value['ci_high']:+.2f}] "
+                f"n={value['clips']}"
+            )
     return 0
 
 

@@ -15,7 +15,7 @@ from hybridmem.models.memory.retrieval import window_indices
 
 
 def per_frame_attention(q, k, v, window_idx, memory_keys, memory_values, indices, valid):
-    """One scaled_dot_product_attention per (batch element, query frame), valid slots only: "B h Q P d"."""
+    """One scaled_dot_product_attention per (batch element, query frame), valid slots only: "B a Q P d"."""
     batch, _, num_queries, _, _ = q.shape
     outputs = []
     for b in range(batch):

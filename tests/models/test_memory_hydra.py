@@ -30,13 +30,13 @@ class TinyHandle(nn.Module):
         return torch.stack([first * cos - second * sin, first * sin + second * cos], -1).flatten(-2)
 
     def heads(self, t):
-        return rearrange(t, "b m (h d) -> b h m d", h=self.num_heads)
+        return rearrange(t, "b m (a d) -> b a m d", a=self.num_heads)
 
     def project_kv(self, tokens, positions):
         return self.rope(self.heads(self.k(tokens)), positions), self.heads(self.v(tokens))
 
     def qkv(self, x):
-        """x "B F H W D" -> q, k, v "B h N d" at integer (f, h, w) positions."""
+        """x "B F H W D" -> q, k, v "B a N d" at integer (f, h, w) positions."""
         grid = x.shape[1:4]
         positions = torch.stack(
             torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in grid), indexing="ij"), -1
@@ -72,8 +72,8 @@ def brute_force(q, k, v, memory_keys, memory_values, allowed_frames, allowed_sli
     num_frames, height, width = grid
     tokens = height * width
     slice_tokens = memory_keys.shape[3]
-    keys = torch.cat([k, rearrange(memory_keys, "b h s p d -> b h (s p) d")], dim=2)
-    values = torch.cat([v, rearrange(memory_values, "b h s p d -> b h (s p) d")], dim=2)
+    keys = torch.cat([k, rearrange(memory_keys, "b a s p d -> b a (s p) d")], dim=2)
+    values = torch.cat([v, rearrange(memory_values, "b a s p d -> b a (s p) d")], dim=2)
     mask = torch.cat(
         [
             allowed_frames.repeat_interleave(tokens, 1).repeat_interleave(tokens, 2),

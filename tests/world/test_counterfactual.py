@@ -1,4 +1,4 @@
-"""Counterfactual renders: the re-entering subject erased, or frozen where it was last seen (real renderer)."""
+"""Counterfactual renders: the re-entering subject erased, frozen where last seen, or walking on."""
 
 import dataclasses
 

@@ -44,9 +44,9 @@ the background metrics see it).
 Motion score (dB), over the target frames where both the true subject and the frozen render's subject are
 in view (where the frozen subject is out of view the frozen render is the erased one over the region, and a
 frame cannot tell "where it went" from "where it was left": measured, two held-out test clips whose frozen
-subject stayed out of view scored +70 to +80 dB for every method, copy-last included), region U = true mask M union the frozen render's mask of the
-subject (frozen_ids == subject_id), ring around U as above (it also leaves out the frozen render's subject
-pixels), contrast and MSE_c over U:
+subject stayed out of view scored +70 to +80 dB for every method, copy-last included), region U = true
+mask M union the frozen render's mask of the subject (frozen_ids == subject_id), ring around U as above
+(it also leaves out the frozen render's subject pixels), contrast and MSE_c over U:
 
     ratio(X)     = 10 log10(max(MSE_c(X, frozen), MSE_FLOOR) / max(MSE_c(X, GT), MSE_FLOOR))
     motion_score = ratio(generation) - ratio(erased render)

@@ -2,7 +2,7 @@
 the sinusoidal timestep embedding.
 
 Shape glossary: B batch, F latent frames, H/W token grid of one latent frame, N = F*H*W tokens in (f, h, w)
-order, M any number of tokens (for example memory tokens), D model width, h heads, d head width.
+order, M any number of tokens (for example memory tokens), D model width, a heads, d head width.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) 
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs (x[2i], x[2i+1]) of x "B h M d" by angles "M d/2"."""
-    pairs = rearrange(x.float(), "... (p two) -> ... p two", two=2)  # B h M d/2 2
-    first, second = pairs.unbind(-1)  # B h M d/2 each
+    """Rotate adjacent channel pairs (x[2i], x[2i+1]) of x "B a M d" by angles "M d/2"."""
+    pairs = rearrange(x.float(), "... (p two) -> ... p two", two=2)  # B a M d/2 2
+    first, second = pairs.unbind(-1)  # B a M d/2 each
     cos, sin = angles.cos(), angles.sin()  # M d/2
-    rotated = torch.stack([first * cos - second * sin, first * sin + second * cos], dim=-1)  # B h M d/2 2
-    return rearrange(rotated, "... p two -> ... (p two)").to(x.dtype)  # B h M d
+    rotated = torch.stack([first * cos - second * sin, first * sin + second * cos], dim=-1)  # B a M d/2 2
+    return rearrange(rotated, "... p two -> ... (p two)").to(x.dtype)  # B a M d
 
 
 def grid_positions(frames: int, height: int, width: int, device=None) -> torch.Tensor:

@@ -171,27 +171,27 @@ class SelfAttention(nn.Module):
         self.norm_k = RMSNorm(dim, eps)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return rearrange(x, "b m (h d) -> b h m d", h=self.num_heads)  # B h M d
+        return rearrange(x, "b m (a d) -> b a m d", a=self.num_heads)  # B a M d
 
     def project_q(self, tokens: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        """tokens "B M D", angles "M d/2" -> q "B h M d", normed and rope'd."""
+        """tokens "B M D", angles "M d/2" -> q "B a M d", normed and rope'd."""
         return apply_rope(self.split_heads(self.norm_q(self.q(tokens))), angles)
 
     def project_kv_at_angles(
         self, tokens: torch.Tensor, angles: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens "B M D", angles "M d/2" -> k, v "B h M d" (k normed and rope'd)."""
-        k = apply_rope(self.split_heads(self.norm_k(self.k(tokens))), angles)  # B h M d
-        v = self.split_heads(self.v(tokens))  # B h M d
+        """tokens "B M D", angles "M d/2" -> k, v "B a M d" (k normed and rope'd)."""
+        k = apply_rope(self.split_heads(self.norm_k(self.k(tokens))), angles)  # B a M d
+        v = self.split_heads(self.v(tokens))  # B a M d
         return k, v
 
     def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d" (k normed, rope'd there)."""
+        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B a M d" (k normed, rope'd there)."""
         return self.project_kv_at_angles(tokens, rope_angles(positions, self.head_dim, self.rope_theta))
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention output "B h M d" -> out-projected "B M D"."""
-        return self.o(rearrange(x, "b h m d -> b m (h d)"))
+        """Attention output "B a M d" -> out-projected "B M D"."""
+        return self.o(rearrange(x, "b a m d -> b m (a d)"))
 
 
 class CrossAttention(nn.Module):
@@ -209,11 +209,11 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, caption_tokens: torch.Tensor) -> torch.Tensor:
         """x "B N D", caption_tokens "B L D" -> "B N D"."""
-        q = rearrange(self.norm_q(self.q(x)), "b n (h d) -> b h n d", h=self.num_heads)
-        k = rearrange(self.norm_k(self.k(caption_tokens)), "b l (h d) -> b h l d", h=self.num_heads)
-        v = rearrange(self.v(caption_tokens), "b l (h d) -> b h l d", h=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v)  # B h N d
-        return self.o(rearrange(out, "b h n d -> b n (h d)"))  # B N D
+        q = rearrange(self.norm_q(self.q(x)), "b n (a d) -> b a n d", a=self.num_heads)
+        k = rearrange(self.norm_k(self.k(caption_tokens)), "b l (a d) -> b a l d", a=self.num_heads)
+        v = rearrange(self.v(caption_tokens), "b l (a d) -> b a l d", a=self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v)  # B a N d
+        return self.o(rearrange(out, "b a n d -> b n (a d)"))  # B N D
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -277,10 +277,10 @@ class WorldBlock(nn.Module):
         )  # B F D
         attn_input = modulate(self.norm1(x), shift_msa, scale_msa) + camera_embedding[:, :, None]  # B F P D
         tokens = rearrange(attn_input, "b f p d -> b (f p) d")  # B N D
-        q = self.self_attn.project_q(tokens, angles)  # B h N d
-        k, v = self.self_attn.project_kv_at_angles(tokens, angles)  # B h N d each
+        q = self.self_attn.project_q(tokens, angles)  # B a N d
+        k, v = self.self_attn.project_kv_at_angles(tokens, angles)  # B a N d each
         grid_input = rearrange(attn_input, "b f (hh ww) d -> b f hh ww d", hh=height, ww=width)  # B F H W D
-        attended = self.memory(q, k, v, grid_input, self.self_attn, ctx)  # B h N d
+        attended = self.memory(q, k, v, grid_input, self.self_attn, ctx)  # B a N d
         attn_out = self.camera_projector(self.self_attn.merge_heads(attended))  # B N D
         x = x + gate_msa * rearrange(attn_out, "b (f p) d -> b f p d", f=frames)  # B F P D
 

@@ -107,14 +107,14 @@ class AttentionHandle(Protocol):
     head_dim: int
 
     def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B h M d", k normed and rope'd."""
+        """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B a M d", k normed and rope'd."""
         ...
 
 
 class Memory(nn.Module):
-    """Base class. forward(q, k, v, x, attn, ctx) -> attention output "B h N d" (before the out projection).
+    """Base class. forward(q, k, v, x, attn, ctx) -> attention output "B a N d" (before the out projection).
 
-    q, k, v: "B h N d" for the sequence's own tokens, normed and rope'd at integer (f, h, w) positions.
+    q, k, v: "B a N d" for the sequence's own tokens, normed and rope'd at integer (f, h, w) positions.
     x: "B F H W D", the block's normalised self-attention input (what a memory tokenizer compresses).
     """
 
@@ -140,7 +140,7 @@ class FullMemory(Memory):
     """The paper's "Baseline": every token attends to every context and target token."""
 
     def forward(self, q, k, v, x, attn, ctx):
-        return F.scaled_dot_product_attention(q, k, v)  # B h N d
+        return F.scaled_dot_product_attention(q, k, v)  # B a N d
 
 
 MEMORIES: dict[str, type[Memory]] = {"full": FullMemory}

@@ -51,15 +51,15 @@ class FovMemory(Memory):
     def forward(self, q, k, v, x, attn, ctx):
         cameras, intrinsics = require_cameras(ctx, "fov")
         num_frames, context_frames = ctx.grid[0], ctx.context_frames
-        q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
+        q, k, v = (rearrange(t, "b a (f p) d -> b a f p d", f=num_frames) for t in (q, k, v))  # B a F P d
         outputs = []
         # 1. context frames attend to the context
         if context_frames > 0:
             context_q, context_k, context_v = (
-                rearrange(t[:, :, :context_frames], "b h f p d -> b h (f p) d") for t in (q, k, v)
+                rearrange(t[:, :, :context_frames], "b a f p d -> b a (f p) d") for t in (q, k, v)
             )
-            attended = F.scaled_dot_product_attention(context_q, context_k, context_v)  # B h (C P) d
-            outputs.append(rearrange(attended, "b h (f p) d -> b h f p d", f=context_frames))
+            attended = F.scaled_dot_product_attention(context_q, context_k, context_v)  # B a (C P) d
+            outputs.append(rearrange(attended, "b a (f p) d -> b a f p d", f=context_frames))
         # 2. target frames attend to their window and their retrieved context frames
         if num_frames > context_frames:
             window_idx = window_indices(num_frames, self.config.window, q.device)[context_frames:]  # T Wn
@@ -80,5 +80,5 @@ class FovMemory(Memory):
                     valid,
                     self.config.query_chunk,
                 )
-            )  # B h T P d
-        return rearrange(torch.cat(outputs, dim=2), "b h f p d -> b h (f p) d")
+            )  # B a T P d
+        return rearrange(torch.cat(outputs, dim=2), "b a f p d -> b a (f p) d")

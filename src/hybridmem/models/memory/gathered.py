@@ -5,7 +5,7 @@ slices, which retrieved slots are valid); this module only executes that decisio
 frames at once, in chunks, with a custom backward. It changes no result: tests compare it, forward and
 backward, against the per-frame loop in reference.py and against brute-force masked attention.
 
-Shape glossary: B batch, F latent frames, P tokens of one latent frame, h heads, d head width, S memory
+Shape glossary: B batch, F latent frames, P tokens of one latent frame, a heads, d head width, S memory
 slices, P' tokens of one slice, K retrieved slices, Wn window width (latent frames), Q query latent frames,
 Qc query frames of one chunk, L = Wn P + K P' keys a query frame reads, T rows of a key table.
 """
@@ -22,16 +22,16 @@ from einops import rearrange
 
 
 def key_table(keys: torch.Tensor, memory_keys: torch.Tensor | None) -> torch.Tensor:
-    """Every key a query may read, one row per token: "B h F P d" (+ "B h S P' d") -> "(B T) h d".
+    """Every key a query may read, one row per token: "B a F P d" (+ "B a S P' d") -> "(B T) a d".
 
     T = F P + S P': the sequence's tokens first, then the memory slices' tokens. One gather from this table
     builds a chunk's whole key set, instead of gathering window and memory apart and concatenating them:
     every extra copy of the gathered keys costs memory traffic comparable to the attention itself on CPU.
     """
-    parts = [rearrange(keys, "b h f p d -> b (f p) h d")]
+    parts = [rearrange(keys, "b a f p d -> b (f p) a d")]
     if memory_keys is not None:
-        parts.append(rearrange(memory_keys, "b h s p d -> b (s p) h d"))
-    return rearrange(torch.cat(parts, dim=1), "b t h d -> (b t) h d")
+        parts.append(rearrange(memory_keys, "b a s p d -> b (s p) a d"))
+    return rearrange(torch.cat(parts, dim=1), "b t a d -> (b t) a d")
 
 
 def token_indices(
@@ -88,7 +88,7 @@ def chunks(num_queries: int, chunk: int):
 
 @dataclass(frozen=True)
 class TableLayout:
-    """Where things sit in a key table ("(B T) h d", see `key_table`): frames' tokens, then slices' tokens."""
+    """Where things sit in a key table ("(B T) a d", see `key_table`): frames' tokens, then slices' tokens."""
 
     batch: int
     num_frames: int  # F
@@ -114,25 +114,25 @@ def scatter_rows(
 ) -> None:
     """Add the gradient of gathered rows back onto the table they were gathered from (in place).
 
-    grad_table: "(B T) h d"; grad_gathered: "(B Qc L) h d" laid out as `token_indices` gathered it;
+    grad_table: "(B T) a d"; grad_gathered: "(B Qc L) a d" laid out as `token_indices` gathered it;
     frames: "Qc Wn"; chosen: "B Qc K" or None. The adds run over whole latent frames and whole slices
-    (rows of P h d numbers), not single tokens: index_add_ over token rows of h d numbers was ten times
+    (rows of P a d numbers), not single tokens: index_add_ over token rows of a d numbers was ten times
     slower on CPU, and it was most of the backward.
     """
     batch, (num_queries, window) = layout.batch, frames.shape
-    width = grad_table.shape[1] * grad_table.shape[2]  # h d
+    width = grad_table.shape[1] * grad_table.shape[2]  # a d
     per_batch = grad_table.view(batch, layout.rows, width)
-    frame_grads = per_batch[:, : layout.memory_start].view(batch, layout.num_frames, -1)  # B F (P h d)
-    gathered = grad_gathered.view(batch, num_queries, -1, width)  # B Qc L (h d)
+    frame_grads = per_batch[:, : layout.memory_start].view(batch, layout.num_frames, -1)  # B F (P a d)
+    gathered = grad_gathered.view(batch, num_queries, -1, width)  # B Qc L (a d)
     window_tokens = window * layout.tokens_per_frame
-    window_grads = gathered[:, :, :window_tokens].reshape(batch, num_queries, window, -1)  # B Qc Wn (P h d)
+    window_grads = gathered[:, :, :window_tokens].reshape(batch, num_queries, window, -1)  # B Qc Wn (P a d)
     # window offset w of every query frame in one index_add_ (frames repeat only within one offset's
     # column at the clamped ends, which index_add_ sums correctly)
     for offset in range(window):
         frame_grads.index_add_(1, frames[:, offset], window_grads[:, :, offset])
     if chosen is None:
         return
-    slice_grads = per_batch[:, layout.memory_start :].view(batch, layout.num_slices, -1)  # B S (P' h d)
+    slice_grads = per_batch[:, layout.memory_start :].view(batch, layout.num_slices, -1)  # B S (P' a d)
     memory_grads = gathered[:, :, window_tokens:].reshape(batch, -1, layout.tokens_per_slice * width)
     for b in range(batch):  # batch elements retrieve different slices; B is small (not a frame loop)
         # along dim 1 of a 1-element batch, not dim 0: CPU index_add_ on dim 0 becomes a scatter_add_ that
@@ -143,9 +143,9 @@ def scatter_rows(
 class GatheredAttention(torch.autograd.Function):
     """Query frames attend to rows of a key table, chunk by chunk, without keeping the gathered keys.
 
-    queries "B h Q P d"; key_rows, value_rows "(B T) h d"; frames "Q Wn" window latent frames; chosen
+    queries "B a Q P d"; key_rows, value_rows "(B T) a d"; frames "Q Wn" window latent frames; chosen
     "B Q K" retrieved slices or None; mask "B Q L" bool or None; layout: TableLayout; chunk: query frames
-    per step; keep_for_backward: whether a backward will follow. Returns "B h Q P d".
+    per step; keep_for_backward: whether a backward will follow. Returns "B a Q P d".
 
     Why a Function and not autograd through index_select: autograd would keep every chunk's gathered keys
     and values for backward ((Wn P + K P') / P times k and v: several times what full attention keeps) and
@@ -158,9 +158,9 @@ class GatheredAttention(torch.autograd.Function):
 
     @staticmethod
     def _gather(table, flat_rows, buffer, length):
-        """Rows of `table` into `buffer`: "(n l) h d" and the same memory viewed as "n h l d"."""
+        """Rows of `table` into `buffer`: "(n l) a d" and the same memory viewed as "n a l d"."""
         gathered = torch.index_select(table, 0, flat_rows, out=buffer[: flat_rows.shape[0]])
-        return gathered, rearrange(gathered, "(n l) h d -> n h l d", l=length)
+        return gathered, rearrange(gathered, "(n l) a d -> n a l d", l=length)
 
     @staticmethod
     def _rows(frames, chosen, layout, begin, end):
@@ -195,33 +195,33 @@ class GatheredAttention(torch.autograd.Function):
         length = frames.shape[1] * layout.tokens_per_frame
         length += 0 if chosen is None else chosen.shape[2] * layout.tokens_per_slice
         fused = keep_for_backward and USE_CPU_FLASH and queries.device.type == "cpu"
-        out = torch.empty_like(queries)  # B h Q P d
+        out = torch.empty_like(queries)  # B a Q P d
         key_buffer = key_rows.new_empty((batch * min(chunk, num_queries) * length,) + key_rows.shape[1:])
         value_buffer = torch.empty_like(key_buffer)
-        lse = None  # B h Q P log-sum-exp of the fused CPU kernel, kept for its backward
+        lse = None  # B a Q P log-sum-exp of the fused CPU kernel, kept for its backward
         for begin, end in chunks(num_queries, chunk):
-            # 1. gather the chunk's keys and values: "(B Qc L) h d" viewed as "(B Qc) h L d"
+            # 1. gather the chunk's keys and values: "(B Qc L) a d" viewed as "(B Qc) a L d"
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
             _, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
             _, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
-            chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
+            chunk_queries = rearrange(queries[:, :, begin:end], "b a q p d -> (b q) a p d")
             # 2. one attention call for every query frame of the chunk
             if fused:
                 additive = GatheredAttention._chunk_mask(mask, begin, end, queries.dtype)
                 attended, chunk_lse = CPU_FLASH_FORWARD(
                     chunk_queries, chunk_keys, chunk_values, 0.0, False, attn_mask=additive
-                )  # (B Qc) h P d, (B Qc) h P
+                )  # (B Qc) a P d, (B Qc) a P
                 if lse is None:
-                    lse = chunk_lse.new_empty(queries.shape[:-1])  # B h Q P
-                lse[:, :, begin:end] = rearrange(chunk_lse, "(b q) h p -> b h q p", b=batch)
+                    lse = chunk_lse.new_empty(queries.shape[:-1])  # B a Q P
+                lse[:, :, begin:end] = rearrange(chunk_lse, "(b q) a p -> b a q p", b=batch)
             else:
                 attended = F.scaled_dot_product_attention(
                     chunk_queries,
                     chunk_keys,
                     chunk_values,
                     attn_mask=GatheredAttention._chunk_mask(mask, begin, end),
-                )  # (B Qc) h P d
-            out[:, :, begin:end] = rearrange(attended, "(b q) h p d -> b h q p d", b=batch)
+                )  # (B Qc) a P d
+            out[:, :, begin:end] = rearrange(attended, "(b q) a p d -> b a q p d", b=batch)
         if keep_for_backward:
             # The fused backward needs the output and log-sum-exp: saved through save_for_backward (not as
             # ctx attributes) so activation checkpointing can free and recompute them like any activation.
@@ -245,8 +245,8 @@ class GatheredAttention(torch.autograd.Function):
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
             flat_keys, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
             flat_values, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
-            chunk_queries = rearrange(queries[:, :, begin:end], "b h q p d -> (b q) h p d")
-            grad_chunk = rearrange(grad_out[:, :, begin:end], "b h q p d -> (b q) h p d").contiguous()
+            chunk_queries = rearrange(queries[:, :, begin:end], "b a q p d -> (b q) a p d")
+            grad_chunk = rearrange(grad_out[:, :, begin:end], "b a q p d -> (b q) a p d").contiguous()
             # 2. attention backward: from the saved log-sum-exp, or by recomputing the chunk
             if ctx.fused:
                 grad_q, grad_k, grad_v = CPU_FLASH_BACKWARD(
@@ -254,14 +254,14 @@ class GatheredAttention(torch.autograd.Function):
                     chunk_queries,
                     chunk_keys,
                     chunk_values,
-                    rearrange(out[:, :, begin:end], "b h q p d -> (b q) h p d").contiguous(),
-                    rearrange(lse[:, :, begin:end], "b h q p -> (b q) h p").contiguous(),
+                    rearrange(out[:, :, begin:end], "b a q p d -> (b q) a p d").contiguous(),
+                    rearrange(lse[:, :, begin:end], "b a q p -> (b q) a p").contiguous(),
                     0.0,
                     False,
                     attn_mask=GatheredAttention._chunk_mask(mask, begin, end, queries.dtype),
-                )  # (B Qc) h P d, (B Qc) h L d twice
-                grad_k = rearrange(grad_k, "n h l d -> (n l) h d")
-                grad_v = rearrange(grad_v, "n h l d -> (n l) h d")
+                )  # (B Qc) a P d, (B Qc) a L d twice
+                grad_k = rearrange(grad_k, "n a l d -> (n l) a d")
+                grad_v = rearrange(grad_v, "n a l d -> (n l) a d")
             else:
                 with torch.enable_grad():
                     chunk_queries = chunk_queries.detach().requires_grad_()
@@ -269,15 +269,15 @@ class GatheredAttention(torch.autograd.Function):
                     flat_values = flat_values.detach().requires_grad_()
                     attended = F.scaled_dot_product_attention(
                         chunk_queries,
-                        rearrange(flat_keys, "(n l) h d -> n h l d", l=length),
-                        rearrange(flat_values, "(n l) h d -> n h l d", l=length),
+                        rearrange(flat_keys, "(n l) a d -> n a l d", l=length),
+                        rearrange(flat_values, "(n l) a d -> n a l d", l=length),
                         attn_mask=GatheredAttention._chunk_mask(mask, begin, end),
-                    )  # (B Qc) h P d
+                    )  # (B Qc) a P d
                     grad_q, grad_k, grad_v = torch.autograd.grad(
                         attended, (chunk_queries, flat_keys, flat_values), grad_chunk
                     )
             # 3. scatter: queries by slice, keys and values back onto the table rows they came from
-            grad_queries[:, :, begin:end] = rearrange(grad_q, "(b q) h p d -> b h q p d", b=batch)
+            grad_queries[:, :, begin:end] = rearrange(grad_q, "(b q) a p d -> b a q p d", b=batch)
             chunk_chosen = None if chosen is None else chosen[:, begin:end]
             scatter_rows(grad_key_rows, grad_k, frames[begin:end], chunk_chosen, layout)
             scatter_rows(grad_value_rows, grad_v, frames[begin:end], chunk_chosen, layout)
@@ -297,8 +297,8 @@ def frame_attention(
 ) -> torch.Tensor:
     """Each query frame attends to [its window's full-resolution frames; its retrieved candidates].
 
-    queries: "B h Q P d"; keys, values: "B h F P d" (all latent frames); window_idx: "Q Wn" into F;
-    memory_keys, memory_values: "B h S P' d"; indices, valid: "B Q K". Returns "B h Q P d".
+    queries: "B a Q P d"; keys, values: "B a F P d" (all latent frames); window_idx: "Q Wn" into F;
+    memory_keys, memory_values: "B a S P' d"; indices, valid: "B Q K". Returns "B a Q P d".
     All query frames of a chunk gather their keys with one index tensor and go to one
     scaled_dot_product_attention call, so the cost is linear in Q for fixed Wn and K. query_chunk (latent
     frames, 0 = all at once) bounds memory: only one chunk's gathered keys exist at a time, in forward and
@@ -315,7 +315,7 @@ def frame_attention(
         memory_keys.shape[3] if use_memory else 0,
     )
     # 1. tables of every readable key and value, and which gathered keys each query frame may read
-    key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) h d
+    key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) a d
     value_rows = key_table(values, memory_values if use_memory else None)
     length = window_idx.shape[1] * tokens_per_frame + (
         indices.shape[-1] * layout.tokens_per_slice if use_memory else 0
@@ -336,4 +336,4 @@ def frame_attention(
         layout,
         chunk,
         keep_for_backward,
-    )  # B h Q P d
+    )  # B a Q P d

@@ -16,7 +16,7 @@ Choices (see MemoryConfig for the knobs):
 - Scores only choose indices (top-K is not differentiable), so they are computed under no_grad, which
   saves memory; gradients reach the tokenizer through the retrieved keys and values.
 
-Shape glossary: B batch, F latent frames, H/W token grid, P = H*W, D width, h heads, d head width,
+Shape glossary: B batch, F latent frames, H/W token grid, P = H*W, D width, a heads, d head width,
 F'/H'/W' memory grid, S = F' memory slices, P' = H'*W' tokens a slice, K retrieved slices.
 """
 
@@ -93,8 +93,8 @@ class HydraRetrieval:
     """Everything the attention step needs, exposed so tests can compare it against the loop reference."""
 
     window_idx: torch.Tensor  # "F Wn" latent frames of each query frame's window
-    memory_keys: torch.Tensor | None  # "B h S P' d", None when there is nothing to tokenize
-    memory_values: torch.Tensor | None  # "B h S P' d"
+    memory_keys: torch.Tensor | None  # "B a S P' d", None when there is nothing to tokenize
+    memory_values: torch.Tensor | None  # "B a S P' d"
     spans: torch.Tensor  # "S 2" first and last real latent frame of each slice
     scores: torch.Tensor | None  # "B F S" affinity or frustum overlap
     indices: torch.Tensor  # "B F K" retrieved slices, ascending
@@ -110,7 +110,7 @@ class HydraMemory(Memory):
         self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
 
     def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext):
-        """Memory keys and values "B h S P' d" and slice spans "S 2"; (None, None, empty spans) if none."""
+        """Memory keys and values "B a S P' d" and slice spans "S 2"; (None, None, empty spans) if none."""
         source = x if self.config.memory_scope == "all" else x[:, : ctx.context_frames]  # B Fs H W D
         num_source = source.shape[1]
         spans = slice_spans(num_source, self.config.tokenizer_kernel[0], device=x.device)  # S 2
@@ -121,11 +121,11 @@ class HydraMemory(Memory):
         positions = self.tokenizer.positions(tuple(source.shape[1:4])).to(x.device)  # (F' H' W') 3
         memory_keys, memory_values = attn.project_kv(
             rearrange(tokens, "b f h w d -> b (f h w) d"), positions
-        )  # B h (F' H' W') d
+        )  # B a (F' H' W') d
         num_slices = tokens.shape[1]
         memory_keys, memory_values = (
-            rearrange(t, "b h (s p) d -> b h s p d", s=num_slices) for t in (memory_keys, memory_values)
-        )  # B h S P' d
+            rearrange(t, "b a (s p) d -> b a s p d", s=num_slices) for t in (memory_keys, memory_values)
+        )  # B a S P' d
         return memory_keys, memory_values, spans
 
     def slice_scores(
@@ -167,7 +167,7 @@ class HydraMemory(Memory):
         num_frames = ctx.grid[0]
         retrieval = self.retrieve(q, x, attn, ctx)
         # 4. attend to [window; retrieved slices] for all query frames at once (in chunks; gathered.py)
-        q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
+        q, k, v = (rearrange(t, "b a (f p) d -> b a f p d", f=num_frames) for t in (q, k, v))  # B a F P d
         out = frame_attention(
             q,
             k,
@@ -178,5 +178,5 @@ class HydraMemory(Memory):
             retrieval.indices,
             retrieval.valid,
             self.config.query_chunk,
-        )  # B h F P d
-        return rearrange(out, "b h f p d -> b h (f p) d")
+        )  # B a F P d
+        return rearrange(out, "b a f p d -> b a (f p) d")

@@ -20,21 +20,21 @@ from hybridmem.models.memory.hydra import HydraMemory
 def loop_affinity(
     q_frame: torch.Tensor, slice_keys: torch.Tensor, affinity: str, grid_hw, kernel_hw
 ) -> float:
-    """Score of one slice for one query frame. q_frame: "h P d"; slice_keys: "h P' d"."""
+    """Score of one slice for one query frame. q_frame: "a P d"; slice_keys: "a P' d"."""
     heads, _, head_dim = q_frame.shape
     if affinity == "mean":
-        per_head = (q_frame.mean(dim=1) * slice_keys.mean(dim=1)).sum(-1)  # h
+        per_head = (q_frame.mean(dim=1) * slice_keys.mean(dim=1)).sum(-1)  # a
         return float(per_head.mean())
     # eq4: average q over each tokenizer patch (replicate padding), dot with the aligned memory key
     height, width = grid_hw
     kernel_h, kernel_w = kernel_hw
-    image = rearrange(q_frame, "h (y x) d -> (h d) 1 y x", y=height, x=width)
+    image = rearrange(q_frame, "a (y x) d -> (a d) 1 y x", y=height, x=width)
     pad_h, pad_w = (-height) % kernel_h, (-width) % kernel_w
     if pad_h or pad_w:
         image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-    pooled = F.avg_pool2d(image, (kernel_h, kernel_w))  # (h d) 1 H' W'
-    pooled = rearrange(pooled, "(h d) 1 y x -> h (y x) d", h=heads)
-    per_head = (pooled * slice_keys).sum(dim=(1, 2)) / math.sqrt(head_dim)  # h
+    pooled = F.avg_pool2d(image, (kernel_h, kernel_w))  # (a d) 1 H' W'
+    pooled = rearrange(pooled, "(a d) 1 y x -> a (y x) d", a=heads)
+    per_head = (pooled * slice_keys).sum(dim=(1, 2)) / math.sqrt(head_dim)  # a
     return float(per_head.mean())
 
 
@@ -52,10 +52,10 @@ def hydra_loop_attention(
     kernel_hw: tuple[int, int] = (2, 2),
     scores: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[list[list[int]]]]:
-    """q, k, v: "B h N d"; memory_keys/values: "B h S P' d"; spans: "S 2".
+    """q, k, v: "B a N d"; memory_keys/values: "B a S P' d"; spans: "S 2".
 
     scores: "B F S" to rank by instead of the affinity (retrieval "fov"); slices scoring <= 0 are skipped.
-    Returns the output "B h N d" and, per batch element and query frame, the retrieved slices ascending.
+    Returns the output "B a N d" and, per batch element and query frame, the retrieved slices ascending.
     """
     num_frames, height, width = grid
     tokens = height * width
@@ -65,9 +65,9 @@ def hydra_loop_attention(
     for b in range(batch):
         # per-frame and per-slice pieces, split once: slicing k inside the loop would give every frame's
         # backward its own zero-filled gradient of the whole sequence (gigabytes at 160 frames)
-        q_frames = q[b].split(tokens, dim=1)  # F x "h P d"
+        q_frames = q[b].split(tokens, dim=1)  # F x "a P d"
         key_frames, value_frames = k[b].split(tokens, dim=1), v[b].split(tokens, dim=1)
-        slice_keys = () if memory_keys is None else memory_keys[b].unbind(1)  # S x "h P' d"
+        slice_keys = () if memory_keys is None else memory_keys[b].unbind(1)  # S x "a P' d"
         slice_values = () if memory_values is None else memory_values[b].unbind(1)
         frame_outputs, chosen_batch = [], []
         for i in range(num_frames):
@@ -75,7 +75,7 @@ def hydra_loop_attention(
             width_f = min(window, num_frames)
             start = min(max(i - (width_f - 1) // 2, 0), num_frames - width_f)
             stop = start + width_f  # exclusive
-            q_frame = q_frames[i]  # h P d
+            q_frame = q_frames[i]  # a P d
             q_scoring = q_frame.detach()  # retrieval is a discrete choice: no gradient through scores
             # 2. score the slices outside the window, keep the best top_k
             candidates = []
@@ -99,10 +99,10 @@ def hydra_loop_attention(
             values = list(value_frames[start:stop]) + [slice_values[j] for j in chosen]
             attended = F.scaled_dot_product_attention(
                 q_frame[None], torch.cat(keys, dim=1)[None], torch.cat(values, dim=1)[None]
-            )[0]  # h P d
+            )[0]  # a P d
             frame_outputs.append(attended)
             chosen_batch.append(chosen)
-        outputs.append(torch.cat(frame_outputs, dim=1))  # h N d
+        outputs.append(torch.cat(frame_outputs, dim=1))  # a N d
         chosen_all.append(chosen_batch)
     return torch.stack(outputs), chosen_all
 

@@ -8,7 +8,7 @@ and hand the result (window frames, retrieved indices, valid) to gathered.py, th
 reads exactly those keys.
 
 Shape glossary: B batch, F latent frames, H/W token grid of one latent frame, P = H*W tokens of one latent
-frame, N = F*P, h heads, d head width, S memory slices (candidates), P' tokens of one slice, K retrieved
+frame, N = F*P, a heads, d head width, S memory slices (candidates), P' tokens of one slice, K retrieved
 slices, Wn window width (latent frames), Q query latent frames (F or a subset), M Monte Carlo points of a
 frustum.
 
@@ -89,24 +89,25 @@ def inside_window(window_idx: torch.Tensor, spans: torch.Tensor) -> torch.Tensor
 def affinity_mean(q: torch.Tensor, num_frames: int, memory_keys: torch.Tensor) -> torch.Tensor:
     """Released-code affinity: mean query of frame i dotted with the mean key of slice j -> "B F S".
 
-    q: "B h N d"; memory_keys: "B h S P' d". The dot is taken per head and averaged over heads, which is the
-    full-vector dot divided by h: the ranking is the same, the scale does not grow with the head count.
+    q: "B a N d"; memory_keys: "B a S P' d". The dot is taken per head and averaged over heads, which is the
+    full-vector dot divided by a (the head count): the ranking is the same, the scale does not grow with
+    the head count.
     """
-    query_means = reduce(q, "b h (f p) d -> b h f d", "mean", f=num_frames)
-    key_means = reduce(memory_keys, "b h s p d -> b h s d", "mean")
+    query_means = reduce(q, "b a (f p) d -> b a f d", "mean", f=num_frames)
+    key_means = reduce(memory_keys, "b a s p d -> b a s d", "mean")
     return torch.einsum("bhfd,bhsd->bfs", query_means, key_means) / q.shape[1]  # B F S
 
 
 def pool_queries(q: torch.Tensor, grid: tuple[int, int, int], kernel_hw: tuple[int, int]) -> torch.Tensor:
-    """Queries averaged over the tokenizer's spatial patches: "B h N d" -> "B h F H' W' d".
+    """Queries averaged over the tokenizer's spatial patches: "B a N d" -> "B a F H' W' d".
 
     Padding is replicate, as in the tokenizer, so query patch (y, x) lines up with memory token (y, x).
     """
     num_frames, height, width = grid
     kernel_h, kernel_w = kernel_hw
-    grid_q = rearrange(q, "b h (f y x) d -> b h f y x d", f=num_frames, y=height, x=width)
+    grid_q = rearrange(q, "b a (f y x) d -> b a f y x d", f=num_frames, y=height, x=width)
     grid_q = pad_to_multiple(pad_to_multiple(grid_q, 3, kernel_h), 4, kernel_w)
-    return reduce(grid_q, "b h f (y ky) (x kx) d -> b h f y x d", "mean", ky=kernel_h, kx=kernel_w)
+    return reduce(grid_q, "b a f (y ky) (x kx) d -> b a f y x d", "mean", ky=kernel_h, kx=kernel_w)
 
 
 def affinity_eq4(
@@ -114,11 +115,11 @@ def affinity_eq4(
 ) -> torch.Tensor:
     """Paper Eq. 4: sum over aligned positions of pooled q_i . k_j, divided by sqrt(d) -> "B F S".
 
-    q: "B h N d"; memory_keys: "B h S P' d" with P' = H' W' in (y, x) order. Averaged over heads like
+    q: "B a N d"; memory_keys: "B a S P' d" with P' = H' W' in (y, x) order. Averaged over heads like
     `affinity_mean`.
     """
-    pooled = pool_queries(q, grid, kernel_hw)  # B h F H' W' d
-    pooled = rearrange(pooled, "b h f y x d -> b h f (y x) d")
+    pooled = pool_queries(q, grid, kernel_hw)  # B a F H' W' d
+    pooled = rearrange(pooled, "b a f y x d -> b a f (y x) d")
     scores = torch.einsum("bhfpd,bhspd->bfs", pooled, memory_keys)  # B F S
     return scores / (math.sqrt(q.shape[-1]) * q.shape[1])
 

@@ -19,7 +19,7 @@ class WindowMemory(Memory):
 
     def forward(self, q, k, v, x, attn, ctx):
         num_frames = ctx.grid[0]
-        q, k, v = (rearrange(t, "b h (f p) d -> b h f p d", f=num_frames) for t in (q, k, v))  # B h F P d
+        q, k, v = (rearrange(t, "b a (f p) d -> b a f p d", f=num_frames) for t in (q, k, v))  # B a F P d
         window_idx = window_indices(num_frames, self.config.window, q.device)  # F Wn
-        out = frame_attention(q, k, v, window_idx, query_chunk=self.config.query_chunk)  # B h F P d
-        return rearrange(out, "b h f p d -> b h (f p) d")
+        out = frame_attention(q, k, v, window_idx, query_chunk=self.config.query_chunk)  # B a F P d
+        return rearrange(out, "b a f p d -> b a (f p) d")
