@@ -22,7 +22,7 @@ from hybridmem.geometry import intrinsics_matrix
 
 
 def _bilinear(image: "H W 3", u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """"N 3" colours at "N" pixel coordinates (u right, v down; pixel centres at integer + 0.5), edges
+    """ "N 3" colours at "N" pixel coordinates (u right, v down; pixel centres at integer + 0.5), edges
     clamped."""
     height, width = image.shape[:2]
     x, y = u - 0.5, v - 0.5

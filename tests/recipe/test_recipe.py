@@ -281,7 +281,9 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     smoke = get_budget("smoke")
     args = manifest["data"]["generate_args"]
     assert args[args.index("--horizontal-fov-deg") + 1] == str(smoke.horizontal_fov_deg)
-    assert args[args.index("--width") + 1] == str(smoke.width) and "--seed" not in args and "--out" not in args
+    assert (
+        args[args.index("--width") + 1] == str(smoke.width) and "--seed" not in args and "--out" not in args
+    )
     assert manifest["data"]["horizontal_fov_deg"] == smoke.horizontal_fov_deg
     assert args[args.index("--paths") + 1 :][: len(smoke.paths)] == list(smoke.paths) and smoke.paths
     assert manifest["data"]["paths"] == list(smoke.paths)

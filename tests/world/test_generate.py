@@ -27,7 +27,16 @@ TINY = dict(width=32, height=32, context_frames=9, target_frames=9, min_hidden_f
 
 
 def fake_plan_clip(
-    rng, *, scene, subject_names, num_frames, fps, width, height, horizontal_fov_deg=70.0, path_families=("line",)
+    rng,
+    *,
+    scene,
+    subject_names,
+    num_frames,
+    fps,
+    width,
+    height,
+    horizontal_fov_deg=70.0,
+    path_families=("line",),
 ):
     num_subjects = len(subject_names)
     gaps = rng.integers(0, 9, size=num_subjects)
