@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem import npyio
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import CheckpointError
 
 DEMO_SEED = 2026  # the clip's generator seed; the split plan (held-out content) depends on split_seed only
 DEMO_MODELS = ("hydra", "full", "window")  # left to right after the ground truth
@@ -100,9 +100,9 @@ def run_demo(
     from hybridmem.recipe.export import LEGACY_FOV_DEG
     from hybridmem.runfolder import default_assets_dir
     from hybridmem.runlock import refuse_foreign
+    from hybridmem.validation import check_value
 
-    if clips < 1:
-        raise ConfigError(f"--clips must be >= 1, got {clips}")
+    check_value("clips", clips)  # the range table's rule, as the flag's
     from hybridmem.world.config import WorldConfig
     from hybridmem.world.generate import generate
 

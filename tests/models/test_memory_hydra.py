@@ -304,5 +304,5 @@ def test_gathered_attention_keeps_tensors_only_through_save_for_backward(cpu_fla
 
 def test_hydra_needs_at_least_one_retrieved_slice():
     # top_k 0 would leave the tokenizer without gradient (DDP fails on unused parameters): that is `window`
-    with pytest.raises(ConfigError, match="top_k >= 1"):
+    with pytest.raises(ConfigError, match="--memory-top-k: 0 is out of range: must be in"):
         build_memory(MemoryConfig(kind="hydra", top_k=0), 16, 2)

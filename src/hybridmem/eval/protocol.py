@@ -445,10 +445,9 @@ class EvalConfig:
             raise ConfigError(
                 f"--dsc-definition '{self.dsc_definition}' is unknown; valid: {', '.join(DSC_DEFINITIONS)}"
             )
-        if self.side_by_side_clips < 0:
-            raise ConfigError(f"--side-by-side-clips must be >= 0, got {self.side_by_side_clips}")
-        if self.num_clips is not None and self.num_clips < 1:
-            raise ConfigError(f"--num-clips must be >= 1, got {self.num_clips}")
+        from hybridmem.validation import check_fields
+
+        check_fields(self, "eval")  # numeric fields (clips, steps, side-by-side clips, ...): the range table
         for name in self.baselines:
             check_baseline(name)
         from hybridmem.eval.lpips import BACKBONES

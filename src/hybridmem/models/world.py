@@ -53,6 +53,7 @@ from hybridmem.models.layers import (
     rope_axis_dims,
 )
 from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memory
+from hybridmem.validation import check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
 OBJECTIVES = ("flow", "mean")  # see DiTConfig.objective
@@ -112,14 +113,7 @@ class DiTConfig:
             )
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ConfigError(f"DiTConfig.patch_size must be three positive ints, got {self.patch_size}")
-        if not (
-            isinstance(self.sample_shift, (int, float))
-            and math.isfinite(self.sample_shift)
-            and self.sample_shift > 0
-        ):
-            raise ConfigError(
-                f"DiTConfig.sample_shift must be a finite number > 0, got {self.sample_shift!r}"
-            )
+        check_value("shift", self.sample_shift, flag="DiTConfig.sample_shift")  # the --shift rule
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"DiTConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.warp_residual and not (self.warp_condition and self.objective == "mean"):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridmem.errors import ConfigError
+from hybridmem.validation import check_value
 
 
 @dataclass
@@ -40,13 +41,10 @@ class MemoryConfig:
         if self.kind not in MEMORIES:
             valid = ", ".join(sorted(MEMORIES))
             raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {valid}")
-        if self.window < 1 or self.top_k < 0:
-            raise ConfigError(f"memory window must be >= 1 and top_k >= 0, got {self.window}, {self.top_k}")
-        if self.kind == "hydra" and self.top_k < 1:
-            raise ConfigError(
-                "hydra memory needs top_k >= 1 (with top_k 0 its tokenizer would be unused: that is the "
-                "'window' memory)"
-            )
+        # the range table's rules (--memory-top-k >= 1: with 0, hydra's tokenizer would be unused, that is
+        # the 'window' memory, and fov would be the window too)
+        check_value("memory_window", self.window)
+        check_value("memory_top_k", self.top_k)
         if len(self.tokenizer_kernel) != 3 or min(self.tokenizer_kernel) < 1:
             raise ConfigError(f"tokenizer_kernel must be three positive ints, got {self.tokenizer_kernel}")
         self.tokenizer_kernel = tuple(int(size) for size in self.tokenizer_kernel)  # JSON gives a list
