@@ -7,7 +7,8 @@
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints --overwrite   # replace it
     hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
-Budgets: smoke (minutes on one core), cpu (2.4 h on 2 cores, measured; the shipped checkpoints), gpu (one GPU,
+Budgets: smoke (minutes on one core), cpu (about 2 h on 2 cores: HM-World's camera, straight-line subjects, the
+warp-residual levers), cpu-wide (2.4 h, measured: the checkpoints shipped now), gpu (one GPU,
 bf16). RUN_DIR/recipe.json records each stage's exact command, wall time, rate and machine;
 RUN_DIR/eval/report.md is the comparison table. See docs/REFERENCE_RUN.md.
 """
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--budget", help="smoke | cpu | gpu")
+    parser.add_argument("--budget", help="smoke | cpu | cpu-wide | gpu")
     parser.add_argument("--out", help="run folder (created; rerun the same command to resume)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """The reference run: data -> VAE -> latent caches -> four world models -> benchmark, one resumable command.
 
     hybridmem recipe --budget smoke --out runs/ref_smoke          # minutes on one core
-    hybridmem recipe --budget cpu --out runs/ref_cpu              # 2.4 h on 2 cores; kill and rerun
+    hybridmem recipe --budget cpu --out runs/ref_cpu              # ~2 h on 2 cores; kill and rerun
     hybridmem recipe --budget gpu --out runs/ref_gpu --device cuda
 
 RUN_DIR layout:
