@@ -193,7 +193,7 @@ BUDGETS: dict[str, Budget] = {
     # docs/REFERENCE_RUN.md). Their manifest names the budget "cpu", as it was called then.
     "cpu-wide": Budget(
         name="cpu-wide",
-        description="2.4 h on a 2-core CPU (measured); the checkpoints shipped until the cpu run replaces them",
+        description="2.4 h on a 2-core CPU (measured); the checkpoints shipped until a cpu run replaces them",
         width=128,
         height=128,
         context_frames=33,
