@@ -27,10 +27,10 @@ from hybridmem.train.config import WorldTrainConfig, config_from_args
 
 
 def test_unknown_budget_lists_valid_names(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="smoke, cpu, cpu-wide, gpu"):
+    with pytest.raises(ConfigError, match="smoke, cpu, gpu, cpu-wide"):
         get_budget("huge")
     assert main(["recipe", "--budget", "huge", "--out", str(tmp_path / "run")]) == 2
-    assert "valid budgets: smoke, cpu, cpu-wide, gpu" in capsys.readouterr().err
+    assert "valid budgets: smoke, cpu, gpu, cpu-wide" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

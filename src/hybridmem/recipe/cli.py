@@ -65,7 +65,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--budget", help="smoke | cpu | cpu-wide | gpu")
+    parser.add_argument("--budget", help="smoke | cpu | gpu | cpu-wide")
     parser.add_argument("--out", help="run folder (created; rerun the same command to resume)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument(
