@@ -357,6 +357,24 @@ def test_summary_of_the_smoke_run(smoke_run, capsys):
         assert f"commit `{code['commit'][:12]}`" in text
 
 
+def test_summary_states_the_frame_size_and_stages_run_outside_the_recipe(smoke_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    record = json.loads((run_dir / RECIPE_FILE).read_text())
+    budget = record["budget"]
+    assert budget["width"] == budget["height"]  # the smoke budget's frames are square
+    assert f"at {budget['width']} px, preset" in results_markdown(run_dir)
+    assert "ran outside the recipe" not in results_markdown(run_dir)
+    budget["height"] = budget["width"] * 3 // 5
+    record["stages"]["world-fov"]["outside_recipe"] = True
+    (run_dir / RECIPE_FILE).write_text(json.dumps(record))
+    text = results_markdown(run_dir)
+    assert f"at {budget['width']}x{budget['height']}, preset" in text
+    assert "world-fov ran outside the recipe" in text
+
+
 def test_summary_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_recipe(

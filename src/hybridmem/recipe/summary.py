@@ -43,6 +43,12 @@ def _read_json(path: Path, fix: str) -> dict:
     return jsonio.read_json(path, fix=fix)
 
 
+def _size_text(budget: dict) -> str:
+    """The frame size as the budget states it: "128 px" for square frames, "160x96" otherwise."""
+    width, height = budget["width"], budget.get("height", budget["width"])
+    return f"{width} px" if width == height else f"{width}x{height}"
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
@@ -122,6 +128,7 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
     started = stages[next(iter(stages))]["attempts"][0]["started"][:16]
     finished = stages["eval"]["finished"][:16]
 
+    outside = [name for name, entry in stages.items() if entry.get("outside_recipe")]
     # 1. where and how
     lines = [
         f"Budget `{budget['name']}` ({budget.get('description', '')}): "
@@ -129,12 +136,18 @@ def results_markdown(run_dir: str | os.PathLike) -> str:
         "",
         f"- Code: {_code_by_stage(stages)}.",
         f"- Machine: {_machine_text(last.get('machine', {}))}.",
-        f"- Wall time: {_hours(total)} over all stages (started {started} UTC, finished {finished} UTC).",
+        f"- Wall time: {_hours(total)} over all stages (started {started} UTC, finished {finished} UTC)"
+        + (
+            f"; {', '.join(outside)} ran outside the recipe with its commands (see each attempt's note in "
+            "recipe.json), some at once, so the stages overlap in time."
+            if outside
+            else "."
+        ),
         f"- Benchmark: {aggregate.get('num_clips', '?')} held-out test clips (unseen scenes or subjects), "
         f"{aggregate.get('steps') or 'default'} sampling steps, seed {aggregate.get('seed', '?')}; "
         f"each world model trained {budget['world_steps']} steps at batch {budget['world_batch_size']} on "
         f"{budget['train_clips']} clips of {budget['context_frames']} + {budget['target_frames']} frames at "
-        f"{budget['width']} px, preset `{budget['world_preset']}`.",
+        f"{_size_text(budget)}, preset `{budget['world_preset']}`.",
         "",
     ]
     # 2. our table, with training cost per world model
