@@ -24,6 +24,9 @@ Then, per token count, the speed goal in paired runs (`run_pair`, one subprocess
 largest frame count, hydra and hydra-loop with the same weights and input, forward+backward, `--paired`
 times each, alternating which goes first; the ratio reported is the median of the per-pair ratios
 (loop / hydra), so a shared machine's load, which drifts over minutes, weighs on both sides of each pair.
+Each repeat also times the floor: the attention alone, one SDPA call over all query frames on keys and values
+already gathered (window frames + top-K slices), forward+backward; loop / floor bounds the ratio any kernel
+doing the same attention could reach (it still has the projections, tokenizer and retrieval to do).
 The same run checks that the two agree (largest output and input-gradient difference), and reports the
 process CPU time ratio beside the wall-clock one (CPU time counts threads' busy-waiting too, so it is a
 second view, not a better one).
@@ -278,18 +281,40 @@ def run_pair(spec: dict) -> dict:
         out.sum().backward()
         return out.detach(), inputs.grad
 
+    # The floor: the attention alone, as one SDPA call over all query frames with every frame's keys and
+    # values already gathered (window frames + top-K memory slices), forward+backward. Any implementation of
+    # this layer does at least this work plus the projections, the tokenizer and the retrieval, so
+    # loop / floor bounds the ratio any kernel can reach against the loop.
+    heads, head_dim = args.heads, dim // args.heads
+    tokens_per_slice = tokens // (config.tokenizer_kernel[1] * config.tokenizer_kernel[2])
+    keys_per_frame = config.window * tokens + config.top_k * tokens_per_slice
+    floor_generator = torch.Generator().manual_seed(2)
+    floor_q, floor_k, floor_v = (
+        torch.randn(frames, heads, length, head_dim, generator=floor_generator)
+        for length in (tokens, keys_per_frame, keys_per_frame)
+    )
+
+    def floor_backward():
+        leaves = [t.clone().requires_grad_() for t in (floor_q, floor_k, floor_v)]
+        torch.nn.functional.scaled_dot_product_attention(*leaves).sum().backward()
+
+    def run(variant):
+        return floor_backward() if variant == "floor" else forward_backward(variant)
+
     # 1. warm-up, which also checks that both layers compute the same thing
     (kernel_out, kernel_grad), (loop_out, loop_grad) = (forward_backward(v) for v in ("hydra", "hydra-loop"))
+    floor_backward()
     out_diff = (kernel_out - loop_out).abs().max().item()
     grad_diff = (kernel_grad - loop_grad).abs().max().item()
     # 2. paired runs, alternating the order
     pairs = []
     for repeat in range(args.paired):
-        order = ("hydra", "hydra-loop") if repeat % 2 == 0 else ("hydra-loop", "hydra")
+        order = ("hydra", "hydra-loop", "floor")
+        order = order[repeat % 3 :] + order[: repeat % 3]  # each goes first, second and third in turn
         times, cpu_times = {}, {}
         for variant in order:
             begin, cpu_begin = time.perf_counter(), time.process_time()
-            forward_backward(variant)
+            run(variant)
             times[variant] = (time.perf_counter() - begin) * 1e3
             cpu_times[variant] = (time.process_time() - cpu_begin) * 1e3
         pairs.append(
@@ -300,6 +325,8 @@ def run_pair(spec: dict) -> dict:
                 "hydra_cpu_ms": round(cpu_times["hydra"], 1),
                 "loop_cpu_ms": round(cpu_times["hydra-loop"], 1),
                 "cpu_ratio": round(cpu_times["hydra-loop"] / cpu_times["hydra"], 3),
+                "floor_ms": round(times["floor"], 1),
+                "loop_over_floor": round(times["hydra-loop"] / times["floor"], 3),
             }
         )
     return {
@@ -311,6 +338,9 @@ def run_pair(spec: dict) -> dict:
         "median_hydra_ms": round(statistics.median(p["hydra_ms"] for p in pairs), 1),
         "median_loop_ms": round(statistics.median(p["loop_ms"] for p in pairs), 1),
         "median_cpu_ratio": round(statistics.median(p["cpu_ratio"] for p in pairs), 3),
+        "keys_per_frame": keys_per_frame,
+        "median_floor_ms": round(statistics.median(p["floor_ms"] for p in pairs), 1),
+        "median_loop_over_floor": round(statistics.median(p["loop_over_floor"] for p in pairs), 3),
         "threads": torch.get_num_threads(),
         "max_abs_diff_out": out_diff,
         "max_abs_diff_input_grad": grad_diff,
@@ -460,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{pair['median_hydra_ms']:.0f} ms, loop {pair['median_loop_ms']:.0f} ms; process CPU time "
                 f"ratio {pair['median_cpu_ratio']:.2f}x over {pair['threads']} threads; max |difference| "
                 f"output {pair['max_abs_diff_out']:.1e}, "
-                f"input gradient {pair['max_abs_diff_input_grad']:.1e})"
+                f"input gradient {pair['max_abs_diff_input_grad']:.1e}); the attention alone on "
+                f"pre-gathered keys ({pair['keys_per_frame']} a query frame) takes "
+                f"{pair['median_floor_ms']:.0f} ms, so no kernel can beat the loop by more than "
+                f"{pair['median_loop_over_floor']:.2f}x"
             )
         pairs.append(pair)
         print(json.dumps(pair), flush=True)
