@@ -93,3 +93,29 @@ def test_matches_a_per_pixel_reference():
                     break
                 assert seen[t, y, x] == found
                 assert np.all(np.abs(warped[t, y, x].astype(float) - expected) <= 0.5 + 1e-6)
+
+
+def test_the_last_source_reads_only_the_last_context_frame():
+    import pytest
+
+    from hybridmem.errors import ConfigError
+
+    intrinsics = intrinsics_from_fov(80, 48, 36.3)
+    context_cameras, target_cameras = turning([0, 10, 20]), turning([35, -15, 12])
+    context = sky(context_cameras, intrinsics, 48, 80)
+    last, last_seen = rotation_warp(context, context_cameras, target_cameras, intrinsics, source="last")
+    alone, alone_seen = rotation_warp(context[-1:], context_cameras[-1:], target_cameras, intrinsics)
+    np.testing.assert_array_equal(last, alone)
+    np.testing.assert_array_equal(last_seen, alone_seen)
+    # the earlier frames change what the default source sees (the target at -15 degrees looks where
+    # only the first context frame did), and not what "last" sees
+    full, full_seen = rotation_warp(context, context_cameras, target_cameras, intrinsics)
+    assert full_seen.sum() > last_seen.sum()
+    scrambled = context.copy()
+    scrambled[:-1] = 255 - scrambled[:-1]
+    np.testing.assert_array_equal(
+        rotation_warp(scrambled, context_cameras, target_cameras, intrinsics, source="last")[0], last
+    )
+    assert not np.array_equal(rotation_warp(scrambled, context_cameras, target_cameras, intrinsics)[0], full)
+    with pytest.raises(ConfigError, match="warp source 'first'"):
+        rotation_warp(context, context_cameras, target_cameras, intrinsics, source="first")

@@ -19,6 +19,13 @@ import numpy as np
 
 from hybridmem.errors import DataError
 
+# Which context frames the rotation warp (hybridmem.warp) reads: "context", all of them (the most recent
+# that sees a ray wins); "last", the last context frame only. A world model conditioned on the warp sees,
+# through it, every frame the warp reads: "context" hands a `window` memory the whole past, "last" gives
+# every memory the same prior from a frame all of them attend to. Here, below the models, the cache and the
+# warp, which all name it.
+WARP_SOURCES = ("context", "last")
+
 
 def look_at(eye: "3", target: "3", up: "3" = (0.0, 0.0, 1.0)) -> "4 4":
     """Camera-to-world pose of a camera at `eye` looking at `target`, OpenCV axes, world z up."""

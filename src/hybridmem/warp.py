@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridmem.geometry import intrinsics_matrix
+from hybridmem.errors import ConfigError
+from hybridmem.geometry import WARP_SOURCES, intrinsics_matrix
 
 
 def _bilinear(image: "H W 3", u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -36,11 +37,20 @@ def _bilinear(image: "H W 3", u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def rotation_warp(
-    context_frames: "Tc H W 3", context_cameras: "Tc 4 4", target_cameras: "Tt 4 4", intrinsics: "4"
+    context_frames: "Tc H W 3",
+    context_cameras: "Tc 4 4",
+    target_cameras: "Tt 4 4",
+    intrinsics: "4",
+    source: str = "context",
 ) -> tuple["Tt H W 3", "Tt H W"]:
     """Each target view predicted from the context by the cameras' rotations; and which pixels some context
-    frame saw (the rest are the last context frame's pixels). Frames uint8, mask bool."""
+    frame saw (the rest are the last context frame's pixels). Frames uint8, mask bool. source: which
+    context frames are read (WARP_SOURCES)."""
+    if source not in WARP_SOURCES:
+        raise ConfigError(f"warp source '{source}' is unknown; valid: {', '.join(WARP_SOURCES)}")
     context_frames = np.asarray(context_frames)
+    if source == "last":
+        context_frames, context_cameras = context_frames[-1:], np.asarray(context_cameras)[-1:]
     num_context, height, width = context_frames.shape[:3]
     K = intrinsics_matrix(intrinsics)  # 3 3
     K_inverse = np.linalg.inv(K)

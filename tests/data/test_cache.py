@@ -169,3 +169,24 @@ def test_encode_stores_the_encoded_warp_of_the_context():
     expected = vae.normalize(vae.encode(encode.frames_to_tensor(warped)).mode())[0]
     torch.testing.assert_close(tensors["target_warp_latents"], expected.float())
     assert "target_warp_latents" not in encode.encode_clip(FakeVAE(), clip, "cpu")[0]
+
+
+def test_encode_stores_the_warp_of_the_source_it_is_asked_for(tmp_path):
+    from hybridmem.warp import rotation_warp
+
+    clip = make_clip()
+    tensors, _ = encode.encode_clip(FakeVAE(), clip, "cpu", store_warp=True, warp_source="last")
+    warped, _ = rotation_warp(
+        clip.frames[clip.context][-1:],
+        clip.cameras[clip.context][-1:],
+        clip.cameras[clip.target],
+        clip.intrinsics,
+    )
+    vae = FakeVAE()
+    expected = vae.normalize(vae.encode(encode.frames_to_tensor(warped)).mode())[0]
+    torch.testing.assert_close(tensors["target_warp_latents"], expected.float())
+    # the index records a non-default source, and a cache made with one source refuses the other
+    index = {"vae_config": {}, "split": "train", "store_warp": True}
+    encode.check_same_cache(tmp_path, index, dict(index))
+    with pytest.raises(DataError, match="warp_source: context there, last now"):
+        encode.check_same_cache(tmp_path, index, {**index, "warp_source": "last"})

@@ -23,6 +23,12 @@ def cameras(count, offset=0.0):
     )
 
 
+def turning(angles_deg):
+    """Cameras at one place turning about the vertical axis (0 degrees: looking along +y)."""
+    angles = np.deg2rad(angles_deg)
+    return np.stack([look_at((0.0, 0.0, 1.0), (5 * np.sin(a), 5 * np.cos(a), 1.0)) for a in angles])
+
+
 def frames(count, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
 
@@ -216,18 +222,22 @@ def test_caption_guidance(tiny_models):
         pipeline.generate(*args, caption_embedding=caption[:, :4], progress=False)
 
 
-def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(tiny_models, monkeypatch):
+@pytest.mark.parametrize("source", ["context", "last"])
+def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(tiny_models, monkeypatch, source):
     from hybridmem.models.checkpoint import load_model
     from hybridmem.warp import rotation_warp
 
     torch.manual_seed(1)
-    world = build_world_model("tiny", memory=MemoryConfig(kind="full"), warp_condition=True)
+    world = build_world_model(
+        "tiny", memory=MemoryConfig(kind="full"), warp_condition=True, warp_source=source
+    )
     with torch.no_grad():
         for parameter in world.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     pipeline = WorldPipeline(world, load_model(tiny_models / "vae"), "cpu", steps=2)
-    context, context_cameras = frames(9), cameras(9)
-    target_cameras = cameras(5, 0.3)
+    # a camera that turns: the first target views look where only the early context frames looked
+    context, context_cameras = frames(9), turning(np.linspace(-40, 0, 9))
+    target_cameras = turning(np.linspace(-40, 0, 5))
     seen = {}
     forward = world.forward
 
@@ -238,7 +248,11 @@ def test_warp_conditioned_model_gets_the_encoded_warp_of_its_context(tiny_models
     monkeypatch.setattr(world, "forward", spy)
     out = pipeline.generate(context, context_cameras, target_cameras, INTRINSICS, seed=0, progress=False)
     assert out.shape == (5, SIZE, SIZE, 3)
-    warped, _ = rotation_warp(context, context_cameras, target_cameras, INTRINSICS)
+    warped, _ = rotation_warp(context, context_cameras, target_cameras, INTRINSICS, source=source)
     torch.testing.assert_close(seen["condition"], pipeline.encode(warped))
+    other = rotation_warp(context, context_cameras, target_cameras, INTRINSICS, source="context")[0]
+    assert (source == "last") != np.array_equal(other, warped)  # the sources differ on this input
+    if source == "last":
+        assert not torch.allclose(seen["condition"], pipeline.encode(other))
     with pytest.raises(ConfigError, match="warp-condition"):
         generate_long(pipeline, context, context_cameras, target_cameras, INTRINSICS, segment_frames=5)

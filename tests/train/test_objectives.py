@@ -154,3 +154,28 @@ def test_warp_condition_trains_from_a_cache_with_warp_latents_only(tmp_path):
         cache.write_clip_entry(folder, path.stem, tensors, {"caption": "", "events": []})
     train_world(config(folder, tmp_path / "run", warp_condition=True, memory="full", steps=2))
     assert load_model(tmp_path / "run" / "final").config.warp_condition is True
+
+
+def test_warp_source_must_match_the_cache(tmp_path):
+    import json
+
+    folder = make_latent_cache(tmp_path / "cache", clips=2)
+    for path in (folder / cache.CLIPS_DIR).glob("*.safetensors"):
+        entry = cache.read_clip_entry(path)
+        tensors = {key: value for key, value in entry.items() if isinstance(value, torch.Tensor)}
+        tensors["target_warp_latents"] = torch.randn(entry["target_latents"].shape)
+        cache.write_clip_entry(folder, path.stem, tensors, {"caption": "", "events": []})
+    with pytest.raises(ConfigError, match="--warp-source needs --warp-condition"):
+        WorldTrainConfig(cache="c", out="o", warp_source="last").validate()
+    with pytest.raises(ConfigError, match="--warp-source 'first'"):
+        WorldTrainConfig(cache="c", out="o", warp_condition=True, warp_source="first").validate()
+    # the cache holds the warp of every context frame (no warp_source recorded): "last" is refused
+    with pytest.raises(ConfigError, match="encode --store-warp --warp-source last"):
+        train_world(config(folder, tmp_path / "refused", warp_condition=True, warp_source="last", steps=1))
+    index_path = folder / cache.INDEX_FILE
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "warp_source": "last"}))
+    train_world(
+        config(folder, tmp_path / "run", warp_condition=True, warp_source="last", memory="full", steps=2)
+    )
+    assert load_model(tmp_path / "run" / "final").config.warp_source == "last"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem.errors import DataError
-from hybridmem.geometry import latent_frame_indices, normalised_intrinsics, relative_poses
+from hybridmem.geometry import WARP_SOURCES, latent_frame_indices, normalised_intrinsics, relative_poses
 
 
 def list_clip_folders(data_dir: str | Path, split: str | None) -> list[Path]:
@@ -84,7 +84,9 @@ def vae_temporal_stride(vae) -> int:
     return int(vae.config.temporal_factor)
 
 
-def encode_clip(vae, clip, device, store_logvar: bool = False, store_warp: bool = False) -> tuple[dict, dict]:
+def encode_clip(
+    vae, clip, device, store_logvar: bool = False, store_warp: bool = False, warp_source: str = "context"
+) -> tuple[dict, dict]:
     """One Clip -> (tensors, metadata) for the cache. Latents are the posterior mean.
 
     store_warp: also `target_warp_latents` "Ft C h w", the latents of the context warped into each target view
@@ -119,6 +121,7 @@ def encode_clip(vae, clip, device, store_logvar: bool = False, store_warp: bool 
                 clip.cameras[clip.context],
                 clip.cameras[clip.target],
                 clip.intrinsics,
+                source=warp_source,
             )
             posterior = vae.encode(frames_to_tensor(warped).to(device))
             tensors["target_warp_latents"] = vae.normalize(posterior.mode())[0].float().cpu()  # Ft C h w
@@ -145,8 +148,11 @@ def encode_split(
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     store_warp: bool = False,
+    warp_source: str = "context",
 ) -> dict:
     """Encode every clip of a split not yet in the cache; returns {"encoded", "skipped", "total"}.
+
+    warp_source: with store_warp, the context frames the warp reads (hybridmem.geometry.WARP_SOURCES).
 
     shard (i, N): only the clips whose position in the sorted split is i mod N, so N jobs (any job array,
     any machines sharing the cache folder) together encode the split once.
@@ -178,6 +184,8 @@ def encode_split(
         "temporal_stride": vae_temporal_stride(vae),
         "store_logvar": store_logvar,
         **({"store_warp": True} if store_warp else {}),
+        # recorded only when not the default, so caches made before the option stay current
+        **({"warp_source": warp_source} if store_warp and warp_source != "context" else {}),
         "content_records": True,
     }
     lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
@@ -189,6 +197,8 @@ def encode_split(
         made_from = {"vae_sha256": index["vae_sha256"], "store_logvar": store_logvar}
         if store_warp:  # only recorded when on, so entries made before the flag existed stay current
             made_from["store_warp"] = True
+            if warp_source != "context":
+                made_from["warp_source"] = warp_source
         todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
         if (stale or gone) and not overwrite:
             raise DataError(describe_stale(out_dir, stale, gone))
@@ -208,6 +218,7 @@ def encode_split(
             progress,
             load_clip,
             store_warp,
+            warp_source,
         )
     finally:
         lock.release()
@@ -232,6 +243,11 @@ def check_same_cache(out_dir: Path, existing: dict, index: dict, overwrite: bool
     if bool(existing.get("store_warp", False)) != bool(index.get("store_warp", False)):
         changed.append(
             f"store_warp: {bool(existing.get('store_warp'))} there, {bool(index.get('store_warp'))} now"
+        )
+    elif existing.get("warp_source", "context") != index.get("warp_source", "context"):
+        changed.append(
+            f"warp_source: {existing.get('warp_source', 'context')} there, "
+            f"{index.get('warp_source', 'context')} now"
         )
     if changed and not overwrite:
         raise DataError(
@@ -324,7 +340,17 @@ def resolve_finished_vae(path: str | Path) -> Path:
 
 
 def _encode_clips(
-    out_dir, folders, todo, made_from, vae, device, store_logvar, progress, load_clip, store_warp=False
+    out_dir,
+    folders,
+    todo,
+    made_from,
+    vae,
+    device,
+    store_logvar,
+    progress,
+    load_clip,
+    store_warp=False,
+    warp_source="context",
 ) -> dict:
     from hybridmem import runlock
     from hybridmem.data.cache import write_clip_entry
@@ -337,7 +363,7 @@ def _encode_clips(
     for folder in iterator:
         clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
         clip = load_clip(folder)
-        tensors, metadata = encode_clip(vae, clip, device, store_logvar, store_warp)
+        tensors, metadata = encode_clip(vae, clip, device, store_logvar, store_warp, warp_source)
         metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
         write_clip_entry(out_dir, folder.name, tensors, metadata)
     return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
@@ -357,6 +383,7 @@ def run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         overwrite=args.overwrite,
         store_warp=args.store_warp,
+        warp_source=args.warp_source,
     )
     print(f"encode: {summary['encoded']} clips encoded, {summary['skipped']} already cached -> {args.out}")
     return 0
@@ -382,6 +409,13 @@ def register(subparsers) -> None:
         action="store_true",
         help="also store the latents of the context warped into each target view (hybridmem.warp): the "
         "condition of world models trained with --warp-condition",
+    )
+    parser.add_argument(
+        "--warp-source",
+        choices=WARP_SOURCES,
+        default="context",
+        help="with --store-warp: the context frames the warp reads, context (all) | last (the last context "
+        "frame only, which every memory sees); train world's --warp-source must match",
     )
     parser.add_argument(
         "--shard", default="0/1", help="i/N: encode only clips i, i+N, i+2N, ... of the split"

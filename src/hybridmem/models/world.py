@@ -96,6 +96,9 @@ class DiTConfig:
     # (velocity = out + x_1 - warp at t = 1), so a new model starts at what the camera predicts and learns
     # only what the warp gets wrong: the subjects that moved while unseen and the parts no context frame saw.
     warp_residual: bool = False
+    # Which context frames the warp condition reads (hybridmem.warp.WARP_SOURCES): "context" (all) or "last"
+    # (the last context frame only: every memory attends to it, so the warp adds no memory of its own)
+    warp_source: str = "context"
 
     @property
     def head_dim(self) -> int:
@@ -120,6 +123,12 @@ class DiTConfig:
             raise ConfigError(
                 "DiTConfig.warp_residual needs warp_condition=True and objective='mean' (the residual is "
                 "taken at t = 1, where the network's input is pure noise)"
+            )
+        from hybridmem.geometry import WARP_SOURCES
+
+        if self.warp_source not in WARP_SOURCES:
+            raise ConfigError(
+                f"DiTConfig.warp_source must be one of {WARP_SOURCES}, got {self.warp_source!r}"
             )
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")

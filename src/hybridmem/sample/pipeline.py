@@ -334,7 +334,13 @@ class WorldPipeline:
             from hybridmem.warp import rotation_warp
 
             log("warping the context into the target views")
-            warped, _ = rotation_warp(context_frames, context_cameras, target_cameras, intrinsics)
+            warped, _ = rotation_warp(
+                context_frames,
+                context_cameras,
+                target_cameras,
+                intrinsics,
+                source=getattr(self.world_model.config, "warp_source", "context"),
+            )
             target_condition = self.encode(warped)  # 1 Ft C h w
         cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
         target_latent_frames = (len(target_cameras) - 1) // self.temporal_stride + 1

@@ -53,6 +53,8 @@ class WorldTrainConfig:
     warp_condition: bool = False
     # with --objective mean: the model predicts the warp plus a correction (DiTConfig.warp_residual)
     warp_residual: bool = False
+    # which context frames the warp reads (hybridmem.warp.WARP_SOURCES); the cache must be encoded alike
+    warp_source: str = "context"
     sample_latents: bool = False  # draw x_0 from the cached posterior (needs `encode --store-logvar`)
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -97,6 +99,14 @@ class WorldTrainConfig:
             raise ConfigError(f"--objective '{self.objective}' is unknown; valid: {', '.join(OBJECTIVES)}")
         if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
             raise ConfigError("--warp-residual needs --warp-condition and --objective mean")
+        from hybridmem.geometry import WARP_SOURCES
+
+        if self.warp_source not in WARP_SOURCES:
+            raise ConfigError(
+                f"--warp-source '{self.warp_source}' is unknown; valid: {', '.join(WARP_SOURCES)}"
+            )
+        if self.warp_source != "context" and not self.warp_condition:
+            raise ConfigError("--warp-source needs --warp-condition")
         if self.timestep_distribution not in TIMESTEP_DISTRIBUTIONS:
             raise ConfigError(
                 f"--timestep-distribution '{self.timestep_distribution}' is unknown; valid: "
@@ -170,6 +180,12 @@ def add_world_arguments(parser) -> None:
         action="store_true",
         help="with --warp-condition and --objective mean: predict the target as the warp plus a learned "
         "correction, so training starts at what the camera predicts",
+    )
+    parser.add_argument(
+        "--warp-source",
+        default=defaults.warp_source,
+        help="with --warp-condition: the context frames the warp reads, context (all) | last (the last "
+        "context frame only, which every memory sees); the cache must be encoded with the same --warp-source",
     )
     parser.add_argument(
         "--sample-latents",

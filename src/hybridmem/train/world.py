@@ -57,6 +57,7 @@ RESUME_FIXED = (
     "subject_weight",
     "warp_condition",
     "warp_residual",
+    "warp_source",
 )
 
 
@@ -73,6 +74,7 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
         objective=config.objective,
         warp_condition=config.warp_condition,
         warp_residual=config.warp_residual,
+        warp_source=config.warp_source,
     )
 
 
@@ -202,6 +204,9 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                 f"--warp-condition: {config.cache} holds no warped-context latents; encode it again with "
                 "`hybridmem encode --store-warp` (and the --val-cache too) or drop --warp-condition"
             )
+        if config.warp_condition:
+            for cache in (config.cache, config.val_cache):
+                check_cache_warp_source(cache, config.warp_source)
         if config.sample_latents and "target_logvar" not in first:
             raise ConfigError(
                 f"--sample-latents: {config.cache} holds posterior means only; encode it again with "
@@ -312,6 +317,22 @@ def check_step_memory(config: WorldTrainConfig, item: dict, device: torch.device
         "lower --batch-size (or add --grad-checkpointing, or use more ranks)",
         device,
     )
+
+
+def check_cache_warp_source(cache: str | None, warp_source: str) -> None:
+    """ConfigError when a cache's warped-context latents were made from other context frames than
+    --warp-source asks for (cache.json records warp_source only when it is not "context")."""
+    if not cache:
+        return
+    from hybridmem.data.cache import read_index
+
+    stored = read_index(cache).get("warp_source", "context")
+    if stored != warp_source:
+        raise ConfigError(
+            f"--warp-source {warp_source}: {cache} holds the warp of the {stored!r} context frames; encode "
+            f"it again with `hybridmem encode --store-warp --warp-source {warp_source}` or pass "
+            f"--warp-source {stored}"
+        )
 
 
 def check_cache_identity(out: Path, config: WorldTrainConfig, cache_index: dict) -> None:
