@@ -190,3 +190,15 @@ def test_encode_stores_the_warp_of_the_source_it_is_asked_for(tmp_path):
     encode.check_same_cache(tmp_path, index, dict(index))
     with pytest.raises(DataError, match="warp_source: context there, last now"):
         encode.check_same_cache(tmp_path, index, {**index, "warp_source": "last"})
+
+
+def test_encode_refuses_a_warp_source_without_the_warp(tmp_path):
+    from hybridmem.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--warp-source needs --store-warp"):
+        encode.encode_split(tmp_path / "data", "vae", tmp_path / "cache", "train", "cpu", warp_source="last")
+    with pytest.raises(ConfigError, match="--warp-source 'first' is unknown"):
+        encode.encode_split(
+            tmp_path / "data", "vae", tmp_path / "cache", "train", "cpu", store_warp=True, warp_source="first"
+        )
+    assert not (tmp_path / "cache").exists()  # refused before anything is written

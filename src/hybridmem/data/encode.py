@@ -161,6 +161,14 @@ def encode_split(
 
     from hybridmem import runlock
     from hybridmem.data.cache import CLIPS_DIR, read_index, write_index
+    from hybridmem.errors import ConfigError
+
+    if warp_source not in WARP_SOURCES:
+        raise ConfigError(f"--warp-source '{warp_source}' is unknown; valid: {', '.join(WARP_SOURCES)}")
+    if warp_source != "context" and not store_warp:
+        raise ConfigError(
+            "--warp-source needs --store-warp (it says which context frames the stored warp reads)"
+        )
     from hybridmem.data.hmworld import load_clip
     from hybridmem.device import resolve_device
     from hybridmem.models.checkpoint import load_model

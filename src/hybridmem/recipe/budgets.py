@@ -154,7 +154,7 @@ BUDGETS: dict[str, Budget] = {
     # ratio, 10 of 20). `compact` world models and the grouped-compact VAE stay under the 60 MB cap.
     "cpu": Budget(
         name="cpu",
-        description="about 2 h on a 2-core CPU; the checkpoints shipped with the package",
+        description="2.4 h on a 2-core CPU (measured 2026-12-02); the checkpoints shipped with the package",
         paths=("line",),
         width=160,
         height=96,
@@ -188,9 +188,6 @@ BUDGETS: dict[str, Budget] = {
         side_by_side_clips=2,
         save_every=250,
     ),
-    # The checkpoints shipped until the cpu run above replaces them (2026-11-29, 2.4 h measured): the wide
-    # camera (70 degrees, 128x128), every path family, flow matching, 4000 world steps (2000, then resumed:
-    # docs/REFERENCE_RUN.md). Their manifest names the budget "cpu", as it was called then.
     # One GPU: `small` presets, 25x the cpu data, bf16, 128 px. Not run; its training steps, timed on one
     # H100, add up to about 4.2 h (docs/REFERENCE_RUN.md).
     "gpu": Budget(
@@ -235,14 +232,14 @@ def get_budget(name: str) -> Budget:
     return BUDGETS[name]
 
 
-# The checkpoints shipped until a cpu run replaces them (2026-11-29, 2.4 h measured): the cpu budget but for
-# the wide camera (70 degrees, 128x128), every path family, 200/8 clips, flow matching at shift 10 and 4000
-# world steps (2000, then resumed: docs/REFERENCE_RUN.md). Their manifest names the budget "cpu", as it was
-# called then.
+# The checkpoints shipped from 2026-11-29 until the cpu run replaced them on 2026-12-02 (2.4 h measured):
+# the cpu budget but for the wide camera (70 degrees, 128x128), every path family, 200/8 clips, flow
+# matching at shift 10 and 4000 world steps (2000, then resumed: docs/REFERENCE_RUN.md). Their manifest
+# names the budget "cpu", as it was called then.
 BUDGETS["cpu-wide"] = dataclasses.replace(
     BUDGETS["cpu"],
     name="cpu-wide",
-    description="2.4 h on a 2-core CPU (measured); the checkpoints shipped until a cpu run replaces them",
+    description="2.4 h on a 2-core CPU (measured); the checkpoints shipped until 2026-12-02",
     width=128,
     height=128,
     horizontal_fov_deg=70.0,

@@ -7,8 +7,9 @@
     hybridmem recipe export runs/ref_cpu --to src/hybridmem/assets/checkpoints --overwrite   # replace it
     hybridmem recipe summary runs/ref_cpu          # results section: tables, paired comparisons, stages
 
-Budgets: smoke (minutes on one core), cpu (about 2 h on 2 cores: HM-World's camera, straight-line subjects,
-the warp-residual levers), cpu-wide (2.4 h, measured: the checkpoints shipped now), gpu (one GPU, bf16).
+Budgets: smoke (minutes on one core), cpu (2.4 h on 2 cores, measured: HM-World's camera, straight-line
+subjects, the mean objective; the checkpoints shipped now), cpu-wide (2.4 h, measured: the wide camera, the
+checkpoints shipped until 2026-12-02), gpu (one GPU, bf16).
 RUN_DIR/recipe.json records each stage's exact command, wall time, rate and machine; RUN_DIR/eval/report.md
 is the comparison table. See docs/REFERENCE_RUN.md.
 """

@@ -339,7 +339,7 @@ class WorldPipeline:
                 context_cameras,
                 target_cameras,
                 intrinsics,
-                source=getattr(self.world_model.config, "warp_source", "context"),
+                source=self.world_model.config.warp_source,
             )
             target_condition = self.encode(warped)  # 1 Ft C h w
         cameras = segment_latent_cameras(context_cameras, target_cameras, self.temporal_stride)  # F 4 4
