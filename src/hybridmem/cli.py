@@ -29,6 +29,7 @@ from hybridmem import __version__, demo
 from hybridmem.data import encode
 from hybridmem.errors import HybridmemError
 from hybridmem.eval import cli as eval_cli
+from hybridmem.official import cli as official_cli
 from hybridmem.recipe import cli as recipe_cli
 from hybridmem.sample import cli as sample_cli
 from hybridmem.train import cli as train_cli
@@ -36,7 +37,7 @@ from hybridmem.validation import command_parser
 from hybridmem.world import cli as world_cli
 
 # the modules with `register(subparsers)`, in the order --help shows their commands
-COMMANDS = (world_cli, encode, train_cli, sample_cli, eval_cli, recipe_cli, demo)
+COMMANDS = (world_cli, encode, train_cli, sample_cli, eval_cli, official_cli, recipe_cli, demo)
 
 
 # operating-system faults the CLI reports in one line (exit 1), with what to do about each

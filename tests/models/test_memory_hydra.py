@@ -32,8 +32,18 @@ class TinyHandle(nn.Module):
     def heads(self, t):
         return rearrange(t, "b m (a d) -> b a m d", a=self.num_heads)
 
+    def unrotated_q(self, tokens):
+        return self.heads(self.q(tokens))
+
+    def unrotated_kv(self, tokens):
+        return self.heads(self.k(tokens)), self.heads(self.v(tokens))
+
+    def rotate(self, t, positions):
+        return self.rope(t, positions)
+
     def project_kv(self, tokens, positions):
-        return self.rope(self.heads(self.k(tokens)), positions), self.heads(self.v(tokens))
+        keys, values = self.unrotated_kv(tokens)
+        return self.rope(keys, positions), values
 
     def qkv(self, x):
         """x "B F H W D" -> q, k, v "B a N d" at integer (f, h, w) positions."""
@@ -148,14 +158,14 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
     assert (retrieval.indices[:, :2][~retrieval.valid[:, :2]] == 0).all()  # the masked slot is slice 0
     out = memory(q, k, v, x, handle, ctx)
     # make slice 0's memory values enormous: frames 0 and 1 must not change, frame 2 (which retrieves it) must
-    original_project = handle.project_kv
+    original_project = handle.unrotated_kv
 
-    def poisoned(tokens, positions):
-        keys, values = original_project(tokens, positions)
-        first_slice = positions[:, 0] < 1.5
+    def poisoned(tokens):
+        keys, values = original_project(tokens)
+        first_slice = torch.arange(tokens.shape[1]) < 1  # memory tokens in (slice, row, column) order, 1x1
         return keys, values + 1e3 * first_slice[None, None, :, None]
 
-    handle.project_kv = poisoned
+    handle.unrotated_kv = poisoned
     poisoned_out = memory(q, k, v, x, handle, ctx)
     tokens = 4
     assert torch.allclose(out[:, :, : 2 * tokens], poisoned_out[:, :, : 2 * tokens], atol=1e-5)

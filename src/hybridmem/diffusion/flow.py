@@ -72,11 +72,15 @@ def sample_timesteps(
     return shift_timesteps(t, shift)
 
 
-def sampling_timesteps(steps: int, shift: float = 5.0) -> torch.Tensor:
-    """steps + 1 timesteps from 1 down to 0 (both included), evenly spaced before the shift."""
+def sampling_timesteps(steps: int, shift: float = 5.0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """steps + 1 timesteps from 1 down to 0 (both included), evenly spaced before the shift.
+
+    dtype float32 reproduces the official HyDRA/DiffSynth schedule bit for bit (its sigmas are the float32
+    linspace(1, 0, steps + 1)[:steps], shifted by the same expression, then 0); float64 is ours.
+    """
     if steps < 1:
         raise ConfigError(f"sampling steps must be >= 1, got {steps}")
-    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1, dtype=dtype), shift)
 
 
 def euler_step(
@@ -105,8 +109,11 @@ def sample(
     guidance: float = 1.0,
     unconditional_velocity_fn: VelocityFn | None = None,
     progress: bool = False,
+    schedule_dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Integrate from pure noise (t = 1) to data (t = 0) with `steps` Euler steps.
+
+    schedule_dtype: of the timesteps (`sampling_timesteps`); float32 is the official sampler's.
 
     velocity_fn(x_t "B ...", t "B") -> velocity "B ...", conditioned on whatever the caller closed over
     (context latents, cameras, caption). With `guidance` != 1, `unconditional_velocity_fn` (the same model
@@ -116,7 +123,7 @@ def sample(
         raise ConfigError(
             "guidance != 1 needs an unconditional velocity (a caption to drop); pass --guidance 1"
         )
-    timesteps = sampling_timesteps(steps, shift)
+    timesteps = sampling_timesteps(steps, shift, schedule_dtype)
     batch = noise.shape[0]
     x_t = noise
     indices = range(steps)

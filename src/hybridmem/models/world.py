@@ -57,6 +57,8 @@ from hybridmem.validation import check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
 OBJECTIVES = ("flow", "mean")  # see DiTConfig.objective
+CONTEXT_TIMESTEPS = ("clean", "shared")  # see DiTConfig.context_timestep
+HEADS = ("adaln", "wan")  # see DiTConfig.head
 
 
 @dataclass
@@ -99,6 +101,13 @@ class DiTConfig:
     # Which context frames the warp condition reads (hybridmem.warp.WARP_SOURCES): "context" (all) or "last"
     # (the last context frame only: every memory attends to it, so the warp adds no memory of its own)
     warp_source: str = "context"
+    # The timestep embedding of the clean context frames: "clean" gives them t = 0 (per-frame modulation,
+    # they are noise-free); "shared" gives them the target's t, one embedding for the whole sequence, as the
+    # official HyDRA code does in training and sampling.
+    context_timestep: str = "clean"
+    # The final layer: "adaln" is DiT's (SiLU + Linear(D, 2D) of the time embedding gives shift and scale);
+    # "wan" is Wan2.1's head (a learned "2 D" table plus the raw time embedding, no SiLU, no Linear).
+    head: str = "adaln"
 
     @property
     def head_dim(self) -> int:
@@ -130,6 +139,9 @@ class DiTConfig:
             raise ConfigError(
                 f"DiTConfig.warp_source must be one of {WARP_SOURCES}, got {self.warp_source!r}"
             )
+        for name, allowed in (("context_timestep", CONTEXT_TIMESTEPS), ("head", HEADS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"DiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):
@@ -144,7 +156,7 @@ class DiTConfig:
     def from_dict(cls, data: dict) -> DiTConfig:
         data = dict(data)
         if isinstance(data.get("memory"), dict):
-            data["memory"] = dataclass_from_dict(MemoryConfig, data["memory"], "DiTConfig.memory")
+            data["memory"] = MemoryConfig.from_dict(data["memory"], "DiTConfig.memory")
         return dataclass_from_dict(cls, data, "DiTConfig").validate()
 
 
@@ -176,17 +188,28 @@ class SelfAttention(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(x, "b m (a d) -> b a m d", a=self.num_heads)  # B a M d
 
+    def unrotated_q(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens "B M D" -> q "B a M d", normed, no rope."""
+        return self.split_heads(self.norm_q(self.q(tokens)))
+
+    def unrotated_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D" -> k, v "B a M d" (k normed, no rope)."""
+        return self.split_heads(self.norm_k(self.k(tokens))), self.split_heads(self.v(tokens))
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x "B a M d" rope'd at positions "M 3" float (f, h, w)."""
+        return apply_rope(x, rope_angles(positions, self.head_dim, self.rope_theta))
+
     def project_q(self, tokens: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
         """tokens "B M D", angles "M d/2" -> q "B a M d", normed and rope'd."""
-        return apply_rope(self.split_heads(self.norm_q(self.q(tokens))), angles)
+        return apply_rope(self.unrotated_q(tokens), angles)
 
     def project_kv_at_angles(
         self, tokens: torch.Tensor, angles: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens "B M D", angles "M d/2" -> k, v "B a M d" (k normed and rope'd)."""
-        k = apply_rope(self.split_heads(self.norm_k(self.k(tokens))), angles)  # B a M d
-        v = self.split_heads(self.v(tokens))  # B a M d
-        return k, v
+        k, v = self.unrotated_kv(tokens)  # B a M d each
+        return apply_rope(k, angles), v
 
     def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B a M d" (k normed, rope'd there)."""
@@ -300,17 +323,30 @@ class WorldBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """adaLN (shift, scale from the per-frame time embedding) -> Linear to one patch of latents."""
+    """adaLN (shift, scale from the per-frame time embedding) -> Linear to one patch of latents.
 
-    def __init__(self, dim: int, patch_volume: int, latent_channels: int, eps: float):
+    kind "adaln" (DiT): shift, scale = Linear(SiLU(time embedding)); kind "wan" (Wan2.1's head): shift,
+    scale = a learned "2 D" table + the time embedding itself.
+    """
+
+    def __init__(self, dim: int, patch_volume: int, latent_channels: int, eps: float, kind: str = "adaln"):
         super().__init__()
         self.norm = layer_norm(dim, eps)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        if kind == "wan":
+            self.modulation = nn.Parameter(torch.zeros(2, dim))
+            self.adaLN_modulation = None
+        else:
+            self.modulation = None
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.linear = nn.Linear(dim, patch_volume * latent_channels)
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
         """x "B F P D", time_embedding "B F D" -> "B F P (pt ph pw C)"."""
-        shift, scale = self.adaLN_modulation(time_embedding)[:, :, None].chunk(2, dim=-1)  # B F 1 D each
+        if self.modulation is not None:
+            shift, scale = (self.modulation + time_embedding[:, :, None]).unbind(2)  # B F D each
+            shift, scale = shift[:, :, None], scale[:, :, None]  # B F 1 D each
+        else:
+            shift, scale = self.adaLN_modulation(time_embedding)[:, :, None].chunk(2, dim=-1)  # B F 1 D
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -367,7 +403,7 @@ class WorldModel(nn.Module):
         )
         self.blocks = nn.ModuleList(WorldBlock(config) for _ in range(config.num_layers))
         patch_volume = patch[0] * patch[1] * patch[2]
-        self.final_layer = FinalLayer(dim, patch_volume, config.latent_channels, config.eps)
+        self.final_layer = FinalLayer(dim, patch_volume, config.latent_channels, config.eps, config.head)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -381,7 +417,9 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self.patch_embedding.bias)
         for layer in (self.time_embedder.mlp[0], self.time_embedder.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
-        zero = [self.time_projection[1], self.final_layer.adaLN_modulation[1], self.final_layer.linear]
+        zero = [self.time_projection[1], self.final_layer.linear]
+        if self.final_layer.adaLN_modulation is not None:
+            zero.append(self.final_layer.adaLN_modulation[1])
         if self.ray_embedding is not None:
             zero.append(self.ray_embedding)  # a new model ignores the rays, as it ignores the cameras
         if self.warp_embedding is not None:
@@ -475,16 +513,20 @@ class WorldModel(nn.Module):
         intrinsics: torch.Tensor | None = None,
         caption: torch.Tensor | None = None,
         target_condition: torch.Tensor | None = None,
+        all_frames: bool = False,
     ) -> torch.Tensor:
-        """Velocity of the target latents.
+        """Velocity of the target latents (with all_frames, of the context frames too).
 
         context_latents: "B Fc C h w" clean (Fc may be 0); noisy_target: "B Ft C h w" at time t "B" in [0, 1];
         cameras: "B F 4 4" each latent frame's camera-to-world relative to the first target frame, OpenCV
         axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory; caption: "B L Dc" or None;
         target_condition: "B Ft C h w" the warped context's latents (needed iff config.warp_condition).
-        Returns "B Ft C h w".
+        Returns "B Ft C h w", or with all_frames "B F C h w": the official model computes the context
+        frames' outputs too (its pipeline discards them); parity checks compare them.
         """
         self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition)
+        if all_frames and self.config.warp_residual:
+            raise ConfigError("all_frames: a warp_residual model predicts the target only; pass all_frames=False")
         frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
 
         # 1. patchify context ++ target on one time axis
@@ -503,9 +545,10 @@ class WorldModel(nn.Module):
             self.config.rope_theta,
         )  # N d/2
 
-        # 2. per-frame time: the clean context sits at t = 0
+        # 2. per-frame time: the clean context sits at t = 0, or shares the target's t (context_timestep)
+        context_times = t[:, None] if self.config.context_timestep == "shared" else t.new_zeros(t.shape[0], 1)
         frame_times = torch.cat(
-            [t.new_zeros(t.shape[0], context_frames), t[:, None].expand(-1, frames - context_frames)], dim=1
+            [context_times.expand(-1, context_frames), t[:, None].expand(-1, frames - context_frames)], dim=1
         )  # B Fp
         time_embedding = self.time_embedder(frame_times)  # B Fp D
         time_modulation = rearrange(
@@ -541,9 +584,10 @@ class WorldModel(nn.Module):
             else:
                 x = block(x, time_modulation, camera_12, angles, ctx, caption_tokens)  # B N D
 
-        # 5. final layer on the target tokens only, then unpatchify
-        x = rearrange(x, "b (f p) d -> b f p d", f=frames)[:, context_frames:]  # B Ft P D
-        patches = self.final_layer(x, time_embedding[:, context_frames:])  # B Ft P (pt ph pw C)
+        # 5. final layer on the target tokens only (or every frame), then unpatchify
+        first = 0 if all_frames else context_frames
+        x = rearrange(x, "b (f p) d -> b f p d", f=frames)[:, first:]  # B Ft P D
+        patches = self.final_layer(x, time_embedding[:, first:])  # B Ft P (pt ph pw C)
         velocity = rearrange(
             patches,
             "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",

@@ -18,7 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridmem.errors import ConfigError
+from hybridmem.models.configs import dataclass_from_dict
 from hybridmem.validation import check_value
+
+AFFINITY_ROPE = ("before", "after")  # see MemoryConfig.affinity_rope
+TOKEN_POSITIONS = ("official", "centre")  # see MemoryConfig.token_positions
 
 
 @dataclass
@@ -36,6 +40,24 @@ class MemoryConfig:
     fov_near: float = 0.5  # fov: depth range of those points, metres
     fov_far: float = 30.0
     query_chunk: int = 8  # latent frames per attention chunk (bounds memory, same result); 0 = all at once
+    # hydra: the affinity scores q and the memory keys "before" RoPE (the official code: a frame's mean
+    # query and a slice's mean key carry no position, so the score is content alone) or "after" it
+    affinity_rope: str = "before"
+    # hydra: RoPE positions of the memory tokens. "official": time at the centre of the latent frames a
+    # slice covers (2i + 0.5 for kernel 2), rows and columns at the first cell a token covers (2i), as the
+    # official code's get_compressed_freqs_cis_3d; "centre": every axis at the centre of the cells covered
+    token_positions: str = "official"
+
+    # Values of fields a config saved before the field existed was trained with (a model folder's
+    # config.json written by an older hybridmem); a new config gets the defaults above.
+    SAVED_BEFORE_FIELD = {"affinity_rope": "after", "token_positions": "centre"}
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "MemoryConfig") -> MemoryConfig:
+        """A config from JSON; fields missing from it take the value older models were trained with."""
+        if isinstance(data, dict):
+            data = {**cls.SAVED_BEFORE_FIELD, **data}
+        return dataclass_from_dict(cls, data, what)
 
     def validate(self) -> MemoryConfig:
         if self.kind not in MEMORIES:
@@ -59,6 +81,8 @@ class MemoryConfig:
             ("affinity", self.affinity, ("mean", "eq4")),
             ("retrieval", self.retrieval, ("affinity", "fov")),
             ("memory_scope", self.memory_scope, ("all", "context")),
+            ("affinity_rope", self.affinity_rope, AFFINITY_ROPE),
+            ("token_positions", self.token_positions, TOKEN_POSITIONS),
         ]:
             if value not in allowed:
                 raise ConfigError(f"memory {name} '{value}' is unknown; valid: {', '.join(allowed)}")
@@ -106,6 +130,18 @@ class AttentionHandle(Protocol):
 
     def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B a M d", k normed and rope'd."""
+        ...
+
+    def unrotated_q(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens "B M D" -> q "B a M d", normed, no rope (what an affinity before RoPE reads)."""
+        ...
+
+    def unrotated_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens "B M D" -> k, v "B a M d", k normed, no rope."""
+        ...
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x "B a M d" rope'd at positions "M 3" float (f, h, w)."""
         ...
 
 

@@ -81,11 +81,31 @@ class MemoryTokenizer(nn.Module):
         tokens = self.conv(rearrange(x, "b f h w d -> b d f h w"))  # B D F' H' W'
         return rearrange(tokens, "b d f h w -> b f h w d")
 
-    def positions(self, grid: tuple[int, int, int]) -> torch.Tensor:
-        """(f, h, w) of each memory token, at the centre of the real cells it covers: "(F' H' W') 3"."""
-        centres = [patch_centres(size, kernel) for size, kernel in zip(grid, self.kernel, strict=True)]
-        mesh = torch.stack(torch.meshgrid(*centres, indexing="ij"), dim=-1)  # F' H' W' 3
+    def positions(self, grid: tuple[int, int, int], rule: str = "centre") -> torch.Tensor:
+        """(f, h, w) of each memory token: "(F' H' W') 3" float.
+
+        rule "centre": every axis at the centre of the real cells the token covers; "official": time at the
+        centre, rows and columns at the first cell (the official get_compressed_freqs_cis_3d: 2f + 0.5, 2h,
+        2w for kernel 2), so a memory token shares its row/column phase with the top-left token it covers.
+        """
+        axes = [patch_centres(size, kernel) for size, kernel in zip(grid, self.kernel, strict=True)]
+        if rule == "official":
+            axes[1:] = [torch.arange(0, size, kernel, dtype=torch.float32) for size, kernel in
+                        zip(grid[1:], self.kernel[1:], strict=True)]
+        mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # F' H' W' 3
         return rearrange(mesh, "f h w c -> (f h w) c")
+
+
+@dataclass
+class MemoryTokens:
+    """A block's memory tokens: keys (rope'd) and values "B a S P' d", the keys the affinity reads (the
+    same keys, or before RoPE), and the span of latent frames "S 2" each slice covers. All but spans are
+    None when there is nothing to tokenize."""
+
+    keys: torch.Tensor | None
+    values: torch.Tensor | None
+    score_keys: torch.Tensor | None
+    spans: torch.Tensor
 
 
 @dataclass
@@ -109,27 +129,39 @@ class HydraMemory(Memory):
         super().__init__(config, dim, num_heads)
         self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
 
-    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext):
-        """Memory keys and values "B a S P' d" and slice spans "S 2"; (None, None, empty spans) if none."""
+    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext) -> MemoryTokens:
+        """The memory tokens' keys and values, and the keys the affinity scores (MemoryTokens)."""
         source = x if self.config.memory_scope == "all" else x[:, : ctx.context_frames]  # B Fs H W D
         num_source = source.shape[1]
         spans = slice_spans(num_source, self.config.tokenizer_kernel[0], device=x.device)  # S 2
         if num_source == 0:
-            return None, None, spans
+            return MemoryTokens(None, None, None, spans)
         tokens = self.tokenizer(source)  # B F' H' W' D
         # float32 even under bf16: half-frame centres past frame 128 are not representable in bf16
-        positions = self.tokenizer.positions(tuple(source.shape[1:4])).to(x.device)  # (F' H' W') 3
-        memory_keys, memory_values = attn.project_kv(
-            rearrange(tokens, "b f h w d -> b (f h w) d"), positions
+        positions = self.tokenizer.positions(tuple(source.shape[1:4]), self.config.token_positions)
+        unrotated_keys, memory_values = attn.unrotated_kv(
+            rearrange(tokens, "b f h w d -> b (f h w) d")
         )  # B a (F' H' W') d
+        memory_keys = attn.rotate(unrotated_keys, positions.to(x.device))  # B a (F' H' W') d
         num_slices = tokens.shape[1]
-        memory_keys, memory_values = (
-            rearrange(t, "b a (s p) d -> b a s p d", s=num_slices) for t in (memory_keys, memory_values)
+        memory_keys, memory_values, unrotated_keys = (
+            rearrange(t, "b a (s p) d -> b a s p d", s=num_slices)
+            for t in (memory_keys, memory_values, unrotated_keys)
         )  # B a S P' d
-        return memory_keys, memory_values, spans
+        score_keys = unrotated_keys if self.config.affinity_rope == "before" else memory_keys
+        return MemoryTokens(memory_keys, memory_values, score_keys, spans)
+
+    def score_queries(self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle) -> torch.Tensor:
+        """The queries the affinity reads, "B a N d": q itself, or (affinity before RoPE) q without its
+        rotation, recomputed from the block's input x "B F H W D" (exact in any dtype; the projection is
+        run again under no_grad, about 1/16 of a Wan-size block's forward)."""
+        if self.config.affinity_rope == "after":
+            return q
+        with torch.no_grad():
+            return attn.unrotated_q(rearrange(x, "b f h w d -> b (f h w) d"))  # B a N d
 
     def slice_scores(
-        self, q: torch.Tensor, memory_keys: torch.Tensor, spans: torch.Tensor, ctx: MemoryContext
+        self, score_queries: torch.Tensor, score_keys: torch.Tensor, spans: torch.Tensor, ctx: MemoryContext
     ) -> torch.Tensor:
         """Relevance of each memory slice to each query frame: "B F S" (no gradient)."""
         config = self.config
@@ -140,28 +172,29 @@ class HydraMemory(Memory):
                 samples = frustum_samples(config.fov_points, config.fov_near, config.fov_far)
                 return frustum_overlap(cameras, slice_poses, intrinsics, samples)
             if config.affinity == "mean":
-                return affinity_mean(q, ctx.grid[0], memory_keys)
-            return affinity_eq4(q, ctx.grid, memory_keys, config.tokenizer_kernel[1:])
+                return affinity_mean(score_queries, ctx.grid[0], score_keys)
+            return affinity_eq4(score_queries, ctx.grid, score_keys, config.tokenizer_kernel[1:])
 
     def retrieve(
         self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext
     ) -> HydraRetrieval:
         """Steps 1-3 of forward: tokenize, score, select."""
         num_frames = ctx.grid[0]
-        # 1. memory tokens -> keys and values at the centres of the patches they cover
-        memory_keys, memory_values, spans = self.memory_kv(x, attn, ctx)
+        # 1. memory tokens -> keys and values, rope'd at their token positions
+        memory = self.memory_kv(x, attn, ctx)
+        spans = memory.spans
         window_idx = window_indices(num_frames, self.config.window, q.device)  # F Wn
-        if memory_keys is None:
+        if memory.keys is None:
             empty = torch.zeros(q.shape[0], num_frames, 0, dtype=torch.long, device=q.device)
             return HydraRetrieval(window_idx, None, None, spans, None, empty, empty.bool())
         # 2. score every slice for every query frame
-        scores = self.slice_scores(q, memory_keys, spans, ctx)  # B F S
+        scores = self.slice_scores(self.score_queries(q, x, attn), memory.score_keys, spans, ctx)  # B F S
         # 3. top-K among the slices outside the window
         eligible = ~inside_window(window_idx, spans)  # F S
         if self.config.retrieval == "fov":
             eligible = eligible & (scores > 0)  # B F S
         indices, valid = select_top_k(scores, eligible, self.config.top_k)  # B F K
-        return HydraRetrieval(window_idx, memory_keys, memory_values, spans, scores, indices, valid)
+        return HydraRetrieval(window_idx, memory.keys, memory.values, spans, scores, indices, valid)
 
     def forward(self, q, k, v, x, attn, ctx):
         num_frames = ctx.grid[0]

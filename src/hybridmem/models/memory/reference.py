@@ -51,10 +51,14 @@ def hydra_loop_attention(
     affinity: str = "mean",
     kernel_hw: tuple[int, int] = (2, 2),
     scores: torch.Tensor | None = None,
+    score_q: torch.Tensor | None = None,
+    score_keys: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[list[list[int]]]]:
     """q, k, v: "B a N d"; memory_keys/values: "B a S P' d"; spans: "S 2".
 
     scores: "B F S" to rank by instead of the affinity (retrieval "fov"); slices scoring <= 0 are skipped.
+    score_q "B a N d", score_keys "B a S P' d": what the affinity reads when it is not q and memory_keys
+    (an affinity before RoPE).
     Returns the output "B a N d" and, per batch element and query frame, the retrieved slices ascending.
     """
     num_frames, height, width = grid
@@ -68,6 +72,9 @@ def hydra_loop_attention(
         q_frames = q[b].split(tokens, dim=1)  # F x "a P d"
         key_frames, value_frames = k[b].split(tokens, dim=1), v[b].split(tokens, dim=1)
         slice_keys = () if memory_keys is None else memory_keys[b].unbind(1)  # S x "a P' d"
+        scoring_q = q if score_q is None else score_q
+        scoring_q_frames = scoring_q[b].split(tokens, dim=1)  # F x "a P d"
+        scoring_keys = slice_keys if score_keys is None else score_keys[b].unbind(1)  # S x "a P' d"
         slice_values = () if memory_values is None else memory_values[b].unbind(1)
         frame_outputs, chosen_batch = [], []
         for i in range(num_frames):
@@ -76,7 +83,7 @@ def hydra_loop_attention(
             start = min(max(i - (width_f - 1) // 2, 0), num_frames - width_f)
             stop = start + width_f  # exclusive
             q_frame = q_frames[i]  # a P d
-            q_scoring = q_frame.detach()  # retrieval is a discrete choice: no gradient through scores
+            q_scoring = scoring_q_frames[i].detach()  # retrieval is a discrete choice: no gradient
             # 2. score the slices outside the window, keep the best top_k
             candidates = []
             for j in range(num_slices):
@@ -89,7 +96,7 @@ def hydra_loop_attention(
                         continue
                 else:
                     score = loop_affinity(
-                        q_scoring, slice_keys[j].detach(), affinity, (height, width), kernel_hw
+                        q_scoring, scoring_keys[j].detach(), affinity, (height, width), kernel_hw
                     )
                 candidates.append((score, j))
             candidates.sort(key=lambda pair: -pair[0])
@@ -116,22 +123,24 @@ class HydraLoopReference(HydraMemory):
     last_selection: list[list[list[int]]] | None = None
 
     def forward(self, q, k, v, x, attn, ctx):
-        memory_keys, memory_values, spans = self.memory_kv(x, attn, ctx)
+        memory = self.memory_kv(x, attn, ctx)
         scores = None
-        if self.config.retrieval == "fov" and memory_keys is not None:
-            scores = self.slice_scores(q, memory_keys, spans, ctx)  # B F S
+        if self.config.retrieval == "fov" and memory.keys is not None:
+            scores = self.slice_scores(q, memory.score_keys, memory.spans, ctx)  # B F S
         out, self.last_selection = hydra_loop_attention(
             q,
             k,
             v,
             ctx.grid,
-            memory_keys,
-            memory_values,
-            spans,
+            memory.keys,
+            memory.values,
+            memory.spans,
             self.config.window,
             self.config.top_k,
             self.config.affinity,
             self.config.tokenizer_kernel[1:],
             scores,
+            score_q=self.score_queries(q, x, attn),
+            score_keys=memory.score_keys,
         )
         return out
