@@ -43,7 +43,7 @@ def test_malformed_metrics_row_is_named(latent_cache, tmp_path):
     path.write_text("".join(lines[:2] + ["x,loss,1.0\r\n"] + lines[2:]))
     argv = ["train", "world", "--cache", latent_cache, "--out", tmp_path / "run", "--steps", 4, "--resume",
             "--device", "cpu", "--preset", "tiny", "--batch-size", 2, "--lr", "1e-3", "--warmup", 1,
-            "--save-every", 2]  # fmt: skip
+            "--save-every", 2, "--ema-decay", 0.9]  # fmt: skip
     code, err = run_cli(argv)
     assert code == 2 and f"{path}: line 3" in err and "Traceback" not in err, err
     with pytest.raises(DataError, match="line 3"):

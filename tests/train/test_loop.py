@@ -47,7 +47,7 @@ def toy_run(config, loss_of=lambda model, x: model(x).pow(2).mean()):
     with training_run(config, "train toy") as run:
         torch.manual_seed(config.seed)
         model = torch.nn.Linear(3, 1)
-        forward = run.start(model, fixed_flags=("seed",), generator_device="cpu",
+        forward = run.start(model, generator_device="cpu",
                             save_model_fn=save_state_dict, title="toy", clips=1)  # fmt: skip
         batches = (torch.full((2, 3), float(step)) for step in range(run.start_step, config.steps))
 

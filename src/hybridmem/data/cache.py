@@ -125,6 +125,30 @@ def read_clip_entry(path: str | Path) -> dict:
     return entry
 
 
+def entry_made_from(path: str | Path) -> dict | None:
+    """What a cache entry was made from (its clip folder's content hash, the VAE's ...), None when the
+    entry predates these records or cannot be read."""
+    made_from = (read_entry_metadata(path) or {}).get("made_from")
+    return made_from if isinstance(made_from, dict) else None
+
+
+def contents_sha256(cache_dir: str | Path) -> str:
+    """One hash of what a cache holds: each clip id with what its entry was made from (read from the
+    headers), or the entry file's own hash where it has no such record. Two caches of other clips, or of
+    the same clips regenerated, differ; a cache moved elsewhere does not."""
+    import hashlib
+
+    from hybridmem import runlock
+
+    digest = hashlib.sha256()
+    for clip_id in cached_clip_ids(cache_dir):
+        path = Path(cache_dir) / CLIPS_DIR / f"{clip_id}.safetensors"
+        made_from = entry_made_from(path)
+        made = json.dumps(made_from, sort_keys=True) if made_from else runlock.file_sha256(path)
+        digest.update(f"{clip_id}\0{made}\n".encode())
+    return digest.hexdigest()
+
+
 def cached_clip_ids(cache_dir: str | Path) -> list[str]:
     folder = Path(cache_dir) / CLIPS_DIR
     if not folder.is_dir():

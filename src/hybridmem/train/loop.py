@@ -97,21 +97,21 @@ class TrainingRun:
         self,
         model: nn.Module,
         *,
-        fixed_flags: tuple[str, ...],
         generator_device: torch.device | str,
         save_model_fn: train_state.SaveModelFn,
         title: str,
         clips: int,
         ema=None,
-        check_run_folder: Callable[[Path], None] | None = None,
+        inputs: dict | None = None,
     ) -> nn.Module:
         """Steps 3 and 4 of a trainer; returns the model to call forward on (DDP-wrapped on many ranks).
 
         model: built and seeded by the trainer (same init on every rank). generator_device: where this
         rank's training generator draws (its state is saved in every checkpoint). save_model_fn: writes a
         model folder (checkpoints and RUN/final). title: the model, for the first log line ("VAE 'tiny'").
-        ema: a train.ema.EMA of `model`, saved, resumed and updated after every step. check_run_folder:
-        rank 0's check of the locked run folder before anything is resumed from it.
+        ema: a train.ema.EMA of `model`, saved, resumed and updated after every step. inputs: what the
+        run reads besides its flags, as content identities ({"cache_contents": sha256, ...}); recorded with
+        the flags in RUN/run.json and compared on every --resume (train/state.py resume_or_refuse).
         """
         config, ctx = self.config, self.ctx
         self.model, self.ema, self.save_model_fn = model, ema, save_model_fn
@@ -120,14 +120,14 @@ class TrainingRun:
         self.generator = common.rank_generator(config.seed, ctx.rank, generator_device)
 
         # 3. lock the run folder (rank 0: a second run into it is refused); resume, or refuse to overwrite
+        # or to mix: the run's identity (flags and inputs) is recorded at its start and kept
         if ctx.is_main:
             self.lock = runlock.acquire(self.out, self.command)
-            if check_run_folder is not None:
-                check_run_folder(self.out)
         self.start_step, self.generator = train_state.resume_or_refuse(
             self.out,
             config,
-            fixed_flags,
+            self.command,
+            inputs or {},
             model,
             self.optimizer,
             self.scaler,

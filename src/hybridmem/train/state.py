@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from hybridmem import jsonio
+from hybridmem import jsonio, runlock
 from hybridmem.errors import CheckpointError
-from hybridmem.runfolder import CHECKPOINTS_DIR, checkpoint_name, latest_checkpoint, list_checkpoints
+from hybridmem.runfolder import (
+    CHECKPOINTS_DIR,
+    PREFIX,
+    checkpoint_name,
+    latest_checkpoint,  # noqa: F401 (re-exported: callers name it from here)
+    list_checkpoints,
+)
 
 FORMAT_VERSION = 1
 TEMP_PREFIX = ".tmp-"
@@ -174,10 +181,74 @@ def load_checkpoint(
     return {"step": int(state["step"]), "config": state["config"], "ranks": rng["ranks"], "extra": extra}
 
 
+# Config fields that may differ on --resume: where the inputs and outputs are (the inputs' contents are
+# compared instead), how the run is watched and saved, and the machine. None changes what the run learns;
+# every other field defines the run and must stay, and --steps may only grow.
+FREE_ON_RESUME = frozenset(
+    {
+        "out", "cache", "data", "resume", "steps", "device", "num_workers", "grad_checkpointing",
+        "progress", "tensorboard", "log_every", "save_every", "keep", "val_every", "val_cache",
+        "val_clips", "val_split",
+    }
+)  # fmt: skip
+
+
+def run_identity(config) -> dict:
+    """The fields of a training config that define its run (all but FREE_ON_RESUME), in their JSON form."""
+    return runlock.normalised(
+        {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in FREE_ON_RESUME}
+    )
+
+
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """Every RUN/checkpoints/step_N folder, newest first, complete or not (named by its step)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name.startswith(PREFIX) and folder.name[len(PREFIX) :].isdigit():
+            found.append((int(folder.name[len(PREFIX) :]), folder))
+    return [folder for _, folder in sorted(found, reverse=True)]
+
+
+def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | None, inputs: dict) -> None:
+    """CheckpointError naming every field of the run that differs from what it was started with.
+
+    record: the run's run.json inputs ({"config", "steps", and the trainer's inputs}); state_config: the
+    newest readable checkpoint's config, the baseline of a run started before run.json held its config. A
+    field the run predates held its default then; an input the record lacks is recorded from now on.
+    """
+    baseline = dict(state_config or {})
+    baseline.update(record.get("config") or {})
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    changed = []
+    for key, now in run_identity(config).items():
+        then = baseline[key] if key in baseline else runlock.normalised(defaults.get(key))
+        if then != now:
+            changed.append(f"--{key.replace('_', '-')} {then!r} (now {now!r})")
+    known = {key: value for key, value in record.items() if key not in ("config", "steps")}
+    now_inputs = runlock.normalised(inputs)
+    changed += runlock.differences(known, {key: now_inputs.get(key) for key in known})
+    if changed:
+        raise CheckpointError(
+            f"{run_dir}: --resume with other settings or inputs than the run was started with: "
+            f"{'; '.join(changed)}; resume with the run's own flags and inputs, or start a new run with "
+            "another --out"
+        )
+    steps = record.get("steps", (state_config or {}).get("steps"))
+    if isinstance(steps, int) and config.steps < steps:
+        raise CheckpointError(
+            f"{run_dir}: --steps {config.steps} is below the {steps} steps the run was started for; --steps "
+            f"can only grow: pass --steps {steps} or more, or start a new run with another --out"
+        )
+
+
 def resume_or_refuse(
     run_dir: str | Path,
     config,
-    fixed_flags: tuple[str, ...],
+    command: str,
+    inputs: dict,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler,
@@ -189,32 +260,71 @@ def resume_or_refuse(
 ) -> tuple[int, torch.Generator]:
     """Step 3 of every trainer: refuse to overwrite a run, or resume it; returns (start_step, generator).
 
-    Without `config.resume`, a run folder that already holds checkpoints is refused. With it, the flags in
-    `fixed_flags` (those that define the model or the data order) must equal the run's; weights, EMA,
-    optimizer, grad scaler and this rank's RNG states are restored. A different number of ranks reads a
-    different data order anyway, so then the generator is `reseed(start_step)` instead.
+    A run's identity (every config field but FREE_ON_RESUME, the steps it was asked for and the trainer's
+    `inputs`, such as its cache's contents) is recorded in RUN/run.json when it starts (rank 0).
+
+    - Without `config.resume`, a run folder holding checkpoints or a finished model (final/) is refused.
+    - With it: a run whose identity differs is refused naming each field, as is --steps below the run's;
+      a finished model without checkpoints is refused (nothing to resume; it would be replaced). The
+      newest checkpoint that loads is resumed; a newer one that does not (corrupt, cut) is named in a
+      warning, and when none loads the run is refused, never restarted. Weights, EMA, optimizer, grad
+      scaler and this rank's RNG states are restored. A different number of ranks reads a different data
+      order anyway, so then the generator is `reseed(start_step)` instead.
     """
-    latest = latest_checkpoint(run_dir)
-    if latest is not None and not config.resume:
+    run_dir = Path(run_dir)
+    folders = checkpoint_folders(run_dir)
+    final = run_dir / "final"
+    if folders and not config.resume:
         raise CheckpointError(
-            f"{run_dir}: already holds checkpoints (newest {latest.name}); pass --resume to continue it "
+            f"{run_dir}: already holds checkpoints (newest {folders[0].name}); pass --resume to continue it "
             "or choose another --out"
         )
-    if latest is None:
-        return 0, generator
-    saved = dict(read_checkpoint_state(latest)["config"])
-    # a flag added after the run was saved held its default then (a new flag's default keeps old behaviour)
-    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
-    for key in fixed_flags:
-        if key not in saved and key in defaults:
-            saved[key] = defaults[key]
-    changed = [key for key in fixed_flags if saved.get(key) != getattr(config, key)]
-    if changed:
-        details = ", ".join(
-            f"--{key.replace('_', '-')} {saved.get(key)!r} (now {getattr(config, key)!r})" for key in changed
+    if not folders and (final.exists() or final.is_symlink()):
+        raise CheckpointError(
+            f"{run_dir}: holds a finished model ({final}) and no checkpoint to resume from; choose another "
+            f"--out (nothing finished is replaced), or delete {final} to train it again"
         )
-        raise CheckpointError(f"{latest}: the run was started with {details}; resume with the same flags")
-    loaded = load_checkpoint(latest, model, optimizer, ema_model=ema_model, restore_global_rng=False)
+    identity = {"config": run_identity(config), "steps": config.steps, **runlock.normalised(inputs)}
+    if not folders:
+        if rank == 0:
+            runlock.write_record(run_dir, command, identity)
+        return 0, generator
+
+    # 1. the run's identity: run.json, or (a run started before it held one) the newest readable state
+    failures: list[str] = []
+    readable: list[tuple[Path, dict]] = []
+    for folder in folders:
+        try:
+            readable.append((folder, read_checkpoint_state(folder)))
+        except CheckpointError as error:
+            failures.append(f"{folder.name}: {error}")
+    record = runlock.read_record(run_dir)
+    recorded = record["inputs"] if record is not None and record.get("command") == command else {}
+    refuse_changes(run_dir, config, recorded, readable[0][1]["config"] if readable else None, inputs)
+
+    # 2. the newest checkpoint that loads
+    loaded = None
+    for folder, _ in readable:
+        try:
+            loaded = load_checkpoint(folder, model, optimizer, ema_model=ema_model, restore_global_rng=False)
+        except CheckpointError as error:
+            failures.append(f"{folder.name}: {error}")
+            continue
+        break
+    if loaded is None:
+        raise CheckpointError(
+            f"{run_dir}: no checkpoint can be resumed ({'; '.join(failures)}); move the broken "
+            f"{CHECKPOINTS_DIR}/ aside to train from step 0, or choose another --out"
+        )
+    if failures and rank == 0:
+        print(
+            f"hybridmem: warning: {run_dir}: skipped {'; '.join(failures)}; resuming from "
+            f"{folder.name} (step {loaded['step']})",
+            file=sys.stderr,
+            flush=True,
+        )
+    if rank == 0:
+        runlock.write_record(run_dir, command, identity)
     start_step, ranks = loaded["step"], loaded["ranks"]
     if len(ranks) == world_size:
         generator.set_state(ranks[rank]["generator"])

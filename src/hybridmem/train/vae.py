@@ -16,11 +16,15 @@ At the end the latent normalisation is fitted on `--norm-windows` whole training
 mean and 1/std of the posterior means, models.vae.fit_latent_normalization) and stored in the VAE config of
 RUN/final, so `hybridmem encode` writes zero-mean, unit-variance latents for the world model.
 
+A run records its flags and the contents of its clips in RUN/run.json when it starts; `--resume` with other
+flags (--steps may grow) or other clips is refused naming each difference (train/state.py).
+
 Shape glossary: B batch, T frames, H/W pixels, F latent frames, C latent channels.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -29,13 +33,13 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from hybridmem import runlock
 from hybridmem.errors import DataError
 from hybridmem.train import common
 from hybridmem.train import state as train_state
 from hybridmem.train.config import VaeTrainConfig, check_vae_step
 from hybridmem.train.loop import training_run
 
-RESUME_FIXED = ("preset", "batch_size", "seed", "split", "frames")
 # The last whole-segment validation ({"step", **validate_segments(...)}), read by the recipe's VAE gate.
 VALIDATION_FILE = "validation.json"
 
@@ -212,11 +216,11 @@ def train_vae(config: VaeTrainConfig) -> dict:
         # drawn on the device, from this rank's generator (saved in checkpoints)
         ddp_vae = run.start(
             vae,
-            fixed_flags=RESUME_FIXED,
             generator_device=device,
             save_model_fn=save_model,
             title=f"VAE '{config.preset}'",
             clips=len(data),
+            inputs={"data_contents": clips_sha256(data.folders)},
         )
 
         # 5. the loop: reconstruct windows; validate on whole segments
@@ -251,3 +255,12 @@ def train_vae(config: VaeTrainConfig) -> dict:
             "model": vae,
             "val_psnr": run.last_validation["val_psnr"] if run.last_validation else None,
         }
+
+
+def clips_sha256(folders: list[Path]) -> str:
+    """One hash of the clips a run trains on: each clip folder's name and contents (a dataset moved
+    elsewhere keeps it; one regenerated or edited at the same path does not)."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        digest.update(f"{Path(folder).name}\0{runlock.clip_sha256(folder)}\n".encode())
+    return digest.hexdigest()

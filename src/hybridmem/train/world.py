@@ -14,10 +14,12 @@ rank) (train/common.py); the noise and timesteps come from one generator per ran
 every checkpoint with the global RNG states, so `--resume` continues the exact loss curve on CPU.
 
 Outputs: RUN/checkpoints/step_N (train/state.py), RUN/final (EMA weights, a model folder for sampling),
-RUN/metrics.csv, RUN/tensorboard/, RUN/train_config.json, RUN/run.json (the VAE of the cache trained on).
+RUN/metrics.csv, RUN/tensorboard/, RUN/train_config.json, RUN/run.json (the run's identity: its flags, the
+steps asked for, the VAE and the contents of the cache trained on).
 
 One run at a time: rank 0 locks RUN (hybridmem.runlock), so a second `train world --out RUN` is refused
-while the first lives, and `--resume` with a --cache encoded by another VAE is refused (run.json).
+while the first lives, and `--resume` with other flags (--steps may grow), or a --cache of other contents
+or of another VAE, is refused naming each difference (train/state.py resume_or_refuse).
 A step whose activations cannot fit in memory is refused before the model is built (validation.py).
 
 Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, h/w latent grid.
@@ -33,32 +35,10 @@ import torch
 from hybridmem import runlock
 from hybridmem.device import check_memory
 from hybridmem.diffusion import flow
-from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
+from hybridmem.errors import ConfigError, HybridmemError
 from hybridmem.train import common
-from hybridmem.train import state as train_state
 from hybridmem.train.config import WorldTrainConfig
 from hybridmem.train.loop import training_run
-
-# Flags that define the model or the data order: a resumed run must keep them.
-RESUME_FIXED = (
-    "memory",
-    "preset",
-    "memory_window",
-    "memory_top_k",
-    "tokenizer_kernel",
-    "affinity",
-    "retrieval",
-    "memory_scope",
-    "batch_size",
-    "seed",
-    "timestep_distribution",
-    "camera_rays",
-    "objective",
-    "subject_weight",
-    "warp_condition",
-    "warp_residual",
-    "warp_source",
-)
 
 
 def build_model(config: WorldTrainConfig, latent_channels: int):
@@ -188,7 +168,7 @@ def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: 
 
 def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
     """Train; returns {"step", "losses" (this rank's per-step losses), "seconds", "model" (unwrapped)}."""
-    from hybridmem.data.cache import LatentCacheDataset, collate_latents
+    from hybridmem.data.cache import LatentCacheDataset, collate_latents, contents_sha256
     from hybridmem.models.checkpoint import save_model
     from hybridmem.train.ema import EMA
 
@@ -226,32 +206,35 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         subject_weights = None
         if config.subject_weight != 1.0:
             stride = int(dataset.index.get("temporal_stride", 4))
-            subject_weights = {
-                clip_id: subject_cell_weights(dataset[i], config.subject_weight, stride)
-                for i, clip_id in enumerate(dataset.clip_ids)
-            }
+            subject_weights = {}
+            for i, clip_id in enumerate(dataset.clip_ids):
+                check_mask_source(config.cache, clip_id)
+                subject_weights[clip_id] = subject_cell_weights(dataset[i], config.subject_weight, stride)
 
         # 2. model and EMA (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(config.seed)
         model = build_model_fn(config, latent_channels).to(device).train()
         ema = EMA(model, config.ema_decay)
 
-        # 3-4. optimizer, lock (rank 0 also checks the cache's VAE against run.json), resume or refuse, DDP,
-        # logging (train/loop.py). Every saved model records the VAE whose latents it learns (sample/eval
-        # refuse another VAE).
+        # 3-4. optimizer, lock, resume or refuse (the run's flags, its cache's VAE and contents recorded in
+        # run.json at the start and compared on every --resume), DDP, logging (train/loop.py). Every saved
+        # model records the VAE whose latents it learns (sample/eval refuse another VAE).
         vae_sha256 = dataset.index.get("vae_sha256")
         trained_with = (
             {"vae": {"sha256": vae_sha256, "path": dataset.index.get("vae")}} if vae_sha256 else None
         )
         ddp_model = run.start(
             model,
-            fixed_flags=RESUME_FIXED,
             generator_device="cpu",
             save_model_fn=functools.partial(save_model, trained_with=trained_with),
             title=f"world model '{config.preset}' memory '{config.memory}'",
             clips=len(dataset),
             ema=ema,
-            check_run_folder=lambda out: check_cache_identity(out, config, dataset.index),
+            inputs={
+                "cache_vae_config": dataset.index.get("vae_config"),
+                "cache_vae_sha256": vae_sha256,
+                "cache_contents": contents_sha256(config.cache),
+            },
         )
 
         # 5. the loop: flow matching on the target latents; validation loss of the live and EMA weights
@@ -335,25 +318,19 @@ def check_cache_warp_source(cache: str | None, warp_source: str) -> None:
         )
 
 
-def check_cache_identity(out: Path, config: WorldTrainConfig, cache_index: dict) -> None:
-    """run.json records the VAE of the cache a run trains on; --resume with another VAE's cache is refused
-    (the checkpoints learnt latents of the other VAE). A fresh run (no checkpoint yet) just records it."""
-    inputs = {
-        "cache_vae_config": cache_index.get("vae_config"),
-        "cache_vae_sha256": cache_index.get("vae_sha256"),
-    }
-    if train_state.latest_checkpoint(out) is None:
-        runlock.write_record(out, "train world", inputs)
-        return
-    if not config.resume:  # resume_or_refuse refuses to overwrite the run
-        return
-    record = runlock.read_record(out)
-    if record is None:  # a run started before run.json existed: nothing to compare, record from now on
-        runlock.write_record(out, "train world", inputs)
-        return
-    changed = runlock.differences(record["inputs"], runlock.normalised(inputs))
-    if changed:
-        raise CheckpointError(
-            f"--cache {config.cache}: encoded by another VAE than the one {out} was trained on "
-            f"({'; '.join(changed)}); resume with a cache encoded by that VAE, or choose another --out"
+def check_mask_source(cache_dir: str, clip_id: str) -> None:
+    """ConfigError when the clip folder a cached clip's subject masks are read from (--subject-weight) is
+    no longer the one its latents were encoded from: masks of new data on latents of the old."""
+    from hybridmem.data.cache import CLIPS_DIR, entry_made_from, read_entry_metadata
+
+    path = Path(cache_dir) / CLIPS_DIR / f"{clip_id}.safetensors"
+    made_from = entry_made_from(path) or {}
+    source = (read_entry_metadata(path) or {}).get("source", "")
+    if not made_from.get("clip_sha256") or not source or not Path(source).is_dir():
+        return  # an entry without a record (nothing to compare), or a missing folder (named when read)
+    if runlock.clip_sha256(source) != made_from["clip_sha256"]:
+        raise ConfigError(
+            f"--subject-weight: {source} changed since {cache_dir} encoded clip {clip_id} from it (its "
+            "contents differ), so its masks would not match the cached latents; encode the cache again "
+            "(`hybridmem encode --overwrite`), or drop --subject-weight"
         )
