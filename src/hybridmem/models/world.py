@@ -59,6 +59,7 @@ CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
 OBJECTIVES = ("flow", "mean")  # see DiTConfig.objective
 CONTEXT_TIMESTEPS = ("clean", "shared")  # see DiTConfig.context_timestep
 HEADS = ("adaln", "wan")  # see DiTConfig.head
+TIMESTEP_PRECISIONS = ("float32", "float64")  # see DiTConfig.timestep_precision
 
 
 @dataclass
@@ -108,6 +109,9 @@ class DiTConfig:
     # The final layer: "adaln" is DiT's (SiLU + Linear(D, 2D) of the time embedding gives shift and scale);
     # "wan" is Wan2.1's head (a learned "2 D" table plus the raw time embedding, no SiLU, no Linear).
     head: str = "adaln"
+    # Angles of the sinusoidal timestep embedding in "float32" (ours) or "float64" (Wan2.1's; the official
+    # model's output differs from ours by 2.5e-5 with float32 angles and by 3e-6 with float64 ones).
+    timestep_precision: str = "float32"
 
     @property
     def head_dim(self) -> int:
@@ -139,7 +143,11 @@ class DiTConfig:
             raise ConfigError(
                 f"DiTConfig.warp_source must be one of {WARP_SOURCES}, got {self.warp_source!r}"
             )
-        for name, allowed in (("context_timestep", CONTEXT_TIMESTEPS), ("head", HEADS)):
+        for name, allowed in (
+            ("context_timestep", CONTEXT_TIMESTEPS),
+            ("head", HEADS),
+            ("timestep_precision", TIMESTEP_PRECISIONS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"DiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.caption_dim < 0:
@@ -387,7 +395,7 @@ class WorldModel(nn.Module):
         self.config = config.validate()
         dim, patch = config.dim, config.patch_size
         self.patch_embedding = nn.Conv3d(config.latent_channels, dim, kernel_size=patch, stride=patch)
-        self.time_embedder = TimestepEmbedder(dim, config.frequency_dim)
+        self.time_embedder = TimestepEmbedder(dim, config.frequency_dim, config.timestep_precision)
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         if config.caption_dim:
             self.caption_embedding = nn.Sequential(
@@ -526,7 +534,9 @@ class WorldModel(nn.Module):
         """
         self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition)
         if all_frames and self.config.warp_residual:
-            raise ConfigError("all_frames: a warp_residual model predicts the target only; pass all_frames=False")
+            raise ConfigError(
+                "all_frames: a warp_residual model predicts the target only; pass all_frames=False"
+            )
         frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
 
         # 1. patchify context ++ target on one time axis
@@ -620,6 +630,28 @@ WORLD_PRESETS: dict[str, dict] = {
         latent_channels=16, dim=1536, num_layers=30, num_heads=12, ffn_dim=8960, caption_dim=4096
     ),
 }
+
+# What makes a DiT compute what the official HyDRA model (H-EmbodVis/HyDRA on Wan2.1) computes, at any
+# size: hybridmem.official.dit builds its configurations from this, and `hydra-official` is the released
+# model (Wan2.1-T2V-1.3B + HyDRA; load its weights with hybridmem.official.dit.load_official_dit).
+OFFICIAL_CHOICES: dict = dict(
+    context_timestep="shared",
+    head="wan",
+    timestep_precision="float64",
+    sample_shift=5.0,
+    memory=dict(
+        kind="hydra",
+        window=5,
+        top_k=10,
+        tokenizer_kernel=(2, 2, 2),
+        affinity="mean",
+        retrieval="affinity",
+        memory_scope="all",
+        affinity_rope="before",
+        token_positions="official",
+    ),
+)
+WORLD_PRESETS["hydra-official"] = {**WORLD_PRESETS["wan1.3b"], **OFFICIAL_CHOICES}
 
 
 def dit_config(preset: str, **overrides) -> DiTConfig:

@@ -18,14 +18,16 @@ TEMPORAL_STRIDE = 4  # Wan2.1's VAE: latent frame k stands for video frames 4k-3
 def official_camera_poses(path: str | Path) -> tuple:
     """Latent-frame cameras of a camN.json: (context "Fc 4 4", target "Ft 4 4") float32, relative to the
     first target latent frame (OpenCV axes, metres)."""
+    import numpy as np
+
     from hybridmem.data.encode import latent_cameras
     from hybridmem.data.hmworld import read_json, read_unreal_cameras
 
-    import numpy as np
-
     path = Path(path)
     context, target, _ = read_unreal_cameras(path, read_json(path), None, None, None)
-    relative, context_frames, _ = latent_cameras(np.concatenate([context, target]), len(context), TEMPORAL_STRIDE)
+    relative, context_frames, _ = latent_cameras(
+        np.concatenate([context, target]), len(context), TEMPORAL_STRIDE
+    )
     return relative[:context_frames], relative[context_frames:]
 
 

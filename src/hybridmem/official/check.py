@@ -20,7 +20,6 @@ Parts (tolerances in fp32, the fixture README's advice or the issue's bound, whi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +125,9 @@ def check_scheduler(folder: Path) -> dict[str, float]:
     euler = 0.0
     for entry in record.get("euler_steps", {}).values():
         index = entry["step_index"]
-        stepped = euler_step(tensor(entry["sample"]), tensor(entry["model_output"]), sigmas[index], sigmas[index + 1])
+        stepped = euler_step(
+            tensor(entry["sample"]), tensor(entry["model_output"]), sigmas[index], sigmas[index + 1]
+        )
         euler = max(euler, _max_difference(stepped, tensor(entry["prev_sample"])))
     results["scheduler euler steps"] = euler
     if "cfg" in record:
@@ -168,7 +169,7 @@ def check_dit(folder: Path, overrides: dict | None = None) -> dict[str, float]:
     import torch
     from einops import rearrange
 
-    from hybridmem.official.dit import load_official_dit
+    from hybridmem.official.dit import load_official_dit, time_from_official
 
     config = fixture_dit_config(config_record, overrides)
     model = load_official_dit([folder / "dit.pth"], config)
@@ -176,7 +177,7 @@ def check_dit(folder: Path, overrides: dict | None = None) -> dict[str, float]:
     context_frames = inputs["cam_emb_con"].shape[1]
     cameras_12 = torch.cat([inputs["cam_emb_con"], inputs["cam_emb_tgt"]], dim=1)  # B F 12
     cameras = camera_matrices(cameras_12)  # B F 4 4
-    t = inputs["timestep"] / 1000  # the model sees 1000 t; in float32 this returns the fixture's value
+    t = time_from_official(inputs["timestep"])  # B, with 1000 t exactly the official timestep
 
     # block outputs and each block's retrieval, recorded by hooks (the model runs exactly as in sampling)
     block_outputs, retrievals = {}, {}
@@ -242,7 +243,9 @@ def _compare_top_k(retrievals: dict, expected: dict, num_heads: int) -> dict[str
         ours = torch.sort(retrieval.indices, dim=-1).values  # B F K, ascending
         theirs = torch.sort(official_indices[block], dim=-1).values
         if ours.shape != theirs.shape:
-            raise DataError(f"block {block}: top-k picks of shape {tuple(ours.shape)}, official {tuple(theirs.shape)}")
+            raise DataError(
+                f"block {block}: top-k picks of shape {tuple(ours.shape)}, official {tuple(theirs.shape)}"
+            )
         differing += int((ours != theirs).any(dim=-1).sum())
         our_values = retrieval.scores.gather(-1, official_indices[block]) * num_heads  # B F K
         value_difference = max(value_difference, _max_difference(our_values, official_values[block]))
@@ -290,7 +293,10 @@ def format_report(report: list[PartResult]) -> str:
             shown = f"{int(result.difference)} frames"
             tolerance = "identical"
         else:
-            shown, tolerance = f"{result.difference:.3g}", f"{result.tolerance:.0e}" if result.tolerance else "exact"
+            shown, tolerance = (
+                f"{result.difference:.3g}",
+                f"{result.tolerance:.0e}" if result.tolerance else "exact",
+            )
         lines.append(f"{result.part:<24}{shown:>18}{tolerance:>12}  {'ok' if result.passed else 'FAIL'}")
     failed = [result.part for result in report if not result.passed]
     lines.append("all parts within tolerance" if not failed else f"FAILED: {', '.join(failed)}")

@@ -40,5 +40,7 @@ def register(subparsers) -> None:
     check = commands.add_parser(
         "check", help="our code against the official code's outputs in DIR; max |difference| per part"
     )
-    check.add_argument("folder", metavar="DIR", help="a folder in the layout of tests/fixtures/official_hydra")
+    check.add_argument(
+        "folder", metavar="DIR", help="a folder in the layout of tests/fixtures/official_hydra"
+    )
     check.set_defaults(func=check_command)

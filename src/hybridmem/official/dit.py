@@ -6,7 +6,7 @@ the self-attention output (`projector`). It is our WorldModel with four choices 
 (`official_dit_config`): the context shares the target's timestep embedding, Wan's head, the affinity
 before RoPE, and the official memory-token positions.
 
-    config = official_dit_config(**WAN_T2V_1_3B)              # or dit_config("hydra-official")
+    config = official_dit_config(**WAN_T2V_1_3B)              # = dit_config("hydra-official")
     model = load_official_dit(["hydra.pth"], config)          # strict: every key, every shape
 
 Key layout (official -> ours), the whole difference between the two state dicts:
@@ -45,21 +45,8 @@ WAN_T2V_1_3B = dict(
     num_layers=30,
 )
 
-# The official HyDRA attention (infer_hydra.py build_pipeline: DynamicRetrievalAttention, MemoryTokenizer).
-OFFICIAL_MEMORY = dict(
-    kind="hydra",
-    window=5,
-    top_k=10,
-    tokenizer_kernel=(2, 2, 2),
-    affinity="mean",
-    retrieval="affinity",
-    memory_scope="all",
-    affinity_rope="before",
-    token_positions="official",
-)
-
-# The official sampler (diffsynth FlowMatchScheduler as HyDRAPipeline sets it) and guidance.
-OFFICIAL_SHIFT = 5.0
+# The official sampler (diffsynth FlowMatchScheduler as HyDRAPipeline sets it; the shift is in the config)
+# and guidance.
 OFFICIAL_STEPS = 50
 OFFICIAL_CFG_SCALE = 5.0
 
@@ -106,8 +93,7 @@ def official_dit_config(
     The arguments are WanModel's (its config.json); hydra=False is plain Wan2.1 (full attention, the
     camera encoders and projector still present, as the official code attaches them to every block).
     """
-    from hybridmem.models.memory import MemoryConfig
-    from hybridmem.models.world import DiTConfig
+    from hybridmem.models.world import OFFICIAL_CHOICES, DiTConfig
 
     if has_image_input:
         raise ConfigError(
@@ -118,22 +104,45 @@ def official_dit_config(
         raise ConfigError(
             f"official_dit_config: in_dim={in_dim} and out_dim={out_dim} must be equal (the latent channels)"
         )
-    memory = MemoryConfig(**OFFICIAL_MEMORY) if hydra else MemoryConfig(kind="full")
-    return DiTConfig(
-        latent_channels=in_dim,
-        dim=dim,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        ffn_dim=ffn_dim,
-        patch_size=tuple(int(size) for size in patch_size),
-        caption_dim=text_dim,
-        frequency_dim=freq_dim,
-        eps=float(eps),
-        memory=memory,
-        sample_shift=OFFICIAL_SHIFT,
-        context_timestep="shared",
-        head="wan",
-    ).validate()
+    choices = dict(OFFICIAL_CHOICES)
+    if not hydra:
+        choices["memory"] = dict(kind="full")
+    return DiTConfig.from_dict(
+        dict(
+            latent_channels=in_dim,
+            dim=dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            patch_size=tuple(int(size) for size in patch_size),
+            caption_dim=text_dim,
+            frequency_dim=freq_dim,
+            eps=float(eps),
+            **choices,
+        )
+    )
+
+
+def time_from_official(timestep):
+    """The official DiT's timestep "B" (1000 sigma, float32) -> our t "B" (the model embeds 1000 t).
+
+    t is the float32 whose product with 1000 (in float32, as our embedding computes it) is exactly the
+    official timestep, found among the few floats around timestep / 1000 (the nearest when none is exact),
+    so both models embed the same number.
+    """
+    import torch
+
+    timestep = torch.as_tensor(timestep, dtype=torch.float32)
+    guess = timestep / 1000
+    candidates = [guess]
+    up, down = guess, guess
+    for _ in range(4):
+        up = torch.nextafter(up, torch.full_like(up, float("inf")))
+        down = torch.nextafter(down, torch.full_like(down, float("-inf")))
+        candidates += [up, down]
+    stacked = torch.stack(candidates)  # candidates B
+    errors = (stacked * 1000 - timestep).abs()
+    return stacked.gather(0, errors.argmin(dim=0, keepdim=True))[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,7 +235,9 @@ def read_state_dict(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; pass the path of a local checkpoint (nothing is downloaded)")
+        raise CheckpointError(
+            f"{path}: no such file; pass the path of a local checkpoint (nothing is downloaded)"
+        )
     name = path.name
     if name.endswith(".safetensors.index.json"):
         return _read_sharded(path)

@@ -90,8 +90,10 @@ class MemoryTokenizer(nn.Module):
         """
         axes = [patch_centres(size, kernel) for size, kernel in zip(grid, self.kernel, strict=True)]
         if rule == "official":
-            axes[1:] = [torch.arange(0, size, kernel, dtype=torch.float32) for size, kernel in
-                        zip(grid[1:], self.kernel[1:], strict=True)]
+            axes[1:] = [
+                torch.arange(0, size, kernel, dtype=torch.float32)
+                for size, kernel in zip(grid[1:], self.kernel[1:], strict=True)
+            ]
         mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # F' H' W' 3
         return rearrange(mesh, "f h w c -> (f h w) c")
 
