@@ -362,6 +362,7 @@ def _encode_clips(
 ) -> dict:
     from hybridmem import runlock
     from hybridmem.data.cache import write_clip_entry
+    from hybridmem.models.checkpoint import check_model_output
 
     iterator = todo
     if progress:
@@ -372,6 +373,9 @@ def _encode_clips(
         clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
         clip = load_clip(folder)
         tensors, metadata = encode_clip(vae, clip, device, store_logvar, store_warp, warp_source)
+        for name, values in tensors.items():  # a broken VAE: an error, not a cache of NaN or zeros
+            if name.endswith("_latents"):
+                check_model_output(values, f"encode: {folder}: its {name}", "the VAE")
         metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
         write_clip_entry(out_dir, folder.name, tensors, metadata)
     return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}

@@ -28,6 +28,7 @@ from hybridmem import validation
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.geometry import check_poses, normalised_intrinsics
+from hybridmem.models.checkpoint import check_model_output
 
 
 def check_frames(frames: np.ndarray, name: str) -> np.ndarray:
@@ -190,8 +191,11 @@ class WorldPipeline:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Normalised latents "1 F C h w" -> uint8 frames "T H W 3"."""
+        """Normalised latents "1 F C h w" -> uint8 frames "T H W 3"; a non-finite or constant generation is
+        an error, not a video (clamping would turn NaN into black frames)."""
+        check_model_output(latents, "generation: the denoised latents", "the world model")
         video = self.vae.decode(self.vae.denormalize(latents))  # 1 T 3 H W
+        check_model_output(video, "generation: the decoded frames", "the VAE")
         video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return rearrange(video[0], "t c h w -> t h w c").cpu().numpy()
 
