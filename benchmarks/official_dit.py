@@ -85,12 +85,12 @@ def measure(dtype_name: str, repeats: int) -> dict:
     dtype = getattr(torch, dtype_name)
     config = dit_config(PRESET)
     with torch.device("meta"):
-        model = WorldModel(config)
-    model = model.to_empty(device="cpu")
+        model = WorldModel(config).to(dtype)
+    model = model.to_empty(device="cpu")  # allocated in `dtype`: the peak is what inference needs
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, 0.02)
-    model = model.to(dtype).eval()
+    model = model.eval()
     weights_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     generator = torch.Generator().manual_seed(0)
     context = torch.randn(1, 5, 16, 12, 20, generator=generator).to(dtype)

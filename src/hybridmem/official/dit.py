@@ -45,10 +45,6 @@ WAN_T2V_1_3B = dict(
     num_layers=30,
 )
 
-# The official sampler (diffsynth FlowMatchScheduler as HyDRAPipeline sets it; the shift is in the config)
-# and guidance.
-OFFICIAL_STEPS = 50
-OFFICIAL_CFG_SCALE = 5.0
 
 # (pattern on an official key, replacement giving ours, shape of ours or None for unchanged)
 _RENAMES = (
