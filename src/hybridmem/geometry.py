@@ -26,6 +26,16 @@ from hybridmem.errors import DataError
 # warp, which all name it.
 WARP_SOURCES = ("context", "last")
 
+# What any real camera can be, declared once for every reader of cameras (issue 26: cx = 5000 on a 64 px
+# video, fx = 1e-6 or 1e12 and translations of 1e30 m were taken without a word, and the model computed on
+# numbers it never saw). Focal length over the image size: 1e-3 is a field of view of 179.9 degrees, 1e3 one
+# of 0.06 degrees. The principal point lies within an image's size of the image (cx/W in [-1, 2]): shifted
+# lenses move it, never further. Translations: 100 km from the world origin, far beyond any scene (HM-World
+# scenes span tens of metres), where float32 still resolves centimetres.
+FOCAL_RANGE = (1e-3, 1e3)  # fx/W, fy/H
+PRINCIPAL_RANGE = (-1.0, 2.0)  # cx/W, cy/H
+MAX_TRANSLATION_M = 1e5
+
 
 def look_at(eye: "3", target: "3", up: "3" = (0.0, 0.0, 1.0)) -> "4 4":
     """Camera-to-world pose of a camera at `eye` looking at `target`, OpenCV axes, world z up."""
@@ -63,12 +73,33 @@ def scale_intrinsics(intrinsics: "... 4", sx: float, sy: float) -> "... 4":
     return np.asarray(intrinsics, dtype=np.float64) * np.array([sx, sy, sx, sy])
 
 
-def normalised_intrinsics(intrinsics: "4", width: int, height: int) -> "4":
+def normalised_intrinsics(intrinsics: "4", width: int, height: int, name: str = "intrinsics") -> "4":
     """(fx, fy, cx, cy) in pixels -> (fx/W, fy/H, cx/W, cy/H), float32: what the world model is given, so
-    one model serves any image size (the cache, the samplers and the export all normalise here)."""
-    return (np.asarray(intrinsics, dtype=np.float64) / np.array([width, height, width, height])).astype(
-        np.float32
-    )
+    one model serves any image size (the cache, the samplers and the export all normalise here). Intrinsics
+    outside any real camera (FOCAL_RANGE, PRINCIPAL_RANGE) are a DataError naming `name` and the range."""
+    return check_intrinsics(intrinsics, width, height, name).astype(np.float32)
+
+
+def check_intrinsics(intrinsics: "4", width: int, height: int, name: str = "intrinsics") -> "4":
+    """(fx/W, fy/H, cx/W, cy/H) of 4 finite pixel intrinsics of a WxH image; DataError naming `name`, the
+    value and the range when they are not those of a real camera."""
+    values = np.asarray(intrinsics, dtype=np.float64)
+    if values.shape != (4,) or not np.all(np.isfinite(values)):
+        raise DataError(
+            f"{name}: expected 4 finite numbers (fx, fy, cx, cy) in pixels, got {values.tolist()}"
+        )
+    normalised = values / np.array([width, height, width, height])
+    for index, label, size, (low, high) in (
+        (0, "fx", width, FOCAL_RANGE), (1, "fy", height, FOCAL_RANGE),
+        (2, "cx", width, PRINCIPAL_RANGE), (3, "cy", height, PRINCIPAL_RANGE),
+    ):  # fmt: skip
+        if not low <= normalised[index] <= high:
+            raise DataError(
+                f"{name}: {label} = {values[index]:g} px on a {width}x{height} image is outside any real "
+                f"camera ({label} must be {low:g} to {high:g} times the image size {size}, "
+                f"{low * size:g} to {high * size:g} px); check the camera file's units and image size"
+            )
+    return normalised
 
 
 def invert_pose(pose: "... 4 4") -> "... 4 4":
@@ -127,6 +158,12 @@ def check_poses(poses: np.ndarray, name: str, num_frames: int | None = None) -> 
         raise DataError(f"{name}: expected {num_frames} camera poses (one per frame), got {poses.shape[0]}")
     if not np.all(np.isfinite(poses)):
         raise DataError(f"{name}: camera poses contain NaN or infinity")
+    farthest = float(np.abs(poses[:, :3, 3]).max(initial=0.0))
+    if farthest > MAX_TRANSLATION_M:
+        raise DataError(
+            f"{name}: a camera position {farthest:g} m from the origin is outside any scene (at most "
+            f"{MAX_TRANSLATION_M:g} m); check the units (metres) of the camera file"
+        )
     if not np.allclose(poses[:, 3], [0, 0, 0, 1], atol=1e-6):
         raise DataError(f"{name}: the last row of every pose must be [0, 0, 0, 1]")
     rotations = poses[:, :3, :3]

@@ -38,7 +38,7 @@ from hybridmem import jsonio, npyio, validation
 from hybridmem.data.clip import Clip, Event, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE, load_counterfactuals
 from hybridmem.errors import DataError
-from hybridmem.geometry import check_poses, intrinsics_from_fov
+from hybridmem.geometry import check_intrinsics, check_poses, intrinsics_from_fov
 
 OUR_LAYOUT = "hybridmem"
 RELEASED_LAYOUT = "hmworld_released"
@@ -91,10 +91,30 @@ def _positive_number(record: dict, key: str, path: Path) -> float:
     return float(value)
 
 
+def _first_non_number(values, index: str = "") -> tuple[str, object] | None:
+    """("[i][j]", value) of the first leaf of nested lists that is not a number (bool, str, null ...)."""
+    if isinstance(values, (list, tuple)):
+        for i, item in enumerate(values):
+            found = _first_non_number(item, f"{index}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(values, bool) or not isinstance(values, (int, float, np.integer, np.floating)):
+        return index, values
+    return None
+
+
 def _array(values, path: Path, key: str, shape_tail: tuple = (), dtype=np.float64) -> np.ndarray:
     """A finite numeric array (ragged lists, strings, NaN and infinity are errors naming the field)."""
     if isinstance(values, (str, bytes, dict)) or values is None:
         raise DataError(f"{path}: field '{key}' must be a list of numbers, got {type(values).__name__}")
+    where = _first_non_number(values)
+    if where is not None:  # numpy would read "1.0" as 1.0 and null as NaN, and the error would blame the pose
+        index, value = where
+        kind = "null" if value is None else f"{type(value).__name__} {value!r}"
+        raise DataError(
+            f"{path}: field '{key}'{index} is {kind}, expected a number (JSON numbers, not strings)"
+        )
     try:
         array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as error:
@@ -337,6 +357,7 @@ def released_intrinsics(
             raise DataError(
                 f"intrinsics {intrinsics!r}: must be 4 finite numbers fx, fy > 0, cx, cy (pixels)"
             )
+        check_intrinsics(values, width, height, "--intrinsics")
         return values, f"given: fx={values[0]:g} fy={values[1]:g} cx={values[2]:g} cy={values[3]:g} px"
     if horizontal_fov_deg is None:
         fov = DEFAULT_RELEASED_FOV_DEG
@@ -494,6 +515,7 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     intrinsics = _array(_field(camera, "intrinsics", camera_path), camera_path, "intrinsics")
     if intrinsics.shape != (4,) or not np.all(np.isfinite(intrinsics)) or np.any(intrinsics[:2] <= 0):
         raise DataError(f"{camera_path}: field 'intrinsics' must be 4 finite numbers fx, fy > 0, cx, cy")
+    check_intrinsics(intrinsics, width, height, f"{camera_path} field 'intrinsics'")
     # 2. frames and ids
     if load_frames:
         frames = np.concatenate([read_video(folder / "cond.mp4"), read_video(folder / "tgt.mp4")])

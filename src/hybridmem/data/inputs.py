@@ -40,7 +40,7 @@ import numpy as np
 
 from hybridmem.data import hmworld
 from hybridmem.errors import ConfigError, DataError
-from hybridmem.geometry import check_poses
+from hybridmem.geometry import check_intrinsics, check_poses
 
 CAMERA_UNITS = ("m", "cm")
 LENGTH_MODES = ("pad-last", "trim")
@@ -302,6 +302,7 @@ def _schema_intrinsics(record: dict, path: Path, width: int, height: int, hfov, 
     values = hmworld._array(record["intrinsics"], path, "intrinsics")
     if values.shape != (4,) or np.any(values[:2] <= 0):
         raise DataError(f"{path}: field 'intrinsics' must be [fx, fy, cx, cy] in pixels, fx, fy > 0")
+    check_intrinsics(values, width, height, f"{path} field 'intrinsics'")
     if hfov is not None or intrinsics is not None:
         given, source = hmworld.released_intrinsics(width, height, hfov, intrinsics)
         return given, f"{source} (overrides the file's {values.tolist()})"
