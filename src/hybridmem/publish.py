@@ -100,6 +100,46 @@ def temp_name(path: Path) -> tuple[str, str]:
     return prefix, f"-{name}"
 
 
+def remove_dead_temps(path: Path) -> list[Path]:
+    """Remove the temp files and folders of `path` left by writers that died (kill -9 mid-publish), so the
+    next run of the same command cleans up after it; returns what was removed.
+
+    A temp name carries its writer's pid (temp_name); one whose process is gone on this host is stale. A
+    live writer's temp (another process publishing the same name, which the run locks refuse anyway) and
+    a folder moved aside by publish_folder (`.old`: it may hold the only copy) are left alone.
+    """
+    import re
+
+    _, suffix = temp_name(path)
+    pattern = re.compile(rf"{re.escape(TEMP_PREFIX)}(\d+)-[a-z0-9_]{{8}}{re.escape(suffix)}")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed  # no folder yet (created by the caller) or unreadable (the caller's error names it)
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def as_os_fault(error: BaseException, path: Path, temp: Path | None = None) -> BaseException:
     """The exception to raise for a writer's failure at `path` (written under the name `temp`).
 
@@ -140,6 +180,7 @@ class Staged:
         self.path = Path(path)
         self.overwrite = overwrite
         prefix, suffix = temp_name(self.path)
+        remove_dead_temps(self.path)  # a killed earlier publish of this file left its temp
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.temp = _create_temp(self.path.parent, prefix, suffix)
@@ -529,6 +570,7 @@ def staged_folder(final: str | os.PathLike):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = temp_name(final)
+    remove_dead_temps(final)  # a killed earlier build of this folder left its temp folder
     temp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=final.parent))
     try:
         yield temp

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hybridmem import runlock
 from hybridmem.data.hmworld import load_clip
 from hybridmem.errors import DataError
 from hybridmem.world import generate as gen
@@ -94,7 +96,7 @@ def test_staging_of_a_dead_run_is_removed(tmp_path):
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000", "000001"]
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, marker: bytes = b"spawn_main") -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -103,7 +105,7 @@ def _children(pid: int) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid and b"spawn_main" in cmdline:
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid and marker in cmdline:
                 found.append(int(entry.name))
     return found
 
@@ -131,3 +133,23 @@ def test_dead_worker_ends_the_run_and_keeps_finished_clips(tmp_path):
     code, err = run_cli(argv[3:])  # resume in-process: every clip, nothing rendered twice
     assert code == 0, err
     assert sorted(p.name for p in (out / "train").iterdir()) == [f"{k:06d}" for k in range(8)]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_end_with_their_parent(tmp_path, signal_number):
+    """Issue 26: after SIGTERM or SIGKILL to `world generate --workers 2` (the parent only, as a job
+    scheduler's kill may be), the render workers and the resource tracker stayed alive (after 20 s)."""
+    out = tmp_path / "world"
+    argv = [sys.executable, "-m", "hybridmem.cli", "world", "generate", "--out", str(out), "--num-clips", "8",
+            "--split", "train", "--workers", "2", *TINY_WORLD_FLAGS]  # fmt: skip
+    process = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(_children(process.pid)) == 2, timeout=120, process=process)
+        helpers = _children(process.pid) + _children(process.pid, b"resource_tracker")
+        started = {pid: runlock.process_start_time(pid) for pid in helpers}
+        time.sleep(1.0)  # the workers are past their start (importing, or rendering)
+        os.kill(process.pid, signal_number)
+        process.wait(timeout=30)
+        assert wait_for(lambda: not any(runlock.process_alive(p, t) for p, t in started.items()), timeout=15)
+    finally:
+        kill9(process)

@@ -7,6 +7,7 @@ are injected at the publishing path instead (publish._create_temp, publish._free
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 
 import numpy as np
@@ -256,3 +257,39 @@ def test_eval_side_by_side_is_published_whole(tmp_path, monkeypatch):
     with pytest.raises(publish.OutputError, match="cut short"):
         report.write_side_by_side(truth, {"hydra": truth}, None, tmp_path / "000000", 8.0)
     assert {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)} == before
+
+
+KILLED_WRITER = """
+import os, sys
+from hybridmem import publish
+with publish.staged(sys.argv[1]) as temp:
+    temp.write_bytes(b"half a video")
+    print(temp, flush=True)
+    os.kill(os.getpid(), 9)  # kill -9 mid-publish
+"""
+
+
+def test_temp_files_of_a_killed_publish_are_removed_by_the_next_one(tmp_path):
+    """Issue 26: `sample` killed while publishing left a hidden .tmp-PID-*.mp4 that no rerun removed."""
+    import sys
+
+    out = tmp_path / "s.mp4"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(out)], capture_output=True, text=True)
+    left = tmp_path / killed.stdout.strip().rsplit("/", 1)[-1]
+    assert killed.returncode == -9 and left.is_file() and left.name.startswith(".tmp-")
+    dead_folder = tmp_path / left.name.replace("s.mp4", "clip")  # a dead build of the folder `clip`
+    dead_folder.mkdir()
+    live = tmp_path / f".tmp-{os.getppid()}-abcdefgh-s.mp4"  # a live process's temp of the same name
+    other = tmp_path / left.name.replace("s.mp4", "t.mp4")  # a dead writer's temp of another output
+    aside = tmp_path / f"{left.name.split('-s.mp4')[0]}.old"  # a folder moved aside: maybe the only copy
+    for path in (live, other):
+        path.write_bytes(b"x")
+    aside.mkdir()
+    publish.write_bytes(out, b"the video")
+    assert out.read_bytes() == b"the video" and not left.exists()
+    assert live.exists() and other.exists() and aside.exists() and dead_folder.exists()
+    with publish.staged_folder(tmp_path / "clip") as temp:
+        (temp / "clip").mkdir()
+        publish.publish_folder(temp / "clip", tmp_path / "clip")
+    assert not dead_folder.exists()
+    assert _files(tmp_path) == sorted([live.name, other.name, aside.name, "clip", "s.mp4"])

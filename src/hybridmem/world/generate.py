@@ -330,12 +330,42 @@ def _make_renderer(config: WorldConfig):
     return Renderer(config.width, config.height, supersample=config.supersample)
 
 
-def _init_worker(config_dict: dict) -> None:
-    """Runs once in each spawned worker: one Renderer (one GL context) per process.
+def _end_with_parent(parent: int) -> None:
+    """Make this worker process end when `parent` does, however it ends (SIGTERM, SIGKILL, a crash): Linux
+    delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls for
+    it. Without this, workers of a killed `world generate` rendered on, and kept the resource tracker alive.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        set_death_signal = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl (not Linux)
+        set_death_signal = False
+    if not set_death_signal:
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _init_worker(config_dict: dict, parent: int | None = None) -> None:
+    """Runs once in each spawned worker: one Renderer (one GL context) per process; the worker ends with
+    its parent (`parent`, the pid of the run; None in the parent itself, with --workers 1).
 
     A failure is kept and raised by the first task instead: a Pool whose initializer raises respawns the
     worker forever, so the run would hang instead of reporting, say, a missing EGL driver.
     """
+    if parent is not None:
+        _end_with_parent(parent)
     try:
         config = WorldConfig.from_dict(config_dict)
         _WORKER.update(config=config, split_plan=splits.split_plan(config), renderer=_make_renderer(config))
@@ -637,7 +667,10 @@ def _run_in_workers(tasks: list, config: WorldConfig, workers: int, record, summ
     # spawn, not fork: a forked GL context or torch thread pool is not safe to reuse
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        min(workers, len(tasks)), mp_context=context, initializer=_init_worker, initargs=(config.to_dict(),)
+        min(workers, len(tasks)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(config.to_dict(), os.getpid()),
     )
     try:
         pending = {pool.submit(_work, task) for task in tasks}
