@@ -245,6 +245,50 @@ def hold(
         lock.release()
 
 
+def live_writers(folder: str | os.PathLike) -> list[dict]:
+    """The holders of the locks in `folder` (each `.hybridmem*.lock`) that are alive, other than this
+    process: the commands writing it now. A free lock holds no record; a killed holder's record names a
+    dead process; a holder on another host is asked through flock (a shared lock it would block)."""
+    import fcntl
+
+    writers = []
+    folder = Path(folder)
+    try:
+        paths = sorted(folder.glob(".hybridmem*.lock"))
+    except OSError:
+        return writers
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            holder = _read_holder(fd)
+            if not holder or holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+                continue
+            if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+                alive = process_alive(holder["pid"], holder.get("start_time"))
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    alive = False
+                except OSError:
+                    alive = True
+            if alive:
+                writers.append(holder)
+        finally:
+            os.close(fd)  # drops a probe's shared lock too
+    return writers
+
+
+def refuse_being_written(folder: str | os.PathLike, flag: str, fix: str) -> None:
+    """RunLockedError when a live command is writing `folder`, an input of this one (encode reading data
+    that `world generate` is still writing; eval reading a run that is still training)."""
+    writers = live_writers(folder)
+    if writers:
+        raise RunLockedError(f"{flag} {folder}: still being written by {_describe(writers[0])}; {fix}")
+
+
 def locked(command: str, folder_argument: str, flag: str = "--out"):
     """Decorator: hold the lock on the folder passed as `folder_argument` for the whole call."""
     import functools
@@ -328,17 +372,23 @@ def write_record(folder: str | os.PathLike, command: str, inputs: dict) -> None:
     publish.write_json(Path(folder) / RECORD_FILE, record, indent=1, sort_keys=True)
 
 
-def differences(old: dict, new: dict) -> list[str]:
-    """'key: OLD there, NEW now' for every key whose value differs (values shortened for the message)."""
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: OLD there, NEW now' for every key whose value differs; nested objects are compared key by key
+    (`methods.hydra.sha256: ...`), and a long value is cut in its middle, so two paths that differ only
+    at their end still read apart (eval named two checkpoints '.../hydra/fina...' and '.../hydra/fina...')."""
 
     def short(value) -> str:
         text = json.dumps(value)
-        return text if len(text) <= 80 else text[:77] + "..."
+        return text if len(text) <= 80 else text[:30] + "..." + text[-47:]
 
-    keys = sorted(set(old) | set(new))
-    return [
-        f"{k}: {short(old.get(k))} there, {short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)
-    ]
+    found = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found += differences(before, after, f"{prefix}{key}.")
+        elif before != after:
+            found.append(f"{prefix}{key}: {short(before)} there, {short(after)} now")
+    return found
 
 
 def refuse_foreign(folder: str | os.PathLike, outputs: tuple[str, ...], overwrite: bool = False) -> list[str]:

@@ -176,6 +176,7 @@ def encode_split(
     # 1. inputs and the cache index (a cache belongs to one VAE and one split: refuse to mix)
     index_in_shard, shard_count = shard
     out_dir = runlock.check_out_folder(out_dir)
+    runlock.refuse_being_written(data_dir, "--data", "wait for `world generate` to finish, then encode")
     folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
     torch_device = resolve_device(device)
     vae_dir = resolve_finished_vae(vae_dir)

@@ -523,8 +523,13 @@ def run_evaluation(
     # before run.json records these inputs and any work: a VAE other than the checkpoints' own, and an
     # output folder that takes no file or lacks the space (hybridmem.publish)
     from hybridmem import publish
-    from hybridmem.sample.pipeline import check_vae_pairing
+    from hybridmem.sample.pipeline import check_vae_pairing, refuse_runs_in_training
 
+    # inputs still being written: data `world generate` is adding to, a run that is still training
+    runlock.refuse_being_written(config.data, "--data", "wait for `world generate` to finish, then evaluate")
+    for checkpoint in config.checkpoints:
+        refuse_runs_in_training({"--checkpoint": checkpoint})
+    refuse_runs_in_training({"--vae": config.vae})
     for checkpoint in config.checkpoints:
         check_vae_pairing(checkpoint, config.vae, config.allow_other_vae)
     publish.check_output_folder(out, output_bytes(config))

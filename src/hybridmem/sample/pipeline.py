@@ -70,6 +70,20 @@ def _warn_once(key: tuple, line: str) -> None:
         print(f"hybridmem: warning: {line}", file=sys.stderr, flush=True)
 
 
+def refuse_runs_in_training(runs: dict) -> None:
+    """RunLockedError for a run folder ({flag: path}) that is still training: a run names its newest model,
+    which the training is replacing (eval used its newest checkpoint and said so only in run.json). A named
+    model folder or checkpoint (RUN/final, RUN/checkpoints/step_N) is a fixed file set and is used."""
+    from hybridmem import runlock
+
+    for flag, path in runs.items():
+        if path is None or (Path(path) / "config.json").is_file() or (Path(path) / "state.json").is_file():
+            continue
+        runlock.refuse_being_written(
+            path, flag, "wait for it to finish, or name one of its checkpoints (RUN/checkpoints/step_N)"
+        )
+
+
 def check_vae_pairing(world_run, vae_run, allow_other: bool = False, ema: bool = True) -> None:
     """Refuse a VAE other than the one the world model learnt the latents of.
 
@@ -158,6 +172,7 @@ class WorldPipeline:
         ema: the world model's EMA weights (RUN/final); False takes the live weights of the newest checkpoint.
         allow_other_vae: use a VAE other than the one the world model records (check_vae_pairing).
         """
+        refuse_runs_in_training({"--checkpoint": world_run, "--vae": vae_run})
         check_vae_pairing(world_run, vae_run, allow_other_vae, ema=ema)
         from hybridmem.device import resolve_device
         from hybridmem.models.checkpoint import load_model

@@ -200,7 +200,8 @@ def train_vae(config: VaeTrainConfig) -> dict:
 
     with training_run(config, "train vae") as run:
         device = run.device
-        # 1. data
+        # 1. data (refused while `world generate` is still writing it)
+        runlock.refuse_being_written(config.data, "--data", "wait for `world generate` to finish, then train")
         data = ClipWindows(list_clip_folders(config.data, config.split), config.frames)
         check_vae_step(config, data.window(0, 0).shape, device)  # memory, before any allocation
         if config.val_split:

@@ -174,7 +174,11 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
 
     with training_run(config, "train world") as run:
         device = run.device
-        # 1. data, and a step's memory checked before anything is allocated
+        # 1. data (refused while `encode` is still writing it), and a step's memory checked before anything
+        # is allocated
+        for flag, cache in (("--cache", config.cache), ("--val-cache", config.val_cache)):
+            if cache:
+                runlock.refuse_being_written(cache, flag, "wait for `hybridmem encode` to finish, then train")
         dataset = LatentCacheDataset(config.cache)
         first = dataset[0]
         latent_channels = first["target_latents"].shape[1]
