@@ -530,7 +530,8 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     ids_path = folder / "ids.npz"
     if ids_path.is_file():
         fix = "regenerate the clip or delete ids.npz"
-        instance_ids = npyio.read_npz(ids_path, ["ids"], fix=fix)["ids"]
+        shape = (total, height, width)  # checked from the header, before the archive is expanded
+        instance_ids = npyio.read_npz(ids_path, ["ids"], fix=fix, expected={"ids": (shape, "uint8")})["ids"]
         if instance_ids.shape != (total, height, width) or instance_ids.dtype != np.uint8:
             raise DataError(
                 f"{ids_path}: field 'ids' is {instance_ids.dtype} {instance_ids.shape}, expected uint8 "
