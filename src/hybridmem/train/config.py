@@ -32,6 +32,8 @@ class WorldTrainConfig:
     affinity: str = "mean"
     retrieval: str = "affinity"
     memory_scope: str = "all"
+    affinity_rope: str = "before"  # hydra: score q and memory keys before RoPE (official) or after it
+    token_positions: str = "official"  # hydra: memory-token RoPE positions, official or centre
     camera_rays: bool = False  # per-token Plücker ray embeddings (DiTConfig.camera_rays)
     steps: int = 1000
     batch_size: int = 4
@@ -90,6 +92,8 @@ class WorldTrainConfig:
             affinity=self.affinity,
             retrieval=self.retrieval,
             memory_scope=self.memory_scope,
+            affinity_rope=self.affinity_rope,
+            token_positions=self.token_positions,
         ).validate()
 
     def validate(self) -> WorldTrainConfig:
@@ -140,6 +144,16 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--affinity", default=defaults.affinity, help="hydra affinity: mean | eq4")
     parser.add_argument("--retrieval", default=defaults.retrieval, help="hydra retrieval: affinity | fov")
     parser.add_argument("--memory-scope", default=defaults.memory_scope, help="hydra memory: all | context")
+    parser.add_argument(
+        "--affinity-rope",
+        default=defaults.affinity_rope,
+        help="hydra affinity on q and memory keys before RoPE (official) | after",
+    )
+    parser.add_argument(
+        "--token-positions",
+        default=defaults.token_positions,
+        help="hydra memory-token RoPE positions: official (t 2i+0.5, h/w 2i) | centre",
+    )
     parser.add_argument(
         "--camera-rays",
         action="store_true",
