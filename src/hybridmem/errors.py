@@ -20,3 +20,8 @@ class DataError(HybridmemError, ValueError):
 
 class CheckpointError(HybridmemError, ValueError):
     """A checkpoint is missing, corrupt, or does not match the code or config."""
+
+
+class MachineError(HybridmemError):
+    """The machine lacks what the command needs (a tool such as ffmpeg, memory under a limit): not the input's
+    fault; the message names what is missing and how to provide it."""

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridmem.errors import ConfigError
+from hybridmem.errors import ConfigError, MachineError
 
 TEMP_PREFIX = ".tmp-"
 # a writer that failed while less than this was free failed for lack of space
@@ -489,6 +489,27 @@ def pad_to_even(frames: "T H W C") -> "T H2 W2 C":
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
+def ffmpeg_exe() -> str:
+    """The ffmpeg that imageio runs (IMAGEIO_FFMPEG_EXE, or imageio-ffmpeg's own binary); MachineError in one
+    line when there is none or it is not an executable file (a traceback, or an error blaming the input
+    video's header, before)."""
+    import imageio_ffmpeg
+
+    configured = os.environ.get("IMAGEIO_FFMPEG_EXE")
+    fix = (
+        "install ffmpeg (or the imageio-ffmpeg package), or point IMAGEIO_FFMPEG_EXE at an ffmpeg executable"
+    )
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:
+        raise MachineError(f"ffmpeg not found ({str(error).splitlines()[0]}); {fix}") from None
+    found = exe if os.path.dirname(exe) else shutil.which(exe)
+    if not found or not os.path.isfile(found) or not os.access(found, os.X_OK):
+        where = f"IMAGEIO_FFMPEG_EXE={configured}" if configured else exe
+        raise MachineError(f"ffmpeg not found: {where} is not an executable file; {fix}")
+    return found
+
+
 def _run_ffmpeg(command: list[str], payload: bytes, path: Path) -> None:
     """Run ffmpeg with `payload` on stdin; its failure as OSError (errno from its message) or OutputError."""
     result = subprocess.run(command, input=payload, capture_output=True)
@@ -517,8 +538,7 @@ def stage_video(
     ffmpeg reads raw RGB through a pipe (imageio's writer polls with sleeps when it closes: ~50 ms a
     video); `threads` caps its encoder threads (1 keeps the bytes independent of the machine).
     """
-    import imageio_ffmpeg
-
+    exe = ffmpeg_exe()
     frames = pad_to_even(np.ascontiguousarray(frames, dtype=np.uint8))
     count, height, width = frames.shape[:3]
     if count < 1:
@@ -528,7 +548,7 @@ def stage_video(
 
     def write(temp: Path) -> None:
         command = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+            exe, "-y", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
             "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)),
             *(["-threads", str(int(threads))] if threads is not None else []),

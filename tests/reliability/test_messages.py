@@ -86,3 +86,49 @@ def test_an_archive_declaring_more_than_deflate_can_expand_is_refused(tmp_path, 
     _never_expanded(monkeypatch)
     with pytest.raises(DataError, match=r"declares 3200000000 bytes from \d+ stored .*zip bomb"):
         npyio.read_npz(path)
+
+
+@pytest.fixture(scope="module")
+def clip_data(tmp_path_factory):
+    from .helpers import tiny_dataset, tiny_vae
+
+    root = tmp_path_factory.mktemp("messages")
+    return {"data": tiny_dataset(root / "data", num_clips=1), "vae": tiny_vae(root / "vae")}
+
+
+def test_ffmpeg_missing_is_one_line_in_every_command(clip_data, tmp_path, monkeypatch):
+    """Issue 26: with IMAGEIO_FFMPEG_EXE pointing nowhere, generate ended in a traceback and sample and encode
+    blamed the input video's header."""
+    from .helpers import TINY_WORLD_FLAGS, fake_renderer, run_cli
+
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no" / "ffmpeg"))
+    clip = clip_data["data"] / "train" / "000000"
+    commands = {
+        "generate": ["world", "generate", "--out", tmp_path / "w", "--num-clips", 1, *TINY_WORLD_FLAGS],
+        "encode": ["encode", "--data", clip_data["data"], "--vae", clip_data["vae"], "--out", tmp_path / "c"],
+        "sample": ["sample", "--clip", clip, "--checkpoint", clip_data["vae"], "--vae", clip_data["vae"],
+                   "--out", tmp_path / "s.mp4", "--device", "cpu"],
+    }  # fmt: skip
+    for name, argv in commands.items():
+        with fake_renderer():
+            code, err = run_cli(argv)
+        assert code != 0 and "Traceback" not in err, (name, err)
+        (line,) = [line for line in err.splitlines() if line.startswith("hybridmem")]
+        assert "ffmpeg not found: IMAGEIO_FFMPEG_EXE=" in line and "header" not in line, (name, line)
+    assert not (tmp_path / "w" / "train").exists() and not (tmp_path / "s.mp4").exists()
+
+
+def test_an_audio_only_mp4_is_named_in_one_line(tmp_path):
+    """Issue 26: an audio-only mp4 given as a video printed a 30-line ffmpeg dump."""
+    import subprocess
+
+    from hybridmem.data.hmworld import video_header
+    from hybridmem.errors import DataError
+    from hybridmem.publish import ffmpeg_exe
+
+    audio = tmp_path / "audio.mp4"
+    sine = ["-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac"]
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *sine, str(audio)], check=True)
+    with pytest.raises(DataError) as caught:
+        video_header(audio)
+    assert str(caught.value) == f"{audio}: holds no video stream (only audio); pass a video file"

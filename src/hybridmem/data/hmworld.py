@@ -39,6 +39,7 @@ from hybridmem.data.clip import Clip, Event, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE, load_counterfactuals
 from hybridmem.errors import DataError
 from hybridmem.geometry import check_intrinsics, check_poses, intrinsics_from_fov
+from hybridmem.publish import ffmpeg_exe
 
 OUR_LAYOUT = "hybridmem"
 RELEASED_LAYOUT = "hmworld_released"
@@ -143,6 +144,20 @@ class VideoHeader:
         return 2 * (self.frames or 1) * self.height * self.width * 3
 
 
+def _unreadable_video(error: BaseException) -> str:
+    """One line for a video ffmpeg cannot open: no video stream (an audio-only file), or the first line of
+    ffmpeg's report (not its 30-line dump of build options)."""
+    text = str(error)
+    streams = [
+        line.split(":", 2)[-1].strip() for line in text.splitlines() if line.strip().startswith("Stream #")
+    ]
+    if streams and not any(stream.startswith("Video") for stream in streams):
+        kinds = sorted({stream.split(":")[0] for stream in streams})
+        return f"holds no video stream (only {', '.join(kinds).lower()}); pass a video file"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return f"cannot read the video's header ({first})"
+
+
 def video_header(path: Path) -> VideoHeader:
     """Size, frame count and rate from a video's header (ffmpeg's), decoding nothing; DataError otherwise."""
     import imageio.v2 as imageio
@@ -150,6 +165,7 @@ def video_header(path: Path) -> VideoHeader:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {'a folder, not a video' if path.is_dir() else 'missing file'}")
+    ffmpeg_exe()  # its absence is the machine's fault, not the video's
     try:
         reader = imageio.get_reader(str(path), format="FFMPEG")
         try:
@@ -160,8 +176,7 @@ def video_header(path: Path) -> VideoHeader:
         fps, duration = float(meta.get("fps") or 0.0), float(meta.get("duration") or 0.0)
         counted = meta.get("nframes")
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
-        reason = error or type(error).__name__
-        raise DataError(f"{path}: cannot read the video's header ({reason})") from error
+        raise DataError(f"{path}: {_unreadable_video(error)}") from error
     if not (0 < width and 0 < height):
         raise DataError(f"{path}: the video's header states a frame size of {width}x{height}")
     if isinstance(counted, int) and counted > 0:
@@ -473,6 +488,7 @@ def video_fps(path: Path) -> float:
     """The frame rate an mp4 states; DataError when it states none or a non-finite one."""
     import imageio.v2 as imageio
 
+    ffmpeg_exe()
     try:
         reader = imageio.get_reader(str(path), format="FFMPEG")
         try:
@@ -480,7 +496,7 @@ def video_fps(path: Path) -> float:
         finally:
             reader.close()
     except (OSError, RuntimeError, ValueError, TypeError) as error:
-        raise DataError(f"{path}: cannot read the video's frame rate ({error})") from error
+        raise DataError(f"{path}: {_unreadable_video(error)}") from error
     if not 0 < fps < math.inf:
         raise DataError(f"{path}: the video does not state a frame rate; pass --fps")
     return fps

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridmem import jsonio, runlock
+from hybridmem import jsonio, publish, runlock
 from hybridmem.data.clip import Clip, SubjectTrack
 from hybridmem.data.counterfactual import COUNTERFACTUAL_SPLITS, COUNTERFACTUALS_FILE
 from hybridmem.errors import ConfigError, DataError, HybridmemError
@@ -531,6 +531,7 @@ def generate(
         raise ConfigError(f"--shard {shard_index}/{shard_count}: need 0 <= i < N")
     out = runlock.check_out_folder(out)
     _check_memory(config, workers)
+    publish.ffmpeg_exe()  # every clip is written through ffmpeg: its absence ends the run before any work
     split_plan = splits.split_plan(config)
     _check_dataset_file(out, config, split_plan)
     # 2. lock this shard of the folder; then the dataset record, checked again under the lock
