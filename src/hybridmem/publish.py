@@ -647,6 +647,17 @@ def check_not_inside(output: str | os.PathLike, inputs: dict, what: str = "--out
                 )
 
 
+def refuse_dangling_link(path: str | os.PathLike, what: str = "--out") -> None:
+    """ConfigError when `path` is a symbolic link to nothing: the output cannot go through it, and creating
+    a file there fails only once the work is done ("written by another process")."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"{what} {path}: is a symbolic link to {os.readlink(path)}, which does not exist; remove the "
+            f"link, create what it points to, or choose another {what}"
+        )
+
+
 def check_output_folder(
     folder: str | os.PathLike, need_bytes: int = 0, names: Iterable[str] = (), what: str = "--out"
 ) -> Path:
@@ -654,6 +665,9 @@ def check_output_folder(
     ignores permission bits, a read-only mount does not), each of `names` fits the file system's name
     limit, and about `need_bytes` are free. Faults are OSError naming the path (the CLI prints them)."""
     folder = Path(folder)
+    refuse_dangling_link(folder, what)
+    for name in names:
+        refuse_dangling_link(folder / name, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -99,7 +99,10 @@ def _describe(holder: dict) -> str:
 
 def check_out_folder(folder: str | os.PathLike, flag: str = "--out") -> Path:
     """`folder` as a Path, refused when it names an existing file (the common slip of passing FILE.mp4)."""
+    from hybridmem.publish import refuse_dangling_link
+
     folder = Path(folder)
+    refuse_dangling_link(folder, flag)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{flag} {folder}: exists and is a file, not a folder; pass a folder path")
     for parent in folder.parents:

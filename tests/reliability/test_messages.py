@@ -90,10 +90,13 @@ def test_an_archive_declaring_more_than_deflate_can_expand_is_refused(tmp_path, 
 
 @pytest.fixture(scope="module")
 def clip_data(tmp_path_factory):
+    from tiny import save_tiny_world
+
     from .helpers import tiny_dataset, tiny_vae
 
     root = tmp_path_factory.mktemp("messages")
-    return {"data": tiny_dataset(root / "data", num_clips=1), "vae": tiny_vae(root / "vae")}
+    return {"data": tiny_dataset(root / "data", num_clips=1), "vae": tiny_vae(root / "vae"),
+            "world": save_tiny_world(root / "world")}  # fmt: skip
 
 
 def test_ffmpeg_missing_is_one_line_in_every_command(clip_data, tmp_path, monkeypatch):
@@ -132,3 +135,29 @@ def test_an_audio_only_mp4_is_named_in_one_line(tmp_path):
     with pytest.raises(DataError) as caught:
         video_header(audio)
     assert str(caught.value) == f"{audio}: holds no video stream (only audio); pass a video file"
+
+
+def test_a_dangling_symlink_as_out_is_refused_before_work(clip_data, tmp_path, monkeypatch):
+    """Issue 26: `sample --out LINK.mp4` with LINK dangling was refused only after sampling, as 'written by
+    another process'. Every output path, file or folder, is checked before the work."""
+    from hybridmem.sample import pipeline
+
+    from .helpers import run_cli
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the command started its work")
+
+    monkeypatch.setattr(pipeline.WorldPipeline, "from_checkpoint", no_work)
+    (tmp_path / "s.mp4").symlink_to(tmp_path / "gone" / "s.mp4")
+    (tmp_path / "evaldir").symlink_to(tmp_path / "gone")
+    clip = clip_data["data"] / "train" / "000000"
+    for argv in (
+        ["sample", "--clip", clip, "--checkpoint", clip_data["world"], "--vae", clip_data["vae"], "--out",
+         tmp_path / "s.mp4", "--device", "cpu", "--allow-other-vae"],
+        ["eval", "--baseline", "copy-last", "--data", clip_data["data"], "--split", "train", "--out",
+         tmp_path / "evaldir"],
+        ["train", "vae", "--data", clip_data["data"], "--out", tmp_path / "evaldir", "--device", "cpu"],
+    ):  # fmt: skip
+        code, err = run_cli(argv)
+        assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err, err
+        assert "Traceback" not in err and not (tmp_path / "gone").exists()
