@@ -128,3 +128,21 @@ def test_entries_do_not_keep_the_file_mapped(latent_cache):
 def test_configs_built_in_code_get_the_same_rules(config, flag):
     with pytest.raises(ConfigError, match=flag):
         config.validate()
+
+
+def test_a_nan_in_one_cached_latent_is_named_not_blamed_on_the_lr(tmp_path):
+    """Issue 26: a NaN in one cached latent ended training in 'loss is nan; lower --lr' (a wrong cause)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    latents = make_latent_cache(tmp_path / "cache", clips=3)
+    entry = latents / "clips" / "000001.safetensors"
+    with safe_open(str(entry), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        metadata = handle.metadata()
+    tensors["target_latents"][0, 0, 0, 0] = float("nan")
+    save_file(tensors, str(entry), metadata=metadata)
+    with pytest.raises(
+        DataError, match=r"000001.safetensors: cache entry's 'target_latents' holds 1 non-finite"
+    ):
+        train_world(tiny_world_config(latents, tmp_path / "run", steps=2, batch_size=3))

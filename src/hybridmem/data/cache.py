@@ -118,6 +118,13 @@ def read_clip_entry(path: str | Path) -> dict:
     missing = [key for key in TENSOR_KEYS if key not in entry]
     if missing:
         raise DataError(f"{path}: cache entry lacks {missing}; delete it and rerun `hybridmem encode`")
+    for key, tensor in entry.items():  # a NaN here surfaced as "loss is nan; lower --lr", the wrong cause
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise DataError(
+                f"{path}: cache entry's '{key}' holds {count} non-finite values (NaN or infinity); delete it "
+                "and rerun `hybridmem encode` (with --overwrite if the VAE is at fault)"
+            )
     entry["caption"] = metadata.get("caption", "")
     entry["events"] = metadata.get("events", [])
     entry["clip_id"] = path.stem
