@@ -173,6 +173,7 @@ def test_config_follows_the_official_kwargs_and_umt5_xxl():
 
 # (prompt, what the official cleaning, ftfy 6.3.1 + diffsynth's basic_clean and whitespace_clean, makes of it)
 OFFICIAL_CLEANING = [
+    ("色调艳丽，过曝，静态", "色调艳丽,过曝,静态"),  # full-width commas, as in the official negative prompt
     ("A man in green clothes walks.", "A man in green clothes walks."),
     ("  Two  spaces,\ta tab\r\nand CRLF\u2028line sep  ", "Two spaces, a tab and CRLF line sep"),
     ("She said “hello” — it’s ‘fine’ „too‟ ʼok", "She said \"hello\" — it's 'fine' \"too\" 'ok"),
@@ -192,6 +193,12 @@ OFFICIAL_CLEANING = [
     ("\u200bzero width\xa0nbsp\u2003em space", "\u200bzero width nbsp em space"),
     ("\ud83d\ude00 lone \udc00 한국어 中文 😀", "😀 lone \ufffd 한국어 中文 😀"),
     ("", ""),
+    # ftfy's mojibake repair, which a reimplementation of its character fixes alone misses: an accented
+    # Latin letter before Windows-1252 punctuation reads as UTF-8 bytes decoded as cp1252
+    ("é”„ x", "锄 x"),
+    ("cafÃ© mÃ¼nchen", "café münchen"),
+    # ftfy decodes entities html.unescape leaves: nested three deep, and all-caps names
+    ("&amp;amp;amp; &EACUTE;", "& É"),
 ]
 
 

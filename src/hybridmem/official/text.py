@@ -19,14 +19,14 @@ What the official code does and where it is here:
 - its `HuggingfaceTokenizer(clean="whitespace")` cleans the text (`clean_prompt`), then pads or truncates to
   512 tokens with the eos token appended: `PromptTokenizer`.
 
-Nothing here downloads; every file is local. transformers is imported inside the functions that need it.
+Nothing here downloads; every file is local. transformers and ftfy are imported inside the functions that
+need them.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,114 +49,26 @@ TEXT_LENGTH = 512  # WanPrompter(text_len=512): every prompt is padded or trunca
 
 # ----------------------------------------------------------------------------------------------------------
 # Prompt cleaning
-#
-# The official tokenizer wrapper cleans each prompt with `whitespace_clean(basic_clean(text))`:
-#     basic_clean: ftfy.fix_text(text), then html.unescape twice, then strip;
-#     whitespace_clean: every run of whitespace (the `regex` module's \s) becomes one space, then strip.
-# ftfy is not a dependency here, and on ordinary text it is not a no-op: it turns full-width forms into
-# ASCII (every "，" of the official negative prompt becomes ","), curly quotes into straight ones, Latin
-# ligatures into letters, and NFC-normalises. `_fix_text` below applies exactly ftfy 6's character fixes,
-# in ftfy's order and repeated until nothing changes as ftfy does, and tests/official/test_text.py checks
-# it against outputs of ftfy 6.3.1 + the official functions. What it leaves out:
-#     - mojibake repair (ftfy's fix_encoding: text that was UTF-8 read as Windows-1252 and the like). It
-#       is a judgement, and it also fires on some well-formed text: an accented Latin letter directly before
-#       certain Windows-1252 punctuation ("é”„", which ftfy decodes to "锄"). On 100,000 random strings of
-#       up to 30 characters drawn from about 120 (ASCII, accented Latin, CJK, Hangul, full-width forms,
-#       curly quotes, ligatures, entities, controls, emoji) the official cleaning and this one differed on
-#       70, all of that kind;
-#     - ftfy's own HTML-entity pass, which decodes entities nested more than twice (the two
-#       html.unescape passes of basic_clean decode everything up to that) and all-caps names (&EACUTE;).
-
-
-def _width_map() -> dict[int, str]:
-    """Half- and full-width forms -> their standard forms, built as ftfy builds it: the ideographic space,
-    then every character of the U+FF01..U+FFEF block that NFKC changes."""
-    width_map = {0x3000: " "}
-    for code in range(0xFF01, 0xFFF0):
-        standard = unicodedata.normalize("NFKC", chr(code))
-        if standard != chr(code):
-            width_map[code] = standard
-    return width_map
-
-
-_WIDTH_MAP = _width_map()
-
-# single-character Latin ligatures and digraphs, split into their letters (ftfy's table; ŉ keeps its
-# apostrophe U+02BC, which the quote fix then straightens)
-_LIGATURES = {
-    ord(ligature): letters
-    for ligature, letters in {
-        "Ĳ": "IJ", "ĳ": "ij", "ŉ": "\u02bcn", "Ǳ": "DZ", "ǲ": "Dz", "ǳ": "dz", "Ǆ": "DŽ", "ǅ": "Dž",
-        "ǆ": "dž", "Ǉ": "LJ", "ǈ": "Lj", "ǉ": "lj", "Ǌ": "NJ", "ǋ": "Nj", "ǌ": "nj", "ﬀ": "ff",
-        "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "ſt", "ﬆ": "st",
-    }.items()
-}  # fmt: skip
-
-_SINGLE_QUOTES = re.compile("[\u02bc\u2018-\u201b]")
-_DOUBLE_QUOTES = re.compile("[\u201c-\u201f]")
-_TERMINAL_ESCAPE = re.compile("\x1b\\[((?:\\d|;)*)([a-zA-Z])")
-_C1_CONTROL = re.compile("[\x80-\x9f]")
-_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# ASCII controls other than tab, newline, form feed and carriage return; deprecated Arabic format
-# controls; the byte-order mark; interlinear annotation marks and the object replacement character
-_CONTROL_CHARS = dict.fromkeys(
-    [
-        *range(0x00, 0x09),
-        0x0B,
-        *range(0x0E, 0x20),
-        0x7F,
-        *range(0x206A, 0x2070),
-        0xFEFF,
-        *range(0xFFF9, 0xFFFD),
-    ]
-)
-# the `regex` module's \s: Python's \s without U+001C..U+001F, which `str.isspace` counts and Unicode does not
-_WHITESPACE_RUN = re.compile(r"[^\S\x1c-\x1f]+")
-
-
-def _windows_1252(match: re.Match) -> str:
-    """A C1 control character read as the Windows-1252 character of that byte, as browsers (and ftfy) do;
-    the five bytes Windows-1252 leaves undefined stay as they are."""
-    try:
-        return bytes([ord(match.group(0))]).decode("cp1252")
-    except UnicodeDecodeError:
-        return match.group(0)
-
-
-def _join_surrogates(match: re.Match) -> str:
-    """A UTF-16 surrogate pair (which "\\ud83d\\ude00" escapes can leave in a str) -> its character."""
-    high, low = (ord(unit) for unit in match.group(0))
-    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-
-
-def _fix_text(text: str) -> str:
-    """ftfy.fix_text's character fixes on well-formed text (see the block comment above)."""
-    while True:
-        before = text
-        text = _C1_CONTROL.sub(_windows_1252, text)
-        text = text.translate(_LIGATURES)
-        text = text.translate(_WIDTH_MAP)
-        text = _SINGLE_QUOTES.sub("'", _DOUBLE_QUOTES.sub('"', text))
-        text = (
-            text.replace("\r\n", "\n")
-            .replace("\r", "\n")
-            .replace("\u2028", "\n")
-            .replace("\u2029", "\n")
-            .replace("\u0085", "\n")
-        )
-        text = _SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_join_surrogates, text))  # lone ones: U+FFFD
-        text = _TERMINAL_ESCAPE.sub("", text)
-        text = text.translate(_CONTROL_CHARS)
-        text = unicodedata.normalize("NFC", text)
-        if text == before:
-            return text
 
 
 def clean_prompt(text: str) -> str:
-    """The official prompt cleaning (`HuggingfaceTokenizer(clean="whitespace")`), without ftfy."""
-    text = html.unescape(html.unescape(_fix_text(text))).strip()
-    return _WHITESPACE_RUN.sub(" ", text).strip()
+    """The official prompt cleaning, `whitespace_clean(basic_clean(text))` of diffsynth's wan_prompter.py
+    (`HuggingfaceTokenizer(clean="whitespace")`), with the same libraries, so it is the same to the letter:
+
+        basic_clean: ftfy.fix_text(text), then html.unescape twice, then strip;
+        whitespace_clean: every run of whitespace (the `regex` module's \\s) becomes one space, then strip.
+
+    ftfy is not a no-op on ordinary prompts: it turns full-width forms into ASCII (every "，" of the
+    official negative prompt becomes ","), curly quotes into straight ones, Latin ligatures into letters,
+    NFC-normalises, and repairs what it judges to be mojibake (which also fires on some well-formed text:
+    "é”„" becomes "锄"). `regex`'s \\s, unlike Python's `re`, does not match U+001C..U+001F (ftfy has
+    already removed those anyway).
+    """
+    import ftfy
+    import regex
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return regex.sub(r"\s+", " ", text).strip()
 
 
 # ----------------------------------------------------------------------------------------------------------
