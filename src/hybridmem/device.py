@@ -49,17 +49,84 @@ def available_memory(device=None) -> int | None:
             return int(torch.cuda.get_device_properties(torch.device(device_text)).total_memory)
         except Exception:  # noqa: BLE001 (no CUDA here: the device error comes later, from the command)
             return None
+    ram = None
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    ram = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if ram is None:
+        try:
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            pass
+    room = address_space_room()  # under `ulimit -v`, what this process may still map
+    if room is not None:
+        return room if ram is None else min(ram, room)
+    return ram
+
+
+def address_space_limit() -> int | None:
+    """This process's address-space limit in bytes (`ulimit -v`, RLIMIT_AS), None when there is none."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
         return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def address_space_room() -> int | None:
+    """Bytes this process may still map under its address-space limit (the limit less its VmSize), None
+    without a limit. A process with torch loaded maps gigabytes it never touches, so a `ulimit -v` binds
+    long before the RAM does (a 1080p video passed MemAvailable and failed to decode)."""
+    limit = address_space_limit()
+    if limit is None:
+        return None
+    mapped = 0
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmSize:"):
+                    mapped = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return max(0, limit - mapped)
+
+
+def _limit_note() -> str:
+    limit = address_space_limit()
+    return f" under the address-space limit of {format_bytes(limit)} (ulimit -v)" if limit is not None else ""
+
+
+def describe_memory_fault(error: BaseException | None) -> str | None:
+    """One line for an exception that is the machine running out of memory (itself or what it was raised
+    from): MemoryError, or a library that could not be mapped (ImportError 'failed to map segment', ENOMEM),
+    naming the limit; None for any other exception. For the CLI to print with exit status 1."""
+    import errno
+
+    while error is not None:
+        text = str(error)
+        if isinstance(error, MemoryError) or (
+            isinstance(error, (ImportError, OSError))
+            and (
+                "failed to map segment" in text
+                or "Cannot allocate memory" in text
+                or getattr(error, "errno", None) == errno.ENOMEM
+            )
+        ):
+            first = text.splitlines()[0] if text.strip() else type(error).__name__
+            return (
+                f"out of memory{_limit_note()} ({first}); raise the limit or free memory, or lower the "
+                "sizes (--batch-size, --workers, the video's size), then rerun"
+            )
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def check_memory(needed: float, what: str, fix: str, device=None) -> None:

@@ -161,3 +161,72 @@ def test_a_dangling_symlink_as_out_is_refused_before_work(clip_data, tmp_path, m
         code, err = run_cli(argv)
         assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err, err
         assert "Traceback" not in err and not (tmp_path / "gone").exists()
+
+
+MEMORY_PROBE = """
+import resource, sys
+limit = 8 * 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+from hybridmem.device import address_space_room, available_memory
+room, available = address_space_room(), available_memory()
+assert room is not None and 0 < room < limit and available <= room, (room, available)
+print("ok")
+"""
+
+
+def test_memory_estimates_count_the_address_space_limit(clip_data, monkeypatch):
+    """Issue 26: under `ulimit -v 4 GB` a 401-frame 1080p video failed in read_video with a traceback; its
+    6.0 GiB estimate was printed only after decoding. The room under RLIMIT_AS now bounds every estimate,
+    so the video is refused from its header."""
+    import subprocess
+    import sys
+
+    from hybridmem import device
+    from hybridmem.data import hmworld
+    from hybridmem.errors import ConfigError
+
+    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True)
+    assert probe.stdout.strip() == "ok", probe.stderr  # a real RLIMIT_AS bounds what is available
+    with open("/proc/self/status") as status:
+        vm_size = 1024 * int(next(line for line in status if line.startswith("VmSize")).split()[1])
+    monkeypatch.setattr(device, "address_space_limit", lambda: vm_size + 4096)  # 4 KB left to map
+
+    def decode(*args):
+        raise AssertionError("decoded before the estimate was checked")
+
+    monkeypatch.setattr(hmworld, "_decode_video", decode)
+    with pytest.raises(ConfigError, match="decoding 9 frames of 32x32 needs at least .* more than the"):
+        hmworld.read_video(clip_data["data"] / "train" / "000000" / "cond.mp4")
+
+
+def test_out_of_memory_faults_are_described_in_one_line(monkeypatch):
+    """What the CLI prints (exit 1) for `ulimit -v 500000`: an ImportError traceback from torch before."""
+    from hybridmem import device
+
+    monkeypatch.setattr(device, "address_space_limit", lambda: 500_000 * 1024)
+    error = ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    line = device.describe_memory_fault(error)
+    assert line.startswith("out of memory under the address-space limit of 488.3 MB (ulimit -v)"), line
+    assert device.describe_memory_fault(RuntimeError("wrapped")) is None
+    wrapped = RuntimeError("load failed")
+    wrapped.__cause__ = MemoryError()
+    assert "out of memory" in device.describe_memory_fault(wrapped)
+
+
+def test_generate_under_a_memory_limit_is_one_line(tmp_path):
+    """Issue 26: `ulimit -v 500000` made `world generate` end in a moderngl traceback."""
+    import resource
+    import subprocess
+    import sys
+
+    from .helpers import TINY_WORLD_FLAGS
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (500_000 * 1024, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    argv = [sys.executable, "-m", "hybridmem.cli", "world", "generate", "--out", str(tmp_path / "w"),
+            "--num-clips", "1", *TINY_WORLD_FLAGS]  # fmt: skip
+    done = subprocess.run(argv, preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "ulimit -v" in line and ("renderer could not start" in line or "out of memory" in line), line

@@ -325,9 +325,9 @@ def _planner():
 
 
 def _make_renderer(config: WorldConfig):
-    from hybridmem.world.render import Renderer
+    from hybridmem.world.render import open_renderer
 
-    return Renderer(config.width, config.height, supersample=config.supersample)
+    return open_renderer(config.width, config.height, supersample=config.supersample)
 
 
 def _end_with_parent(parent: int) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hybridmem.errors import ConfigError
+from hybridmem.errors import ConfigError, MachineError
 from hybridmem.geometry import invert_pose, project_points
 from hybridmem.world import shaders
 from hybridmem.world.plan import ClipPlan
@@ -239,6 +239,27 @@ def projected_window(points: "N 3", pose: "4 4", intrinsics: "4", width: int, he
 
 
 # -------------------------------------------------------------------------------------------- renderer
+
+
+def open_renderer(width: int, height: int, supersample: int = 2) -> Renderer:
+    """A Renderer, or MachineError in one line when its GL context or buffers cannot be made (no EGL driver,
+    or no memory under `ulimit -v`: the framebuffer is 'not complete' then), naming the limit."""
+    import moderngl
+
+    from hybridmem.device import address_space_limit, format_bytes
+
+    try:
+        return Renderer(width, height, supersample=supersample)
+    except (moderngl.Error, MemoryError, OSError) as error:
+        first = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+        limit = address_space_limit()
+        if limit is not None:
+            cause = (
+                f"under the address-space limit of {format_bytes(limit)} (ulimit -v); raise it, then rerun"
+            )
+        else:
+            cause = "it needs an EGL driver (libEGL, e.g. Mesa's) and the memory for its frame buffers"
+        raise MachineError(f"the renderer could not start ({first}); {cause}") from error
 
 
 class Renderer:
