@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hybridmem.errors import CheckpointError
-from hybridmem.models.checkpoint import check_model_output, load_model, save_model
+from hybridmem.models.checkpoint import load_model, save_model
 from hybridmem.models.memory import MemoryConfig
 from hybridmem.models.world import build_world_model
 from tiny import save_tiny_world
@@ -118,6 +118,8 @@ def test_a_model_folder_without_the_record_still_loads(models, tmp_path):
     [(torch.tensor([1.0, float("nan")]), "1 of 2 non-finite"), (torch.zeros(3, 4), "all 0, one constant")],
 )
 def test_non_finite_or_constant_outputs_are_errors(values, message):
+    from hybridmem.models.checkpoint import check_model_output
+
     with pytest.raises(CheckpointError, match=message):
         check_model_output(values, "generation: the decoded frames", "the VAE")
     check_model_output(torch.arange(4.0), "generation: the decoded frames", "the VAE")
