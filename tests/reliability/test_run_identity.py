@@ -164,3 +164,32 @@ def test_subject_weight_refuses_masks_of_regenerated_data(tmp_path):
     tiny_dataset(data, num_clips=2, seed=9)
     with pytest.raises(ConfigError, match="--subject-weight: .* changed since .*encode --overwrite"):
         train_world(tiny_world_config(tmp_path / "cache", tmp_path / "run", **config))
+
+
+def test_a_change_on_purpose_is_recorded_in_the_runs_history(latent_cache, run_copy, tmp_path):
+    """The other way out of a refusal: --change SETTING lets a resumed run differ, and run.json keeps the
+    change with the step it took effect at; from then on the new value is the run's."""
+    changed = tiny_world_config(latent_cache, run_copy, resume=True, steps=3, lr=2e-3, change=("lr",))
+    assert train_world(changed)["step"] == 3
+    history = json.loads((run_copy / "run.json").read_text())["inputs"]["history"]
+    assert history == [{"step": 2, "field": "lr", "from": 0.001, "to": 0.002}]
+    assert train_world(tiny_world_config(latent_cache, run_copy, resume=True, lr=2e-3))["step"] == 4
+    with pytest.raises(CheckpointError, match=r"--lr 0.002 \(now 0.001\).*--change SETTING"):
+        train_world(tiny_world_config(latent_cache, run_copy, resume=True, steps=5))
+    other = make_latent_cache(tmp_path / "other", clips=3, seed=1)
+    more = tiny_world_config(other, run_copy, resume=True, steps=5, lr=2e-3, change=("cache",))
+    assert train_world(more)["step"] == 5
+    fields = [
+        entry["field"] for entry in json.loads((run_copy / "run.json").read_text())["inputs"]["history"]
+    ]
+    assert fields == ["lr", "cache_contents"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--change", "lr"], "--change goes with --resume"),
+     (["--resume", "--change", "rate"], "--change rate: not a setting of the run; valid: cache, affinity")],
+)  # fmt: skip
+def test_change_names_a_setting_and_needs_resume(latent_cache, tmp_path, argv, message):
+    code, err = run_cli(["train", "world", "--cache", latent_cache, "--out", tmp_path / "run", *argv])
+    assert code == 2 and message in err and "Traceback" not in err, err

@@ -15,6 +15,35 @@ from hybridmem.errors import ConfigError
 from hybridmem.validation import check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+# Config fields that may differ on --resume: where the inputs and outputs are (the inputs' contents are
+# compared instead), how the run is watched and saved, and the machine. None changes what the run learns;
+# every other field defines the run and must stay unless named by --change, and --steps may only grow.
+FREE_ON_RESUME = frozenset(
+    {
+        "out", "cache", "data", "resume", "steps", "device", "num_workers", "grad_checkpointing",
+        "progress", "tensorboard", "log_every", "save_every", "keep", "val_every", "val_cache",
+        "val_clips", "val_split", "change",
+    }
+)  # fmt: skip
+CHANGE_HELP = (
+    "with --resume: let the named setting differ from the run's (a flag without its dashes, such as lr, or "
+    "the input `%s` for other contents); the change is recorded in RUN/run.json's history. Repeat for more"
+)
+
+
+def check_changes(config, inputs: tuple[str, ...]) -> None:
+    """ConfigError for a --change that names no setting of the run (nor one of its `inputs`)."""
+    settings = sorted(f.name for f in dataclasses.fields(config) if f.name not in FREE_ON_RESUME)
+    for name in config.change:
+        if name.lstrip("-").replace("-", "_") not in (*settings, *inputs):
+            raise ConfigError(
+                f"--change {name}: not a setting of the run; valid: {', '.join([*inputs, *settings])}"
+            )
+    if config.change and not config.resume:
+        raise ConfigError("--change goes with --resume (it lets a resumed run differ from its start)")
+
+
 TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
 OBJECTIVES = ("flow", "mean")  # as models.world.OBJECTIVES
 
@@ -72,6 +101,7 @@ class WorldTrainConfig:
     num_workers: int = 0
     progress: bool = True
     tensorboard: bool = True
+    change: tuple[str, ...] = ()  # settings (or "cache") a --resume may change, recorded in run.json
 
     def memory_config(self):
         """The MemoryConfig these flags describe (validated)."""
@@ -118,6 +148,7 @@ class WorldTrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        check_changes(self, ("cache",))
         return self
 
 
@@ -217,6 +248,9 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--val-clips", type=int, default=defaults.val_clips)
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument(
+        "--change", action="append", default=[], metavar="SETTING", help=CHANGE_HELP % "cache"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="data loader workers")
@@ -251,6 +285,7 @@ class VaeTrainConfig:
     device: str = "auto"
     progress: bool = True
     tensorboard: bool = True
+    change: tuple[str, ...] = ()  # settings (or "data") a --resume may change, recorded in run.json
 
     def validate(self) -> VaeTrainConfig:
         check_fields(self, "train vae")  # every numeric flag's bounds (hybridmem.validation.RULES)
@@ -258,6 +293,7 @@ class VaeTrainConfig:
             raise ConfigError(f"--recon '{self.recon}' is unknown; valid: {', '.join(RECON_LOSSES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        check_changes(self, ("data",))
         return self
 
 
@@ -313,6 +349,7 @@ def add_vae_arguments(parser) -> None:
     parser.add_argument("--val-every", type=int, default=defaults.val_every, help="0: no validation")
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--change", action="append", default=[], metavar="SETTING", help=CHANGE_HELP % "data")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
 

@@ -36,6 +36,7 @@ from hybridmem.runfolder import (
     latest_checkpoint,  # noqa: F401 (re-exported: callers name it from here)
     list_checkpoints,
 )
+from hybridmem.train.config import FREE_ON_RESUME
 
 FORMAT_VERSION = 1
 TEMP_PREFIX = ".tmp-"
@@ -181,18 +182,6 @@ def load_checkpoint(
     return {"step": int(state["step"]), "config": state["config"], "ranks": rng["ranks"], "extra": extra}
 
 
-# Config fields that may differ on --resume: where the inputs and outputs are (the inputs' contents are
-# compared instead), how the run is watched and saved, and the machine. None changes what the run learns;
-# every other field defines the run and must stay, and --steps may only grow.
-FREE_ON_RESUME = frozenset(
-    {
-        "out", "cache", "data", "resume", "steps", "device", "num_workers", "grad_checkpointing",
-        "progress", "tensorboard", "log_every", "save_every", "keep", "val_every", "val_cache",
-        "val_clips", "val_split",
-    }
-)  # fmt: skip
-
-
 def run_identity(config) -> dict:
     """The fields of a training config that define its run (all but FREE_ON_RESUME), in their JSON form."""
     return runlock.normalised(
@@ -212,29 +201,41 @@ def checkpoint_folders(run_dir: str | Path) -> list[Path]:
     return [folder for _, folder in sorted(found, reverse=True)]
 
 
-def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | None, inputs: dict) -> None:
-    """CheckpointError naming every field of the run that differs from what it was started with.
+def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | None, inputs: dict) -> list:
+    """CheckpointError naming every field of the run that differs from what it was started with, except
+    those `config.change` names; returns those changes ({"field", "from", "to"}) for the run's history.
 
-    record: the run's run.json inputs ({"config", "steps", and the trainer's inputs}); state_config: the
-    newest readable checkpoint's config, the baseline of a run started before run.json held its config. A
-    field the run predates held its default then; an input the record lacks is recorded from now on.
+    record: the run's run.json inputs ({"config", "steps", "history" and the trainer's inputs});
+    state_config: the newest readable checkpoint's config, the baseline of a run started before run.json
+    held its config. A field the run predates held its default then; an input the record lacks is recorded
+    from now on. An input named by --change (`cache`) lets every input of that name (`cache_*`) differ.
     """
+    allowed = {name.lstrip("-").replace("-", "_") for name in config.change}
     baseline = dict(state_config or {})
     baseline.update(record.get("config") or {})
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
-    changed = []
+    changed, accepted = [], []
     for key, now in run_identity(config).items():
         then = baseline[key] if key in baseline else runlock.normalised(defaults.get(key))
-        if then != now:
+        if then == now:
+            continue
+        if key in allowed:
+            accepted.append({"field": key, "from": then, "to": now})
+        else:
             changed.append(f"--{key.replace('_', '-')} {then!r} (now {now!r})")
-    known = {key: value for key, value in record.items() if key not in ("config", "steps")}
     now_inputs = runlock.normalised(inputs)
-    changed += runlock.differences(known, {key: now_inputs.get(key) for key in known})
+    for key, then in record.items():
+        if key in ("config", "steps", "history") or then == now_inputs.get(key):
+            continue
+        if any(key == name or key.startswith(f"{name}_") for name in allowed):
+            accepted.append({"field": key, "from": then, "to": now_inputs.get(key)})
+        else:
+            changed += runlock.differences({key: then}, {key: now_inputs.get(key)})
     if changed:
         raise CheckpointError(
             f"{run_dir}: --resume with other settings or inputs than the run was started with: "
-            f"{'; '.join(changed)}; resume with the run's own flags and inputs, or start a new run with "
-            "another --out"
+            f"{'; '.join(changed)}; resume with the run's own flags and inputs, pass --change SETTING to "
+            "change one on purpose (recorded in run.json), or start a new run with another --out"
         )
     steps = record.get("steps", (state_config or {}).get("steps"))
     if isinstance(steps, int) and config.steps < steps:
@@ -242,6 +243,7 @@ def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | Non
             f"{run_dir}: --steps {config.steps} is below the {steps} steps the run was started for; --steps "
             f"can only grow: pass --steps {steps} or more, or start a new run with another --out"
         )
+    return accepted
 
 
 def resume_or_refuse(
@@ -264,7 +266,8 @@ def resume_or_refuse(
     `inputs`, such as its cache's contents) is recorded in RUN/run.json when it starts (rank 0).
 
     - Without `config.resume`, a run folder holding checkpoints or a finished model (final/) is refused.
-    - With it: a run whose identity differs is refused naming each field, as is --steps below the run's;
+    - With it: a run whose identity differs is refused naming each field (unless `config.change` names it:
+      then the change is kept in run.json's history with its step), as is --steps below the run's;
       a finished model without checkpoints is refused (nothing to resume; it would be replaced). The
       newest checkpoint that loads is resumed; a newer one that does not (corrupt, cut) is named in a
       warning, and when none loads the run is refused, never restarted. Weights, EMA, optimizer, grad
@@ -300,7 +303,9 @@ def resume_or_refuse(
             failures.append(f"{folder.name}: {error}")
     record = runlock.read_record(run_dir)
     recorded = record["inputs"] if record is not None and record.get("command") == command else {}
-    refuse_changes(run_dir, config, recorded, readable[0][1]["config"] if readable else None, inputs)
+    accepted = refuse_changes(
+        run_dir, config, recorded, readable[0][1]["config"] if readable else None, inputs
+    )
 
     # 2. the newest checkpoint that loads
     loaded = None
@@ -323,8 +328,10 @@ def resume_or_refuse(
             file=sys.stderr,
             flush=True,
         )
-    if rank == 0:
-        runlock.write_record(run_dir, command, identity)
+    if rank == 0:  # the identity from now on; a --change is kept in the run's history with its step
+        history = list(recorded.get("history") or [])
+        history += [{"step": loaded["step"], **change} for change in accepted]
+        runlock.write_record(run_dir, command, {**identity, **({"history": history} if history else {})})
     start_step, ranks = loaded["step"], loaded["ranks"]
     if len(ranks) == world_size:
         generator.set_state(ranks[rank]["generator"])
