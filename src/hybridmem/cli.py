@@ -55,7 +55,7 @@ OS_FAULTS = {
 }
 # flags that name what a command reads, and those that name where it writes
 INPUT_FLAGS = ("data", "cache", "val_cache", "vae", "checkpoint", "clip", "video", "cameras",
-               "caption_embedding", "assets", "run_dir", "weights_dir")  # fmt: skip
+               "caption_embedding", "assets", "run_dir", "weights_dir", "official")  # fmt: skip
 OUTPUT_FLAGS = ("out", "to")
 
 

@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "--checkpoint": args.checkpoint,
         "--vae": args.vae,
         "--caption-embedding": args.caption_embedding,
+        "--official": args.official,
     }
     publish.check_not_inside(out, inputs)
     prepared = checked_plan(args, out, say)
@@ -213,6 +214,8 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
         raise ConfigError(
             f"{comparison}: exists (the side-by-side with ground truth); pass --overwrite to replace it"
         )
+    if args.official is not None:
+        return official_plan(args, out, given, comparison, say)
     info = plan.read_model_info(args.checkpoint, args.vae, ema=args.weights == "ema")
     check_vae_pairing(args.checkpoint, args.vae, args.allow_other_vae, ema=args.weights == "ema")
     given = inputs.fit_length(given, info.temporal_stride, args.length_mode, args.segment_frames)
@@ -270,6 +273,71 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
         "caption": caption,
         "comparison": comparison if given.truth is not None else None,
         "need_bytes": output_bytes(count, width, height, given.truth is not None),
+        "official": None,
+    }
+
+
+def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
+    """checked_plan for --official: the released files found, sizes fitted, memory estimated; no weights."""
+    from hybridmem.data import inputs
+    from hybridmem.device import resolve_device
+    from hybridmem.official.pipeline import (
+        PAPER_SIZE,
+        PATCH,
+        SPATIAL_FACTOR,
+        TEMPORAL_STRIDE,
+        estimate_peak_bytes,
+    )
+    from hybridmem.official.release import find_release
+    from hybridmem.sample import plan
+
+    release = find_release(args.official)
+    for line in release.describe():
+        say(line)
+    given = inputs.fit_length(given, TEMPORAL_STRIDE, args.length_mode, None)
+    multiple = SPATIAL_FACTOR * PATCH
+    if args.size is not None:
+        width, height = inputs.parse_size(args.size)
+        why = "--size"
+    else:
+        (width, height), why = PAPER_SIZE, "the paper's model's size; --size to change"
+    if width % multiple or height % multiple:
+        raise ConfigError(
+            f"--size {width}x{height}: width and height must be multiples of {multiple} (Wan2.1's VAE "
+            f"factor 8 times the DiT patch 2); for example --size "
+            f"{max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
+        )
+    device = str(resolve_device(args.device))
+    dtype_bytes = 2 if args.precision == "bf16" else 4
+    estimate = estimate_peak_bytes(
+        release, width, height, len(given.context_frames), len(given.target_cameras), dtype_bytes
+    )
+    memory_line = plan.check_memory(
+        int(estimate["peak"]), device, f"the paper's model at {width}x{height} in {args.precision}"
+    )
+    given = inputs.fit_size(given, width, height, why)
+    caption = args.caption if args.caption is not None else given.caption
+    fps = args.fps if args.fps is not None else given.fps
+    problem = validation.rule_for("fps", "sample").check(fps)
+    if problem:
+        raise ConfigError(f"output frame rate {fps:g} (the input's): {problem}; pass --fps")
+    for line in given.report():
+        say(line)
+    say(f"caption: {caption!r}" + (" (--caption)" if args.caption is not None else ""))
+    count = len(given.target_cameras) if given.output_frames is None else given.output_frames
+    say(
+        f"output: {count} frames at {fps:g} fps -> {out}; {args.steps} steps, CFG {args.guidance:g}, "
+        f"{args.precision}; {memory_line}"
+    )
+    return {
+        "given": given,
+        "info": None,
+        "device": device,
+        "fps": fps,
+        "caption": caption,
+        "comparison": comparison if given.truth is not None else None,
+        "need_bytes": output_bytes(count, width, height, given.truth is not None),
+        "official": release,
     }
 
 
@@ -281,15 +349,35 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
     given, info, device, fps, caption = (prepared[k] for k in ("given", "info", "device", "fps", "caption"))
     comparison = prepared["comparison"]
     # 3. generate
-    say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
-    pipeline = WorldPipeline.from_checkpoint(
-        args.checkpoint,
-        args.vae,
-        device=device,
-        ema=args.weights == "ema",
-        allow_other_vae=args.allow_other_vae,
-    )
-    if args.segment_frames:
+    if prepared["official"] is not None:
+        import torch
+
+        from hybridmem.official.pipeline import OfficialPipeline
+
+        say(f"loading the released model from {args.official} on {device} ({args.precision})")
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        pipeline = OfficialPipeline.from_release(args.official, device=device, dtype=dtype)
+        generated = pipeline.generate(
+            given.context_frames,
+            given.context_cameras,
+            given.target_cameras,
+            given.intrinsics,
+            seed=args.seed,
+            steps=args.steps,
+            shift=args.shift,
+            guidance=args.guidance,
+            caption=caption,
+            log=say,
+        )
+    elif args.segment_frames:
+        say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
+        pipeline = WorldPipeline.from_checkpoint(
+            args.checkpoint,
+            args.vae,
+            device=device,
+            ema=args.weights == "ema",
+            allow_other_vae=args.allow_other_vae,
+        )
         say(f"long rollout in segments of {args.segment_frames} frames, {args.steps} steps each")
         generated = pipeline.generate_long(
             given.context_frames,
@@ -302,6 +390,14 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
             shift=args.shift,
         )
     else:
+        say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
+        pipeline = WorldPipeline.from_checkpoint(
+            args.checkpoint,
+            args.vae,
+            device=device,
+            ema=args.weights == "ema",
+            allow_other_vae=args.allow_other_vae,
+        )
         generated = pipeline.generate(
             given.context_frames,
             given.context_cameras,
@@ -408,6 +504,24 @@ def register(subparsers) -> None:
         help="world model: run, checkpoint or model folder (default: the shipped hydra model)",
     )
     model.add_argument("--vae", default=None, help="VAE: run or model folder (default: the shipped VAE)")
+    model.add_argument(
+        "--official",
+        default=None,
+        metavar="DIR",
+        help="the paper's model: the folder of the released files (hydra.pth + Wan2.1-T2V-1.3B/), instead of "
+        "--checkpoint/--vae; defaults become the paper's: 832x480, 50 steps, CFG 5, bf16",
+    )
+    model.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default=None,
+        help="--official: the models' dtype (default bf16, as the official inference)",
+    )
+    model.add_argument(
+        "--caption",
+        default=None,
+        help="--official: the caption text (default: the input's caption, e.g. line N of caption.txt)",
+    )
     model.add_argument("--steps", type=int, default=50, help="Euler steps (1..10000, default 50)")
     model.add_argument(
         "--shift",
@@ -419,8 +533,9 @@ def register(subparsers) -> None:
     model.add_argument(
         "--guidance",
         type=float,
-        default=1.0,
-        help="classifier-free guidance scale; != 1 needs --caption-embedding",
+        default=None,
+        help="classifier-free guidance scale (default 1; 5 with --official); != 1 needs --caption-embedding "
+        "or --official",
     )
     model.add_argument("--caption-embedding", default=None, help="caption embedding .npy of shape (L, Dc)")
     model.add_argument(
@@ -447,6 +562,28 @@ def register(subparsers) -> None:
 
 
 def _run_with_defaults(args: argparse.Namespace) -> int:
+    if args.official is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--checkpoint", args.checkpoint),
+                ("--vae", args.vae),
+                ("--caption-embedding", args.caption_embedding),
+                ("--segment-frames", args.segment_frames),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"--official DIR brings its own DiT, VAE and text encoder; drop {', '.join(given)}"
+            )
+        args.guidance = 5.0 if args.guidance is None else args.guidance
+        args.precision = args.precision or "bf16"
+        return run(args)
+    for flag, value in (("--precision", args.precision), ("--caption", args.caption)):
+        if value is not None:
+            raise ConfigError(f"{flag} goes with --official (the paper's model); drop it")
+    args.guidance = 1.0 if args.guidance is None else args.guidance
     if (args.checkpoint is None) != (args.vae is None):
         raise ConfigError(
             "pass --checkpoint and --vae together (a world model needs the VAE it was trained "
