@@ -332,10 +332,13 @@ def resolve_finished_vae(path: str | Path) -> Path:
     latent normalisation, so its latents would not be the zero-mean, unit-variance ones the world model
     is trained on.
     """
+    from hybridmem import runlock
     from hybridmem.errors import CheckpointError
     from hybridmem.runfolder import resolve_model_folder
 
     path = Path(path)
+    if not (path / "config.json").is_file():  # a run folder: its final/ is replaced while it trains
+        runlock.refuse_being_written(path, "--vae", "wait for its training to finish, or pass RUN/final")
     folder = Path(resolve_model_folder(path))
     if not (folder.parent / "state.json").is_file():  # not RUN/checkpoints/step_N/{model,ema}
         return folder

@@ -172,7 +172,7 @@ def load_checkpoint(
     try:
         optimizer_state = torch.load(folder / "optimizer.pt", weights_only=False)
         rng = torch.load(folder / "rng.pt", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as error:
+    except Exception as error:  # noqa: BLE001 (a corrupt pickle raises any of several types)
         raise CheckpointError(f"{folder}: optimizer.pt or rng.pt is missing or corrupt ({error})") from error
     if optimizer is not None and optimizer_state.get("optimizer") is not None:
         optimizer.load_state_dict(optimizer_state["optimizer"])
