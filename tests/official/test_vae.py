@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.jsonio import read_json
@@ -17,6 +16,9 @@ from hybridmem.official.vae import (
     WanVAEConfig,
     convert_official_vae_state,
     load_wan_vae,
+    tile_mask,
+    tile_ramp,
+    tile_starts,
     vae_parity,
 )
 
@@ -60,45 +62,159 @@ def test_parity_refuses_a_folder_with_only_some_vae_files(tmp_path):
         vae_parity(tmp_path)
 
 
-def test_one_tile_video_is_the_same_tiled_and_untiled(fixture_config):
-    video = load_file(str(FIXTURE / "vae_inputs.safetensors"))["video"]
-    latents = load_file(str(FIXTURE / "vae_expected.safetensors"))["latents"]
-    # the fixture video fits in one official tile (240 x 416 pixels), so tiling must change nothing
-    assert video.shape[-2] <= 8 * OFFICIAL_TILING.size[0] and video.shape[-1] <= 8 * OFFICIAL_TILING.size[1]
-    untiled = load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=None)
-    tiled = load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=OFFICIAL_TILING)
+# ----------------------------------------------------------------------------------------------------------
+# Tiling: the official tiler (diffsynth WanVideoVAE.tiled_encode / tiled_decode) against a slow reference
+
+
+def official_tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """The official loop as written: a start every stride, skipping one whose predecessor reaches the end."""
+    return [
+        start
+        for start in range(0, length, stride)
+        if not (start - stride >= 0 and start - stride + size >= length)
+    ]
+
+
+def ramp_weight(position: int, length: int, border: int, first: bool, last: bool) -> float:
+    """One cell's weight along one axis of a tile: the official build_1d_mask, one cell at a time."""
+    weight = 1.0
+    if not first and position < border:
+        weight = (position + 1) / border
+    if not last and position >= length - border:  # written second, so it wins where the ramps meet
+        weight = (length - position) / border
+    return weight
+
+
+def reference_tiled(run, inputs, tiling: VAETiling, cells_in: int, cells_out: int) -> torch.Tensor:
+    """Weighted tiles accumulated one output cell at a time, in float64, then divided by the weights."""
+    height, width = inputs.shape[-2] // cells_in, inputs.shape[-1] // cells_in
+    border_h = (tiling.size[0] - tiling.stride[0]) * cells_out  # the overlap, in output cells
+    border_w = (tiling.size[1] - tiling.stride[1]) * cells_out
+    numerator = denominator = None
+    for top in official_tile_starts(height, tiling.size[0], tiling.stride[0]):
+        bottom = min(top + tiling.size[0], height)
+        for left in official_tile_starts(width, tiling.size[1], tiling.stride[1]):
+            right = min(left + tiling.size[1], width)
+            tile = run(inputs[..., top * cells_in : bottom * cells_in, left * cells_in : right * cells_in])
+            tile = tile.double()
+            if numerator is None:
+                numerator = torch.zeros(*tile.shape[:3], height * cells_out, width * cells_out).double()
+                denominator = torch.zeros(height * cells_out, width * cells_out).double()
+            tile_height, tile_width = tile.shape[-2:]
+            for i in range(tile_height):
+                weight_i = ramp_weight(i, tile_height, border_h, top == 0, bottom == height)
+                for j in range(tile_width):
+                    weight_j = ramp_weight(j, tile_width, border_w, left == 0, right == width)
+                    weight = min(weight_i, weight_j)
+                    numerator[..., top * cells_out + i, left * cells_out + j] += weight * tile[..., i, j]
+                    denominator[top * cells_out + i, left * cells_out + j] += weight
+    assert denominator.min() > 0  # every output cell covered
+    return numerator / denominator
+
+
+# 6 x 10 latent cells in tiles of 4 x 5 every 2 x 3: 2 x 3 tiles, each overlapping its neighbours
+SMALL_TILING = VAETiling(size=(4, 5), stride=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def tiled_and_untiled(fixture_config):
+    return (
+        load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=SMALL_TILING),
+        load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=None),
+    )
+
+
+def test_tiled_encode_is_the_official_blend_of_untiled_tiles(tiled_and_untiled):
+    tiled, untiled = tiled_and_untiled
+    video = torch.rand(1, 3, 5, 48, 80, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert tile_starts(6, 4, 2) == [0, 2] and tile_starts(10, 5, 3) == [0, 3, 6]  # tiles in both axes
+    latents = tiled.encode(video)
+    expected = reference_tiled(untiled.encode, video, SMALL_TILING, cells_in=8, cells_out=1)
+    assert latents.shape == expected.shape == (1, 16, 2, 6, 10)
+    assert (latents.double() - expected).abs().max() < 1e-6
+    # the blend matters: the untiled encoding (one receptive field over the whole frame) is elsewhere
+    assert (untiled.encode(video) - latents).abs().max() > 1e-3
+
+
+def test_tiled_decode_is_the_official_blend_of_unclamped_tiles_then_the_clamp(tiled_and_untiled):
+    tiled, untiled = tiled_and_untiled
+    latents = 3.0 * torch.randn(1, 16, 2, 6, 10, generator=torch.Generator().manual_seed(1))
+    unclamped = tiled.decode(latents, clamp=False)
+    expected = reference_tiled(
+        lambda tile: untiled.decode(tile, clamp=False), latents, SMALL_TILING, cells_in=1, cells_out=8
+    )
+    assert unclamped.shape == expected.shape == (1, 3, 5, 48, 80)
+    assert (unclamped.double() - expected).abs().max() < 1e-6
+    assert unclamped.abs().max() > 1.0  # so the clamp has something to do
+    clamped = tiled.decode(latents)
+    assert (clamped.double() - expected.clamp(-1, 1)).abs().max() < 1e-6
+
+
+def test_one_tile_video_is_the_same_tiled_and_untiled(tiled_and_untiled):
+    tiled, untiled = tiled_and_untiled
+    # 32 x 40 pixels, 4 x 5 latent cells: exactly one SMALL_TILING tile, so tiling must change nothing
+    video = torch.rand(1, 3, 5, 32, 40, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    latents = 3.0 * torch.randn(1, 16, 2, 4, 5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(tiled.encode(video), untiled.encode(video))
     assert torch.equal(tiled.decode(latents), untiled.decode(latents))
+    assert torch.equal(tiled.decode(latents, clamp=False), untiled.decode(latents, clamp=False))
 
 
-def test_official_tiling_is_passed_to_diffusers_in_pixels(fixture_config):
-    vae = load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=OFFICIAL_TILING)
-    autoencoder = vae.autoencoder
-    assert autoencoder.use_tiling
-    assert (autoencoder.tile_sample_min_height, autoencoder.tile_sample_min_width) == (240, 416)
-    assert (autoencoder.tile_sample_stride_height, autoencoder.tile_sample_stride_width) == (120, 208)
-    vae.set_tiling(None)
-    assert not autoencoder.use_tiling
+def test_tile_grid_is_the_official_loop():
+    # HyDRA at 480 x 832: 60 x 104 latent cells in tiles of 30 x 52 every 15 x 26
+    assert (OFFICIAL_TILING.size, OFFICIAL_TILING.stride, OFFICIAL_TILING.overlap) == (
+        (30, 52),
+        (15, 26),
+        (15, 26),
+    )
+    assert tile_starts(60, 30, 15) == [0, 15, 30] and tile_starts(104, 52, 26) == [0, 26, 52]
+    assert tile_starts(30, 30, 15) == [0]  # one tile reaches the end: no second one
+    for length in range(1, 40):
+        for size in range(2, 12):
+            for stride in range(1, size):
+                assert tile_starts(length, size, stride) == official_tile_starts(length, size, stride)
+
+
+def test_tile_mask_is_the_official_formula():
+    third = 1 / 3
+    # a middle tile: a ramp of 3 at each side
+    assert torch.allclose(
+        tile_ramp(6, 3, first=False, last=False), torch.tensor([third, 2 * third, 1, 1, 2 * third, third])
+    )
+    # the first tile ramps only towards its neighbour
+    assert torch.allclose(
+        tile_ramp(6, 3, first=True, last=False), torch.tensor([1, 1, 1, 1, 2 * third, third])
+    )
+    # ramps that meet (tile shorter than twice the border): the end ramp overwrites, as the official code
+    assert torch.allclose(
+        tile_ramp(4, 3, first=False, last=False), torch.tensor([third, 1, 2 * third, third])
+    )
+    # 2-D: the smaller of the h ramp [1/2, 1, 1] and the w ramp [1, 1, 1, 1/2] at each cell
+    mask = tile_mask(3, 4, border=(2, 2), bounds=(False, True, True, False))
+    expected = torch.tensor([[0.5, 0.5, 0.5, 0.5], [1, 1, 1, 0.5], [1, 1, 1, 0.5]])
+    assert mask.shape == (3, 4) and torch.equal(mask, expected)
 
 
 def test_tiling_needs_overlapping_tiles():
     with pytest.raises(ConfigError, match="stride"):
         VAETiling(size=(30, 52), stride=(31, 26))
+    with pytest.raises(ConfigError, match="overlap"):
+        VAETiling(size=(30, 52), stride=(30, 26))  # touching tiles: the official mask has no ramp to build
 
 
-def test_unclamped_decode_is_the_clamped_one_before_the_clamp(fixture_config):
+def test_untiled_decode_is_diffusers_decode_with_the_clamp_last(fixture_config):
     vae = load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=None)
+    assert not vae.autoencoder.use_tiling  # diffusers' own tiler is never switched on
     latents = 3.0 * torch.randn(1, 16, 2, 2, 2, generator=torch.Generator().manual_seed(0))
     unclamped = vae.decode(latents, clamp=False)
     assert unclamped.shape == (1, 3, 5, 16, 16)
     assert unclamped.abs().max() > 1.0  # the clamp has something to do, so the comparison means something
-    assert torch.equal(unclamped.clamp(-1.0, 1.0), vae.decode(latents))
-
-
-def test_unclamped_decode_refuses_latents_that_would_be_tiled(fixture_config):
-    vae = load_wan_vae(FIXTURE / "vae.pth", fixture_config, tiling=VAETiling(size=(2, 2), stride=(1, 1)))
-    with pytest.raises(ConfigError, match="set_tiling"):
-        vae.decode(torch.zeros(1, 16, 1, 4, 4), clamp=False)
+    mean, std = torch.tensor(fixture_config.latents_mean), torch.tensor(fixture_config.latents_std)
+    z = latents / (1.0 / std).view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
+    with torch.no_grad():
+        diffusers_video = vae.autoencoder.decode(z).sample  # clamped inside
+    assert torch.equal(unclamped.clamp(-1.0, 1.0), diffusers_video)
+    assert torch.equal(vae.decode(latents), diffusers_video)
 
 
 def test_encode_refuses_a_frame_count_the_causal_encoder_would_cut(fixture_config):
@@ -191,3 +307,7 @@ def test_default_statistics_are_the_fixture_constants():
 def test_official_kwargs_with_an_unknown_field_are_refused():
     with pytest.raises(ConfigError, match="unknown \\['width'\\]"):
         WanVAEConfig.from_official_kwargs({"dim": 8, "width": 3})
+
+
+def test_the_vae_tiles_as_the_official_pipeline_by_default(fixture_config):
+    assert load_wan_vae(FIXTURE / "vae.pth", fixture_config).tiling == OFFICIAL_TILING

@@ -14,20 +14,21 @@ it is here:
 - encode returns the encoder's mean mu (no sampling), normalised `(mu - mean) * (1 / std)`; decode undoes it,
   `latents / (1 / std) + mean`, and clamps the video to [-1, 1]. `1 / std` is computed in float32 and both
   constants are cast to the latents' dtype at use, as the official `scale` list is.
-- Tiling: see `VAETiling` (diffusers' tiler, with the official tile and stride; its blend is not the
-  official one, so tiled outputs agree with the official ones only where a single tile covers the video).
+- Tiling: the official tiler (`WanVideoVAE.tiled_encode` / `tiled_decode`), written here as `run_tiled`
+  on top of diffusers' untiled encode and decode of each tile; see `VAETiling`.
 
 Nothing here downloads; the checkpoint is a local file. diffusers is imported inside the functions that
-need it, so importing this module costs only torch.
+need it, so importing this module costs only torch and einops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
@@ -185,27 +186,11 @@ WAN21_VAE_CONFIG = WanVAEConfig()
 
 @dataclass(frozen=True)
 class VAETiling:
-    """Spatial tiles for encoding and decoding in latent cells (h, w): the official tile_size / tile_stride.
+    """Spatial tiles for encoding and decoding, in latent cells (h, w): the official tile_size / tile_stride.
 
     The HyDRA pipeline calls the VAE with tile_size (30, 52) and tile_stride (15, 26): at 480 x 832 (60 x 104
-    latents) that is 240 x 416-pixel tiles every 120 x 208 pixels. diffusers' `enable_tiling` takes the same
-    numbers in pixels: tile_sample_min = 8 * size, tile_sample_stride = 8 * stride; its tiles overlap by the
-    same 8 * (size - stride) pixels (size - stride latent cells when encoding), and like the official tiler it
-    runs each tile through the whole causal time loop.
-
-    What differs from the official tiler (diffsynth `WanVideoVAE.tiled_encode` / `tiled_decode`), so tiled
-    results match the official ones only where one tile covers everything:
-    - blend: the official tiler weights each tile by a ramp (i + 1) / overlap at its inner borders (the
-      minimum of the h and w ramps in corners) and divides by the summed weights; diffusers blends each tile
-      into its upper and left neighbours linearly, i / overlap, and keeps the first `stride` rows and
-      columns of each tile;
-    - tile grid: diffusers starts a tile every stride up to the edge (a last, short tile included), the
-      official tiler skips a tile whose predecessor already reaches the edge.
-    A video no larger than one tile (H <= 8 * size_h and W <= 8 * size_w) is not tiled by either: tiled and
-    untiled results are then identical. At 480 x 832 with the parity fixture's random (base dim 8) weights,
-    one frame, the two tilers' latents differed by up to 0.044 (values up to 1.1) and their decoded pixels
-    by up to 0.26 (mean 0.008), in the overlaps; the trained VAE's tiles agree better there, by how much
-    is not measured.
+    latents) that is 3 x 3 tiles of 240 x 416 pixels every 120 x 208 pixels. What the tiler does with them
+    is `run_tiled`.
     """
 
     size: tuple[int, int] = (30, 52)
@@ -213,14 +198,111 @@ class VAETiling:
 
     def __post_init__(self):
         for axis in (0, 1):
-            if not 0 < self.stride[axis] <= self.size[axis]:
+            if not 0 < self.stride[axis] < self.size[axis]:
+                # the official tiler blends over the overlap size - stride; with none, its mask
+                # (`build_1d_mask`, x[-0:] = an empty ramp) raises on every tile that has a right neighbour
                 raise ConfigError(
-                    f"VAETiling: stride {self.stride} must be positive and no larger than size {self.size} "
-                    "(latent cells, h then w); tiles must overlap or touch"
+                    f"VAETiling: stride {self.stride} must be positive and smaller than size {self.size} "
+                    "(latent cells, h then w): neighbouring tiles must overlap"
                 )
+
+    @property
+    def overlap(self) -> tuple[int, int]:
+        """Latent cells shared by neighbouring tiles (h, w): the width of the blending ramps."""
+        return self.size[0] - self.stride[0], self.size[1] - self.stride[1]
 
 
 OFFICIAL_TILING = VAETiling(size=(30, 52), stride=(15, 26))  # HyDRAPipeline.__call__ defaults
+
+
+def tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """First cell of each tile along an axis of `length` cells: one every `stride`, until a tile reaches the
+    end. The official loop (`for h in range(0, H, stride)`, skipping a start whose predecessor already
+    reaches H) keeps exactly these; a last tile may be cut short by the edge."""
+    starts = [0]
+    while starts[-1] + size < length:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+def tile_ramp(length: int, border: int, *, first: bool, last: bool) -> torch.Tensor:
+    """The weight of each of a tile's `length` cells along one axis "length" (float32): the official
+    `build_1d_mask`.
+
+    1 inside; at a side that has a neighbour (not `first` / not `last` on the axis) the `border` cells rise
+    1/border, 2/border, ..., 1 towards the inside. Where the two ramps meet (a tile shorter than twice the
+    border), the end ramp overwrites the start ramp, as the official code writes them in that order.
+    """
+    weights = torch.ones(length)
+    ramp = torch.arange(1, border + 1) / border  # 1/border ... 1, float32 as the official
+    if not first:
+        weights[:border] = ramp
+    if not last:
+        weights[-border:] = ramp.flip(0)
+    return weights
+
+
+def tile_mask(
+    height: int, width: int, border: tuple[int, int], bounds: tuple[bool, bool, bool, bool]
+) -> torch.Tensor:
+    """A tile's blending weights "height width" (float32): the official `build_mask`, the smaller of the h
+    and w ramps (`tile_ramp`) at each cell. bounds: whether the tile is first in h, last in h, first in w,
+    last in w; border: the ramps' widths (h, w) in the tile's cells."""
+    first_h, last_h, first_w, last_w = bounds
+    ramp_h = tile_ramp(height, border[0], first=first_h, last=last_h)  # "height"
+    ramp_w = tile_ramp(width, border[1], first=first_w, last=last_w)  # "width"
+    return torch.minimum(rearrange(ramp_h, "h -> h 1"), rearrange(ramp_w, "w -> 1 w"))  # "height width"
+
+
+def run_tiled(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    tiling: VAETiling,
+    *,
+    cells_in: int,
+    cells_out: int,
+) -> torch.Tensor:
+    """The official tiler: `run` on overlapping spatial tiles of `inputs` "B C T H W", blended.
+
+    cells_in / cells_out: input / output elements per latent cell along H and W (encoding: 8 pixels in,
+    1 latent out; decoding: 1 in, 8 out). The tile grid is `tile_starts` in latent cells on each axis; each
+    tile runs through `run` whole (the causal time loop included, as the official tiler runs it), its output
+    "B C' T' h' w'" is weighted by `tile_mask` (ramps as wide as the overlap, in output elements) and added
+    in; the sum is divided by the summed weights. Every cell is covered, and every weight is at least
+    1 / border, so the division is safe.
+
+    What differs from diffusers' tiler (`AutoencoderKLWan.tiled_encode` / `tiled_decode`), which is why it
+    is not used: diffusers blends each tile into its upper and left neighbours linearly (i / overlap), keeps
+    the first `stride` rows and columns of each tile, and starts a tile every stride up to the edge. At
+    480 x 832 with the parity fixture's random (base dim 8) weights, one frame, diffusers' latents differed
+    from the official tiler's by up to 0.044 (values up to 1.1) and its decoded pixels by up to 0.26.
+
+    The sums are kept in the tiles' dtype, as the official tiler keeps them in the latents' or video's.
+    Against the official tiler itself (diffsynth's wan_video_vae.py run on the parity fixture's weights, in
+    float32): latents and decoded pixels bit-identical at 480 x 832 with the official tiles, and at three
+    small tilings of 1- and 5-frame videos.
+    """
+    height, width = inputs.shape[-2] // cells_in, inputs.shape[-1] // cells_in  # latent cells
+    border = (tiling.overlap[0] * cells_out, tiling.overlap[1] * cells_out)
+    values = weights = None
+    for top in tile_starts(height, tiling.size[0], tiling.stride[0]):
+        bottom = min(top + tiling.size[0], height)
+        for left in tile_starts(width, tiling.size[1], tiling.stride[1]):
+            right = min(left + tiling.size[1], width)
+            tile = run(
+                inputs[..., top * cells_in : bottom * cells_in, left * cells_in : right * cells_in]
+            )  # "B C' T' h' w'"
+            if values is None:
+                batch, channels, frames = tile.shape[:3]
+                values = tile.new_zeros(batch, channels, frames, height * cells_out, width * cells_out)
+                weights = tile.new_zeros(height * cells_out, width * cells_out)  # "H' W'"
+            bounds = (top == 0, bottom == height, left == 0, right == width)
+            mask = tile_mask(tile.shape[-2], tile.shape[-1], border, bounds).to(tile)  # "h' w'"
+            rows = slice(top * cells_out, top * cells_out + tile.shape[-2])
+            columns = slice(left * cells_out, left * cells_out + tile.shape[-1])
+            values[..., rows, columns] += tile * mask
+            weights[rows, columns] += mask
+    return values / weights  # "B C' T' H' W'"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -298,26 +380,13 @@ class WanVAE(nn.Module):
         # official `scale`, they are cast to the latents' dtype only where they are used.
         self.latents_mean = torch.tensor(config.latents_mean, dtype=torch.float32)
         self.latents_inv_std = 1.0 / torch.tensor(config.latents_std, dtype=torch.float32)
-        self.tiling: VAETiling | None = None
-        self.set_tiling(tiling)
-
-    def set_tiling(self, tiling: VAETiling | None) -> None:
-        """Tile spatially (`tiling`) or not (None); see VAETiling for what diffusers' tiler does."""
+        # spatial tiles as the official pipeline uses them (see `run_tiled`), or None: one piece
         self.tiling = tiling
-        if tiling is None:
-            self.autoencoder.disable_tiling()
-            return
-        self.autoencoder.enable_tiling(
-            tile_sample_min_height=SPATIAL_FACTOR * tiling.size[0],
-            tile_sample_min_width=SPATIAL_FACTOR * tiling.size[1],
-            tile_sample_stride_height=SPATIAL_FACTOR * tiling.stride[0],
-            tile_sample_stride_width=SPATIAL_FACTOR * tiling.stride[1],
-        )
 
     def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, 1/std) as "1 C 1 1 1" in `like`'s dtype and device."""
         mean, inv_std = (
-            stat.to(dtype=like.dtype, device=like.device).view(1, -1, 1, 1, 1)
+            rearrange(stat.to(dtype=like.dtype, device=like.device), "c -> 1 c 1 1 1")
             for stat in (self.latents_mean, self.latents_inv_std)
         )
         return mean, inv_std
@@ -348,6 +417,14 @@ class WanVAE(nn.Module):
             )
         parameter = self._parameter()
         video = video.to(dtype=parameter.dtype, device=parameter.device)
+        if self.tiling is None:
+            return self._encode_untiled(video)
+        return run_tiled(self._encode_untiled, video, self.tiling, cells_in=SPATIAL_FACTOR, cells_out=1)
+
+    def _encode_untiled(self, video: torch.Tensor) -> torch.Tensor:
+        """video "B 3 T H W" -> normalised latents "B z F h w" in one piece (diffusers' tiler is never on).
+
+        Normalised here, per tile when tiled, because the official tiler blends normalised tiles."""
         mu = self.autoencoder.encode(video).latent_dist.mode()  # "B z F h w", the mean (no sampling)
         mean, inv_std = self._statistics(mu)
         return (mu - mean) * inv_std
@@ -355,7 +432,7 @@ class WanVAE(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, *, clamp: bool = True) -> torch.Tensor:
         """Normalised latents "B z F h w" -> video "B 3 T H W", T = 1 + 4 (F - 1); clamped to [-1, 1] unless
-        `clamp` is False (untiled only: diffusers' tiled decoder clamps inside)."""
+        `clamp` is False. Tiled or not, the clamp comes last, as in the official tiled and untiled decode."""
         if latents.ndim != 5 or latents.shape[1] != self.config.z_dim:
             raise DataError(
                 f"WanVAE.decode: latents must be (B, {self.config.z_dim}, F, h, w), "
@@ -363,23 +440,25 @@ class WanVAE(nn.Module):
             )
         parameter = self._parameter()
         latents = latents.to(dtype=parameter.dtype, device=parameter.device)
-        mean, inv_std = self._statistics(latents)
-        z = latents / inv_std + mean  # dividing by 1/std, as the official decode does (not * std)
-        if clamp:
-            return self.autoencoder.decode(z).sample
-        height, width = latents.shape[-2:]
-        if self.tiling is not None and (height > self.tiling.size[0] or width > self.tiling.size[1]):
-            raise ConfigError(
-                f"WanVAE.decode(clamp=False): latents of {height} x {width} would be tiled, and diffusers' "
-                "tiled decoder clamps inside; call set_tiling(None) first or decode with clamp=True"
+        if self.tiling is None:
+            video = self._decode_unclamped(latents)
+        else:
+            video = run_tiled(
+                self._decode_unclamped, latents, self.tiling, cells_in=1, cells_out=SPATIAL_FACTOR
             )
-        return self._decode_unclamped(z)
+        return video.clamp(-1.0, 1.0) if clamp else video
 
-    def _decode_unclamped(self, z: torch.Tensor) -> torch.Tensor:
-        """diffusers' untiled `AutoencoderKLWan._decode` without its final clamp: one latent frame at a time
-        through the causal decoder, which carries its convolution caches (`feat_cache`) across frames."""
+    def _decode_unclamped(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents "B z F h w" -> video "B 3 T H W" in one piece, not clamped.
+
+        diffusers' untiled `AutoencoderKLWan._decode` without its final clamp (the official tiler blends
+        unclamped tiles, then clamps): one latent frame at a time through the causal decoder, which carries
+        its convolution caches (`feat_cache`) across frames.
+        """
         from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
+        mean, inv_std = self._statistics(latents)
+        z = latents / inv_std + mean  # dividing by 1/std, as the official decode does (not * std)
         decoder = self.autoencoder.decoder
         feat_cache = [None] * sum(isinstance(module, WanCausalConv3d) for module in decoder.modules())
         x = self.autoencoder.post_quant_conv(z)  # "B z F h w"
