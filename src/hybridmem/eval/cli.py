@@ -22,10 +22,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hybridmem.errors import ConfigError
+
 
 def run(args: argparse.Namespace) -> int:
     from hybridmem.eval.protocol import EvalConfig, run_evaluation
     from hybridmem.eval.report import markdown_report
+
+    if args.precision is not None and args.official is None:
+        raise ConfigError("--precision goes with --official (the paper's model); drop it")
 
     config = EvalConfig(
         data=args.data,
@@ -45,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         side_by_side_clips=args.side_by_side_clips,
         overwrite=args.overwrite,
         allow_other_vae=args.allow_other_vae,
+        official=args.official,
+        precision=args.precision or "bf16",
     )
     forget_failed_record(args.out)
     summary = run_evaluation(config)
@@ -196,6 +203,15 @@ def register(subparsers) -> None:
         "VAE's reconstruction of the truth: the ceiling; needs --vae)",
     )
     parser.add_argument("--vae", help="VAE run folder (required with --checkpoint and with --baseline vae)")
+    parser.add_argument(
+        "--official",
+        metavar="DIR",
+        help="the paper's model (row hydra-official): the folder of the released files, hydra.pth + "
+        "Wan2.1-T2V-1.3B/ (see `hybridmem sample --help`); it embeds each clip's caption itself",
+    )
+    parser.add_argument(
+        "--precision", choices=("bf16", "fp32"), default=None, help="--official: the models' dtype (bf16)"
+    )
     parser.add_argument("--data", help="dataset folder holding split folders of clips")
     parser.add_argument("--split", default="test", help="split folder under --data (default: test)")
     parser.add_argument("--num-clips", type=int, help="first N clips in sorted order (default: all)")

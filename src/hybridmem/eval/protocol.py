@@ -116,6 +116,33 @@ class PipelineGenerator:
         )
 
 
+class OfficialGenerator:
+    """The paper's model (Wan2.1-T2V-1.3B + HyDRA) from the released files, on the clip's caption."""
+
+    def __init__(self, folder: str, device: str = "cpu", steps: int | None = None, precision: str = "bf16"):
+        import torch
+
+        from hybridmem.official.pipeline import OfficialPipeline
+
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.pipeline = OfficialPipeline.from_release(folder, device=device, dtype=dtype)
+        self.steps = steps
+        self.name = OFFICIAL_METHOD
+
+    def generate(self, clip, seed: int) -> "Tt H W 3":
+        context, target = clip.context, clip.target
+        return self.pipeline.generate(
+            clip.frames[context],
+            clip.cameras[context],
+            clip.cameras[target],
+            clip.intrinsics,
+            seed=seed,
+            steps=self.steps,
+            caption=clip.caption,
+            progress=False,
+        )
+
+
 class CounterfactualGenerator:
     """Reference row: the clip's counterfactual render of its target segment (hybridmem.data.counterfactual),
     `erased` (the re-entering subject vanished) or `frozen` (held where it was last seen)."""
@@ -184,6 +211,7 @@ BASELINES = {
     "warp": "the context warped into each target view by the camera rotations (what the poses alone say)",
 }
 NEEDS_VAE = {"vae"}
+OFFICIAL_METHOD = "hydra-official"  # the row of --official DIR
 
 
 def check_baseline(name: str) -> None:
@@ -425,12 +453,17 @@ class EvalConfig:
     side_by_side_clips: int = 1  # how many clips (those with a re-entry first) get a side-by-side video
     overwrite: bool = False  # recompute results in `out` made from other inputs (default: refuse them)
     allow_other_vae: bool = False  # a --vae other than the one a checkpoint records (default: refuse it)
+    official: str | None = None  # the paper's model: a folder of the released files (hybridmem.official)
+    precision: str = "bf16"  # the official model's dtype
 
     def validate(self) -> None:
-        if not self.checkpoints and not self.baselines:
+        if not self.checkpoints and not self.baselines and not self.official:
             raise ConfigError(
-                "nothing to evaluate: give --checkpoint RUN (one or more) and/or --baseline copy-last"
+                "nothing to evaluate: give --checkpoint RUN (one or more), --official DIR and/or --baseline "
+                "copy-last"
             )
+        if self.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: bf16, fp32")
         if self.checkpoints and not self.vae:
             raise ConfigError(
                 "--vae is required with --checkpoint (the VAE run the world model was trained on)"
@@ -467,6 +500,8 @@ def method_names(config: EvalConfig) -> list[str]:
         while name in names:
             name, index = f"{base}-{index}", index + 1
         names.append(name)
+    if config.official:
+        names.append(OFFICIAL_METHOD)
     return names + list(config.baselines)
 
 
@@ -486,10 +521,15 @@ def eval_inputs(config: EvalConfig, names: list[str]) -> dict:
     each method's checkpoint content hash, the VAE's, and the metric settings. Seed and steps are checked
     per generation file; --num-clips may grow; --weights-dir may fill in metrics later."""
     checkpoints = dict(zip(names, config.checkpoints, strict=False))
+    methods = {name: runlock.model_identity(checkpoints.get(name)) or name for name in names}
+    if config.official:
+        from hybridmem.official.release import release_identity
+
+        methods[OFFICIAL_METHOD] = {**release_identity(config.official), "precision": config.precision}
     return {
         "data": str(Path(config.data).resolve()),
         "split": config.split,
-        "methods": {name: runlock.model_identity(checkpoints.get(name)) or name for name in names},
+        "methods": methods,
         "vae": runlock.model_identity(config.vae) if uses_vae(config) else None,
         "boxes": config.boxes,
         "dsc_definition": config.dsc_definition,
@@ -510,7 +550,8 @@ def output_bytes(config: EvalConfig) -> int:
         for path in Path(folder).iterdir()
         if path.is_file()
     )
-    return 8 * clips * (len(config.checkpoints) + len(config.baselines)) + (16 << 20)
+    methods = len(config.checkpoints) + len(config.baselines) + bool(config.official)
+    return 8 * clips * methods + (16 << 20)
 
 
 def run_evaluation(
@@ -562,6 +603,10 @@ def _run_evaluation(
         if method not in lazy:  # built on first use: a fully cached method never loads its checkpoint
             if method in config.baselines:
                 lazy[method] = make_baseline(method, config.vae, config.device)
+            elif config.official and method == OFFICIAL_METHOD:
+                lazy[method] = OfficialGenerator(
+                    config.official, config.device, config.steps, config.precision
+                )
             else:
                 checkpoint = config.checkpoints[names.index(method)]
                 lazy[method] = PipelineGenerator(
@@ -589,12 +634,14 @@ def _run_evaluation(
         for method in names:
             path = cache_path(out, method, clip_id)
             # what made the frames: a baseline's name or the checkpoint's absolute path
-            source = (
-                method
-                if method in config.baselines
-                else str(Path(config.checkpoints[names.index(method)]).resolve())
-            )
-            decoded = method not in config.baselines or method in NEEDS_VAE  # made through the VAE
+            if method in config.baselines:
+                source = method
+            elif config.official and method == OFFICIAL_METHOD:
+                source = str(Path(config.official).resolve())
+            else:
+                source = str(Path(config.checkpoints[names.index(method)]).resolve())
+            # made through --vae (the official model decodes with its own, recorded in its identity)
+            decoded = (method not in config.baselines and method != OFFICIAL_METHOD) or method in NEEDS_VAE
             inputs = json.dumps(
                 {"method": identities["methods"][method], "vae": identities["vae"] if decoded else None,
                  "clip_sha256": runlock.clip_sha256(folder)}, sort_keys=True,

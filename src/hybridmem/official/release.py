@@ -218,3 +218,15 @@ def _official_name(name: str) -> str:
     from hybridmem.official.dit import official_key
 
     return official_key(name)
+
+
+def release_identity(folder: str | Path) -> dict:
+    """What results made from a release depend on, cheaply: its files' paths, sizes and modification times
+    (hashing 15 GB of weights for every evaluation would cost minutes). A replaced file changes it."""
+    release = find_release(folder)
+    files = [*release.dit_files(), release.vae_file, release.text_encoder_file]
+    files += sorted(path for path in release.tokenizer_folder.rglob("*") if path.is_file())
+    return {
+        "path": str(Path(folder).resolve()),
+        "files": {str(path.resolve()): [path.stat().st_size, path.stat().st_mtime_ns] for path in files},
+    }
