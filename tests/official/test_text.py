@@ -116,6 +116,15 @@ def test_bfloat16_and_float32_files_both_load(tmp_path, fixture_config, fixture_
     assert (context.float() - expected).abs().max() < 0.2  # bfloat16 keeps 3 digits; |context| reaches 3
 
 
+def test_a_safetensors_file_loads_the_same(tmp_path, fixture_config, fixture_state):
+    from safetensors.torch import save_file
+
+    save_file(fixture_state, str(tmp_path / "t5.safetensors"))
+    encoder = load_text_encoder(tmp_path / "t5.safetensors", fixture_config)
+    weight = encoder.encoder.encoder.block[0].layer[0].SelfAttention.q.weight
+    assert torch.equal(weight, fixture_state["blocks.0.attn.q.weight"])
+
+
 def test_the_token_embedding_stays_tied(encoder):
     assert encoder.encoder.shared.weight is encoder.encoder.encoder.embed_tokens.weight
 

@@ -291,11 +291,16 @@ def test_missing_file_names_the_path_and_the_release(tmp_path):
     assert str(tmp_path / "Wan2.1_VAE.pth") in str(error.value)
 
 
-def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
-    path = tmp_path / "Wan2.1_VAE.pth"
-    path.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
-        load_wan_vae(path)
+def test_safetensors_and_wrapped_files_load_the_same(tmp_path, fixture_config, fixture_state):
+    from safetensors.torch import save_file
+
+    save_file(fixture_state, str(tmp_path / "vae.safetensors"))
+    torch.save({"state_dict": fixture_state}, tmp_path / "wrapped.pth")
+    for path in (tmp_path / "vae.safetensors", tmp_path / "wrapped.pth"):
+        vae = load_wan_vae(path, fixture_config, tiling=None)
+        assert torch.equal(
+            vae.autoencoder.encoder.conv_in.weight, fixture_state["model.encoder.conv1.weight"]
+        )
 
 
 def test_default_statistics_are_the_fixture_constants():

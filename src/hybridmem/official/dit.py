@@ -24,12 +24,11 @@ blocks.N.cross_attn.*, blocks.N.norm3, blocks.N.ffn) has the same name and shape
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from pathlib import Path
 
-from hybridmem.errors import CheckpointError, ConfigError
+from hybridmem.errors import ConfigError
+from hybridmem.official.files import check_state_matches, read_official_states
+from hybridmem.official.files import read_state_dict as read_state_dict  # re-exported: release.py uses it
 
 # Wan2.1-T2V-1.3B's WanModel arguments (its config.json; the released HyDRA model adds the memory).
 WAN_T2V_1_3B = dict(
@@ -171,131 +170,33 @@ def to_official_state(state: dict) -> dict:
     return official
 
 
+DIT_FILES = (
+    "Wan2.1-T2V-1.3B's diffusion_pytorch_model*.safetensors (or its .safetensors.index.json) and/or the "
+    "released hydra.pth / hydra.ckpt"
+)
+
+
 def from_official_state(official: dict, expected: dict, source: str) -> dict:
     """An official state dict -> ours, checked key by key against `expected` (our model's state_dict).
 
-    Raises CheckpointError naming the missing keys, the unexpected ones and wrong shapes (official names,
-    since that is what the file holds) and `source`, the file(s) they came from.
+    The check is made in the official layout (`to_official_state(expected)`), so that a missing,
+    unexpected or misshapen key is named, with its shapes, as the file holds it; the CheckpointError also
+    names `source`, the file(s) the state came from.
     """
-    converted, unexpected, wrong_shape, seen = {}, [], [], set()
+    check_state_matches(
+        to_official_state(expected),
+        official,
+        source,
+        fix=(
+            f"not the official HyDRA/Wan2.1 DiT this config describes. Pass {DIT_FILES} "
+            "(or build the config with hydra=False for plain Wan2.1)"
+        ),
+    )
+    converted = {}
     for key, tensor in official.items():
         name, squeeze = our_key(key)
-        if name not in expected:
-            unexpected.append(key)
-            continue
-        seen.add(name)
-        if squeeze and tensor.ndim >= 1 and tensor.shape[0] == 1:
-            tensor = tensor[0]
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            want = tuple(expected[name].shape)
-            if squeeze:
-                want = (1, *want)
-            wrong_shape.append(f"{key} {tuple(official[key].shape)} (expected {want})")
-            continue
-        converted[name] = tensor
-    missing = [official_key(name) for name in expected if name not in seen]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_listed(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} key(s) of the wrong shape: {_listed(wrong_shape)}")
-    if problems:
-        raise CheckpointError(
-            f"{source}: not the official HyDRA/Wan2.1 DiT this config describes: {'; '.join(problems)}. "
-            "Check that the files are Wan2.1-T2V-1.3B's diffusion_pytorch_model*.safetensors plus the "
-            "released hydra.pth/hydra.ckpt (or pass hydra=False for plain Wan2.1)"
-        )
+        converted[name] = tensor[0] if squeeze else tensor  # the leading 1 the check has just seen
     return converted
-
-
-def _listed(keys: list[str], limit: int = 6) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | os.PathLike) -> dict:
-    """Tensors of one checkpoint file, on the CPU, in their stored dtype (bf16, fp32 or mixed).
-
-    `.safetensors` (one file), `.safetensors.index.json` (shards named by its weight_map, beside it), or a
-    torch file (`.pth`, `.ckpt`, `.pt`: a bare state dict or one wrapped in "state_dict"), read with
-    weights_only (no code runs) and mmap (tensors stay on disk until used).
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: no such file; pass the path of a local checkpoint (nothing is downloaded)"
-        )
-    name = path.name
-    if name.endswith(".safetensors.index.json"):
-        return _read_sharded(path)
-    if name.endswith(".safetensors"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
-    try:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            # files written by torch < 1.6 (not a zip archive) cannot be memory-mapped; same tensors
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a checkpoint"
-        raise CheckpointError(
-            f"{path}: cannot be read as a torch checkpoint ({type(error).__name__}: {str(error)[:200]})"
-        ) from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
-        raise CheckpointError(
-            f"{path}: expected a state dict (names -> tensors), bare or under 'state_dict'; got "
-            f"{type(loaded).__name__}"
-        )
-    return loaded
-
-
-def _read_sharded(index_path: Path) -> dict:
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{index_path}: not a safetensors index (expected a JSON object with 'weight_map'): {error}"
-        ) from None
-    state = {}
-    for shard in sorted(set(weight_map.values())):
-        shard_state = read_state_dict(index_path.parent / shard)
-        for key, tensor in shard_state.items():
-            if weight_map.get(key) == shard:
-                state[key] = tensor
-    absent = sorted(set(weight_map) - set(state))
-    if absent:
-        raise CheckpointError(f"{index_path}: key(s) listed but absent from their shard: {_listed(absent)}")
-    return state
-
-
-def read_official_states(paths) -> tuple[dict, str]:
-    """Merge the files in order (a later file replaces an earlier one's keys, as hydra.pth replaces the
-    Wan2.1 weights it fine-tuned); returns the merged state and the files' names for errors."""
-    paths = [Path(path) for path in paths]
-    if not paths:
-        raise CheckpointError("no DiT weight files given; pass hydra.pth (and Wan2.1's DiT safetensors)")
-    state = {}
-    for path in paths:
-        state.update(read_state_dict(path))
-    return state, " + ".join(str(path) for path in paths)
 
 
 def load_official_dit(paths, config, dtype=None, device="cpu"):
@@ -309,7 +210,7 @@ def load_official_dit(paths, config, dtype=None, device="cpu"):
 
     from hybridmem.models.world import WorldModel
 
-    state, source = read_official_states(paths)
+    state, source = read_official_states(paths, what=DIT_FILES)
     with torch.device("meta"):
         model = WorldModel(config)
     ours = from_official_state(state, model.state_dict(), source)

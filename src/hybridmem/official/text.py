@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
-from hybridmem.official.vae import brief_list, check_state_matches, load_torch_state
+from hybridmem.official.files import brief_list, check_state_matches, read_state_dict
 
 # The negative prompt of the official inference script (infer_hydra.py, `_infer_one`), verbatim: Wan2.1's
 # standard Chinese negative prompt, with full-width commas (the cleaning turns them into ASCII commas).
@@ -329,7 +329,7 @@ def load_text_encoder(
     device: str | torch.device = "cpu",
 ) -> WanTextEncoder:
     """The encoder in `path` (the release's `models_t5_umt5-xxl-enc-bf16.pth`; bf16 and fp32 files both
-    load), cast to `dtype`, on `device`, eval mode, frozen.
+    load, torch or safetensors, see `files.read_state_dict`), cast to `dtype`, on `device`, eval mode, frozen.
 
     The official inference runs it in bfloat16. On the parity fixture (CPU) this encoder in bfloat16 gave
     contexts bit-identical to the official encoder in bfloat16 (both 0.07 from float32, values up to 3);
@@ -340,7 +340,7 @@ def load_text_encoder(
     what = (
         "the umT5-xxl text encoder (models_t5_umt5-xxl-enc-bf16.pth in the released Wan2.1-T2V-1.3B folder)"
     )
-    state = load_torch_state(path, what)
+    state = read_state_dict(path, what)
     converted = convert_official_t5_state(state, config.num_layers, source=str(path))
     with torch.device("meta"):  # umT5-xxl has 5.7 billion parameters: allocate none before loading
         encoder = UMT5EncoderModel(config.to_transformers())

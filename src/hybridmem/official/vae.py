@@ -32,6 +32,7 @@ from einops import rearrange
 from torch import nn
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
+from hybridmem.official.files import brief_list, check_state_matches, read_state_dict
 
 # Wan2.1's latent statistics, per latent channel: the constants of the official WanVideoVAE.__init__ (also
 # diffusers' AutoencoderKLWan defaults). As float32 they are exactly the `latents_mean` / `latents_std` that
@@ -47,71 +48,6 @@ WAN21_LATENTS_STD = (
 
 SPATIAL_FACTOR = 8  # pixels per latent cell in H and W
 TEMPORAL_FACTOR = 4  # video frames per latent frame after the first
-
-
-def brief_list(names: list[str], limit: int = 5) -> str:
-    """The first `limit` names, comma-separated, and how many more there are."""
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def check_state_matches(
-    expected: Mapping[str, torch.Tensor],
-    state: Mapping[str, torch.Tensor],
-    source: str,
-    fix: str,
-    file_names: Mapping[str, str] | None = None,
-) -> None:
-    """Raise CheckpointError unless `state` has exactly the keys and shapes of `expected` (a module's state).
-
-    Done before `load_state_dict` so that a mismatch is reported as the keys at fault, not as torch's
-    RuntimeError. `source` names the file (or "the state dict"); `fix` says what to do about it;
-    `file_names` (model key -> the key in the file, for converted states) lets the message name both.
-    """
-    file_names = file_names or {}
-
-    def named(key: str) -> str:
-        original = file_names.get(key, key)
-        return key if original == key else f"{key} (in the file: {original})"
-
-    missing = sorted(set(expected) - set(state))
-    unexpected = [named(key) for key in sorted(set(state) - set(expected))]
-    wrong_shape = [
-        f"{named(key)} {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(state))
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    ]
-    problems = [
-        f"{label}: {brief_list(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(problems)}); {fix}")
-
-
-def load_torch_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    """The tensors of a `torch.save`d state dict at `path`, memory-mapped; `what` says which file it is.
-
-    weights_only: a checkpoint is data, never code to run. mmap: the file is paged in as it is read, so a
-    large checkpoint (umT5-xxl: 11 GB) does not have to fit in memory twice.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: no such file; it should be {what}. Nothing here downloads: fetch the released "
-            "Wan2.1-T2V-1.3B folder yourself and pass the path of this file in it"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch.load raises RuntimeError, UnpicklingError, EOFError, ... on a bad file
-        raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error}); it should be {what}"
-        ) from error
-    if not isinstance(state, dict) or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
-    ):
-        raise CheckpointError(f"{path}: not a state dict (a dict of name -> tensor); it should be {what}")
-    return state
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -483,8 +419,9 @@ def load_wan_vae(
     device: str | torch.device = "cpu",
     tiling: VAETiling | None = OFFICIAL_TILING,
 ) -> WanVAE:
-    """The VAE in `path` (the released `Wan2.1_VAE.pth`, or DiffSynth's `model.`-prefixed layout), in eval
-    mode, frozen, in `dtype` on `device`. `config` is Wan2.1's unless given (the parity fixture's is smaller).
+    """The VAE in `path` (the released `Wan2.1_VAE.pth`, or DiffSynth's `model.`-prefixed layout; a torch
+    or safetensors file, see `files.read_state_dict`), in eval mode, frozen, in `dtype` on `device`. `config`
+    is Wan2.1's unless given (the parity fixture's is smaller).
 
     dtype: in float32 this VAE and the official one agree to 1e-5 (the parity fixture). The official
     inference runs it in bfloat16, where they are not bit-identical: diffusers' RMS norm normalises
@@ -493,7 +430,7 @@ def load_wan_vae(
     while each was about as far (0.02, 0.12-0.14) from the float32 result.
     """
     what = "the Wan2.1 VAE (Wan2.1_VAE.pth in the released Wan2.1-T2V-1.3B folder)"
-    state = load_torch_state(path, what)
+    state = read_state_dict(path, what)
     converted = convert_official_vae_state(state, source=str(path))
     autoencoder = build_autoencoder(config, device="meta")
     check_state_matches(
