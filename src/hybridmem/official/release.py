@@ -163,7 +163,8 @@ def _complete(hydra_file: Path, arguments: dict) -> bool:
     import torch
 
     from hybridmem.models.world import WorldModel
-    from hybridmem.official.dit import official_dit_config, read_state_dict, to_official_state
+    from hybridmem.official.dit import official_dit_config, to_official_state
+    from hybridmem.official.files import read_state_dict
 
     with torch.device("meta"):
         expected = to_official_state(WorldModel(official_dit_config(**arguments)).state_dict())
@@ -187,7 +188,8 @@ def load_release_dit(release: OfficialRelease, hydra: bool | None = None, dtype=
     import torch
 
     from hybridmem.models.world import WorldModel
-    from hybridmem.official.dit import from_official_state, load_official_dit, read_official_states
+    from hybridmem.official.dit import from_official_state, load_official_dit
+    from hybridmem.official.files import read_official_states
 
     config = release.dit_config()
     if hydra is None:
