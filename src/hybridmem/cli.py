@@ -26,10 +26,10 @@ import errno
 import sys
 
 from hybridmem import __version__, demo
-from hybridmem.data import encode
 from hybridmem.errors import HybridmemError
 from hybridmem.eval import cli as eval_cli
 from hybridmem.official import cli as official_cli
+from hybridmem.official import encode
 from hybridmem.recipe import cli as recipe_cli
 from hybridmem.sample import cli as sample_cli
 from hybridmem.train import cli as train_cli

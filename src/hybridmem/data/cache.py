@@ -4,7 +4,8 @@
         cache.json                  format, VAE checkpoint, split, latent shape, temporal stride
         clips/<clip_id>.safetensors context_latents "Fc C h w", target_latents "Ft C h w",
                                     [context_logvar, target_logvar,] cameras "Fc+Ft 4 4",
-                                    intrinsics "4"; metadata: caption, events (JSON), source, frame counts
+                                    intrinsics "4", [caption_embedding "Lp Dc"]; metadata: caption,
+                                    events (JSON), source, frame counts
 
 Cameras are camera-to-world poses of each latent frame (video frames 0, 4, 8, ... of each segment)
 relative to the first target latent frame; intrinsics are normalised (fx/W, fy/H, cx/W, cy/H). Each clip
@@ -12,6 +13,10 @@ file is written through hybridmem.publish (temp file, checked against its header
 always a set of complete clips and an interrupted `hybridmem encode` resumes by skipping the files that
 exist. Each entry's metadata also records what made it (`made_from`: the clip's content hash and the VAE's),
 which `hybridmem encode` compares with the data folder on every rerun.
+
+A cache made by `encode --official` (hybridmem.official.encode) holds each clip's umT5 caption embedding
+with only its prompt's Lp rows; cache.json's `caption_length` (512) is the rows the reader pads it back to
+with zeros, as the official pipeline feeds it.
 
 Shape glossary: F latent frames (Fc context, Ft target), C latent channels, h/w latent grid, B batch.
 """
@@ -167,7 +172,8 @@ class LatentCacheDataset(Dataset):
     """Items of a latent cache, in clip-id order.
 
     item: {"context_latents": "Fc C h w", "target_latents": "Ft C h w", "cameras": "Fc+Ft 4 4",
-           "intrinsics": "4", "caption": str, "events": list, "clip_id": str, ...}
+           "intrinsics": "4", "caption": str, "events": list, "clip_id": str, ...}; an official cache's
+           "caption_embedding" comes padded with zero rows to cache.json's caption_length: "L Dc"
     """
 
     def __init__(self, cache_dir: str | Path):
@@ -181,7 +187,20 @@ class LatentCacheDataset(Dataset):
         return len(self.clip_ids)
 
     def __getitem__(self, index: int) -> dict:
-        return read_clip_entry(self.cache_dir / CLIPS_DIR / f"{self.clip_ids[index]}.safetensors")
+        path = self.cache_dir / CLIPS_DIR / f"{self.clip_ids[index]}.safetensors"
+        entry = read_clip_entry(path)
+        length = self.index.get("caption_length")
+        if "caption_embedding" in entry and length:
+            rows = entry["caption_embedding"]  # Lp Dc, the prompt's rows
+            if rows.ndim != 2 or rows.shape[0] > length:
+                raise DataError(
+                    f"{path}: caption_embedding of shape {tuple(rows.shape)} is not (at most {length}, Dc); "
+                    "delete it and rerun `hybridmem encode --official`"
+                )
+            entry["caption_embedding"] = torch.cat(
+                [rows, rows.new_zeros(length - rows.shape[0], rows.shape[1])]
+            )
+        return entry
 
 
 def collate_latents(items: list[dict]) -> dict:

@@ -386,8 +386,11 @@ def _encode_clips(
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridmem.errors import ConfigError
     from hybridmem.runfolder import parse_shard
 
+    if args.vae is None:
+        raise ConfigError("--vae VAE is required (or, for the paper's model, --official DIR)")
     summary = encode_split(
         args.data,
         args.vae,
@@ -413,7 +416,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="dataset folder (holding split folders)")
-    parser.add_argument("--vae", required=True, help="VAE checkpoint folder (models.checkpoint.save_model)")
+    parser.add_argument(
+        "--vae", default=None, help="VAE checkpoint folder (models.checkpoint.save_model); required"
+    )
     parser.add_argument(
         "--out", required=True, help="cache folder (created; clips already there are kept and skipped)"
     )

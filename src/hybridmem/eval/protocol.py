@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem import runlock
-from hybridmem.errors import ConfigError, DataError
+from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.eval import metrics as pixel
 from hybridmem.eval import reentry, report
 
@@ -119,15 +119,27 @@ class PipelineGenerator:
 class OfficialGenerator:
     """The paper's model (Wan2.1-T2V-1.3B + HyDRA) from the released files, on the clip's caption."""
 
-    def __init__(self, folder: str, device: str = "cpu", steps: int | None = None, precision: str = "bf16"):
+    def __init__(
+        self,
+        folder: str,
+        device: str = "cpu",
+        steps: int | None = None,
+        precision: str = "bf16",
+        checkpoint: str | None = None,
+        name: str | None = None,
+    ):
+        """checkpoint: a run fine-tuned from the release (`train world --official`): its DiT with the
+        release's VAE and text encoder."""
         import torch
 
         from hybridmem.official.pipeline import OfficialPipeline
 
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.pipeline = OfficialPipeline.from_release(folder, device=device, dtype=dtype)
+        self.pipeline = OfficialPipeline.from_release(
+            folder, device=device, dtype=dtype, checkpoint=checkpoint
+        )
         self.steps = steps
-        self.name = OFFICIAL_METHOD
+        self.name = name or OFFICIAL_METHOD
 
     def generate(self, clip, seed: int) -> "Tt H W 3":
         context, target = clip.context, clip.target
@@ -464,9 +476,10 @@ class EvalConfig:
             )
         if self.precision not in ("bf16", "fp32"):
             raise ConfigError(f"--precision '{self.precision}' is unknown; valid: bf16, fp32")
-        if self.checkpoints and not self.vae:
+        if set(self.checkpoints) - set(finetuned_checkpoints(self)) and not self.vae:
             raise ConfigError(
-                "--vae is required with --checkpoint (the VAE run the world model was trained on)"
+                "--vae is required with --checkpoint (the VAE run the world model was trained on; a run "
+                "fine-tuned from --official DIR uses the release's)"
             )
         if NEEDS_VAE & set(self.baselines) and not self.vae:
             raise ConfigError("--vae is required with --baseline vae (the VAE whose reconstruction it is)")
@@ -489,6 +502,25 @@ class EvalConfig:
             raise ConfigError(
                 f"--lpips-backbone '{self.lpips_backbone}' is unknown; valid: {', '.join(sorted(BACKBONES))}"
             )
+
+
+def finetuned_checkpoints(config: EvalConfig) -> list[str]:
+    """The --checkpoint runs fine-tuned from the --official release (`train world --official`): they
+    generate through the release's VAE and text encoder, without --vae. None without --official."""
+    if not config.official:
+        return []
+    from hybridmem.official.finetune import finetuned_from
+    from hybridmem.runfolder import resolve_model_folder
+
+    found = []
+    for checkpoint in config.checkpoints:
+        try:
+            folder = resolve_model_folder(checkpoint)
+        except CheckpointError:
+            continue  # named when it is loaded
+        if finetuned_from(folder) is not None:
+            found.append(checkpoint)
+    return found
 
 
 def method_names(config: EvalConfig) -> list[str]:
@@ -526,6 +558,13 @@ def eval_inputs(config: EvalConfig, names: list[str]) -> dict:
         from hybridmem.official.release import release_identity
 
         methods[OFFICIAL_METHOD] = {**release_identity(config.official), "precision": config.precision}
+        for name, checkpoint in checkpoints.items():  # fine-tuned DiTs run with the release's VAE and text
+            if checkpoint in finetuned_checkpoints(config):
+                methods[name] = {
+                    **methods[name],
+                    "release": release_identity(config.official),
+                    "precision": config.precision,
+                }
     return {
         "data": str(Path(config.data).resolve()),
         "split": config.split,
@@ -538,7 +577,9 @@ def eval_inputs(config: EvalConfig, names: list[str]) -> dict:
 
 
 def uses_vae(config: EvalConfig) -> bool:
-    return bool(config.checkpoints or NEEDS_VAE & set(config.baselines))
+    return bool(
+        set(config.checkpoints) - set(finetuned_checkpoints(config)) or NEEDS_VAE & set(config.baselines)
+    )
 
 
 def output_bytes(config: EvalConfig) -> int:
@@ -571,8 +612,10 @@ def run_evaluation(
     for checkpoint in config.checkpoints:
         refuse_runs_in_training({"--checkpoint": checkpoint})
     refuse_runs_in_training({"--vae": config.vae})
+    finetuned = finetuned_checkpoints(config)
     for checkpoint in config.checkpoints:
-        check_vae_pairing(checkpoint, config.vae, config.allow_other_vae)
+        if checkpoint not in finetuned:  # those are checked against the release's VAE when loaded
+            check_vae_pairing(checkpoint, config.vae, config.allow_other_vae)
     publish.check_output_folder(out, output_bytes(config))
     with runlock.hold(out, "eval"):
         runlock.check_inputs(
@@ -596,6 +639,7 @@ def _run_evaluation(
         from hybridmem.data.hmworld import load_clip as clip_loader
     folders = list_clips(config)
     names = method_names(config)
+    finetuned = finetuned_checkpoints(config)
     lazy = generators or {}
     models = MetricModels.load(config.weights_dir, config.device, config.lpips_backbone)
 
@@ -606,6 +650,15 @@ def _run_evaluation(
             elif config.official and method == OFFICIAL_METHOD:
                 lazy[method] = OfficialGenerator(
                     config.official, config.device, config.steps, config.precision
+                )
+            elif config.checkpoints[names.index(method)] in finetuned:
+                lazy[method] = OfficialGenerator(
+                    config.official,
+                    config.device,
+                    config.steps,
+                    config.precision,
+                    checkpoint=config.checkpoints[names.index(method)],
+                    name=method,
                 )
             else:
                 checkpoint = config.checkpoints[names.index(method)]
@@ -641,7 +694,11 @@ def _run_evaluation(
             else:
                 source = str(Path(config.checkpoints[names.index(method)]).resolve())
             # made through --vae (the official model decodes with its own, recorded in its identity)
-            decoded = (method not in config.baselines and method != OFFICIAL_METHOD) or method in NEEDS_VAE
+            official = method == OFFICIAL_METHOD or (
+                method in names[: len(config.checkpoints)]
+                and config.checkpoints[names.index(method)] in finetuned
+            )
+            decoded = (method not in config.baselines and not official) or method in NEEDS_VAE
             inputs = json.dumps(
                 {"method": identities["methods"][method], "vae": identities["vae"] if decoded else None,
                  "clip_sha256": runlock.clip_sha256(folder)}, sort_keys=True,

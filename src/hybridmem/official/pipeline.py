@@ -57,9 +57,12 @@ class OfficialPipeline:
         self.negative_prompt = OFFICIAL_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
     @classmethod
-    def from_release(cls, folder, device="cpu", dtype=None, **defaults) -> OfficialPipeline:
+    def from_release(
+        cls, folder, device="cpu", dtype=None, checkpoint=None, ema: bool = True, **defaults
+    ) -> OfficialPipeline:
         """Load every part of the release in `folder` (official/release.py) in `dtype` (default float32;
-        the official inference runs bfloat16) on `device`."""
+        the official inference runs bfloat16) on `device`. checkpoint: a run fine-tuned from this release
+        (`train world --official`), whose DiT (EMA weights unless ema=False) replaces the release's."""
         import torch
 
         from hybridmem.official.release import find_release, load_release_dit
@@ -68,7 +71,12 @@ class OfficialPipeline:
 
         dtype = dtype or torch.float32
         release = find_release(folder)
-        world_model = load_release_dit(release, dtype=dtype, device=device)
+        if checkpoint is None:
+            world_model = load_release_dit(release, dtype=dtype, device=device)
+        else:
+            from hybridmem.official.finetune import load_finetuned_dit
+
+            world_model = load_finetuned_dit(checkpoint, release, dtype=dtype, device=device, ema=ema)
         vae = load_wan_vae(release.vae_file, release.vae_config, dtype=dtype, device=device)
         text_encoder = load_text_encoder(
             release.text_encoder_file, release.text_config, dtype=dtype, device=device

@@ -4,6 +4,8 @@
     hybridmem sample --clip HM-World/sample12 --out out/sample12.mp4                     # released sample
     hybridmem sample --clip runs/world/test/000000 --checkpoint runs/world_hydra --vae runs/vae --out s.mp4
     hybridmem sample --video ctx.mp4 --cameras cams.json --out out.mp4 --segment-frames 17   # long rollout
+    hybridmem sample --official ckpts --video examples/1.mp4 --cameras examples/cam1.json --out o.mp4  # paper
+    hybridmem sample --official ckpts --checkpoint runs/hydra_ft --clip runs/world/test/000000 --out f.mp4
 
 Inputs (hybridmem.data.inputs; detected, and every decision printed before any model is loaded):
   --clip DIR     a clip folder of our layout, or a released HM-World sample (tgt.mp4 and masks optional)
@@ -294,6 +296,10 @@ def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
     release = find_release(args.official)
     for line in release.describe():
         say(line)
+    if args.checkpoint is not None:  # a DiT fine-tuned from this release replaces its own
+        from hybridmem.official.finetune import finetuned_folder
+
+        say(f"  DiT fine-tuned from it: {finetuned_folder(args.checkpoint, release, args.weights == 'ema')}")
     given = inputs.fit_length(given, TEMPORAL_STRIDE, args.length_mode, None)
     multiple = SPATIAL_FACTOR * PATCH
     if args.size is not None:
@@ -356,7 +362,9 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
 
         say(f"loading the released model from {args.official} on {device} ({args.precision})")
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-        pipeline = OfficialPipeline.from_release(args.official, device=device, dtype=dtype)
+        pipeline = OfficialPipeline.from_release(
+            args.official, device=device, dtype=dtype, checkpoint=args.checkpoint, ema=args.weights == "ema"
+        )
         generated = pipeline.generate(
             given.context_frames,
             given.context_cameras,
@@ -501,7 +509,8 @@ def register(subparsers) -> None:
     model.add_argument(
         "--checkpoint",
         default=None,
-        help="world model: run, checkpoint or model folder (default: the shipped hydra model)",
+        help="world model: run, checkpoint or model folder (default: the shipped hydra model); with "
+        "--official, a run fine-tuned from that release (`train world --official`)",
     )
     model.add_argument("--vae", default=None, help="VAE: run or model folder (default: the shipped VAE)")
     model.add_argument(
@@ -566,7 +575,6 @@ def _run_with_defaults(args: argparse.Namespace) -> int:
         given = [
             flag
             for flag, value in (
-                ("--checkpoint", args.checkpoint),
                 ("--vae", args.vae),
                 ("--caption-embedding", args.caption_embedding),
                 ("--segment-frames", args.segment_frames),
@@ -575,7 +583,8 @@ def _run_with_defaults(args: argparse.Namespace) -> int:
         ]
         if given:
             raise ConfigError(
-                f"--official DIR brings its own DiT, VAE and text encoder; drop {', '.join(given)}"
+                f"--official DIR brings its own VAE and text encoder (and its DiT, or a fine-tuned one's "
+                f"with --checkpoint); drop {', '.join(given)}"
             )
         args.guidance = 5.0 if args.guidance is None else args.guidance
         args.precision = args.precision or "bf16"

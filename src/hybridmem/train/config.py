@@ -48,10 +48,22 @@ TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMEST
 OBJECTIVES = ("flow", "mean")  # as models.world.OBJECTIVES
 
 
+# flags the release decides with --official (its DiT's sizes and memory; the official objective): each must
+# keep its default there
+OFFICIAL_FIXED = (
+    "memory", "preset", "memory_window", "memory_top_k", "tokenizer_kernel", "affinity", "retrieval",
+    "memory_scope", "affinity_rope", "token_positions", "camera_rays", "timestep_distribution", "objective",
+    "subject_weight", "warp_condition", "warp_residual", "warp_source", "sample_latents",
+)  # fmt: skip
+
+
 @dataclass
 class WorldTrainConfig:
     cache: str
     out: str
+    # the paper's model: fine-tune HyDRA from the release in this folder (hybridmem.official; the cache made
+    # by `encode --official` from the same release), its official trainable set only
+    official: str | None = None
     memory: str = "hydra"
     preset: str = "tiny"
     # Memory knobs (hybridmem.models.memory.MemoryConfig); defaults are the paper's.
@@ -148,6 +160,14 @@ class WorldTrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        if self.official is not None:
+            defaults = WorldTrainConfig(cache="", out="")
+            for name in OFFICIAL_FIXED:
+                if getattr(self, name) != getattr(defaults, name):
+                    raise ConfigError(
+                        f"--{name.replace('_', '-')} goes without --official: the release decides the model "
+                        "and the official objective is fixed; drop it"
+                    )
         check_changes(self, ("cache",))
         return self
 
@@ -161,6 +181,14 @@ def add_world_arguments(parser) -> None:
     defaults = WorldTrainConfig(cache="", out="")
     parser.add_argument("--cache", required=True, help="latent cache folder (hybridmem encode)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final/)")
+    parser.add_argument(
+        "--official",
+        default=None,
+        metavar="DIR",
+        help="fine-tune the paper's model from the released files in DIR (Wan2.1 + new HyDRA modules, or "
+        "hydra.* to continue it): the official trainable set, timesteps and loss weights; --cache from "
+        "`encode --official DIR`. Paper: --lr 1e-5 --precision bf16 --grad-checkpointing",
+    )
     parser.add_argument("--memory", default=defaults.memory, help="memory kind: full | window | fov | hydra")
     parser.add_argument("--preset", default=defaults.preset, help="tiny | compact | small | base | wan1.3b")
     parser.add_argument(

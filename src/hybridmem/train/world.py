@@ -22,6 +22,22 @@ while the first lives, and `--resume` with other flags (--steps may grow), or a 
 or of another VAE, is refused naming each difference (train/state.py resume_or_refuse).
 A step whose activations cannot fit in memory is refused before the model is built (validation.py).
 
+The paper's model (`--official DIR`, hybridmem.official): fine-tuning HyDRA as the official train_hydra.py
+does, on a cache made by `hybridmem encode --official DIR` (the release's Wan2.1 VAE and umT5 captions):
+
+    hybridmem encode --official ckpts --data runs/world --out runs/cache_wan/train --split train
+    hybridmem train world --official ckpts --cache runs/cache_wan/train --out runs/hydra_ft \
+        --steps 10000 --batch-size 1 --lr 1e-5 --warmup 0 --precision bf16 --grad-checkpointing
+    torchrun --nproc_per_node 8 -m hybridmem.cli train world --official ckpts ...      # DDP
+
+The model is the release's DiT (Wan2.1 with new HyDRA modules, or hydra.* to continue), in float32 with the
+official trainable set marked (official/finetune.py: every self-attention with its memory tokenizer, the
+camera encoders, the projector; the rest frozen). Each clip's cached caption embedding is the caption; its
+timestep is drawn from the official 1000-step shift-5 grid (--shift) and its loss is the MSE of the target
+velocity times the grid's training weight. AdamW is handed every parameter but keeps state only for those
+with gradients (the trainable set); the EMA is a full copy of the model. RUN/final records the release and
+its VAE (models.checkpoint `trained_with`), which `sample --official DIR --checkpoint RUN` and `eval` check.
+
 Shape glossary: B batch, Fc/Ft context/target latent frames, C latent channels, h/w latent grid.
 """
 
@@ -58,11 +74,28 @@ def build_model(config: WorldTrainConfig, latent_channels: int):
     )
 
 
-def caption_input(model, batch_size: int, device: torch.device) -> torch.Tensor | None:
-    """Captions are not encoded yet (no text encoder is bundled): a model with cross-attention gets the
-    all-zero caption embedding, which the model documents as 'no caption'."""
-    caption_dim = model.config.caption_dim
-    return torch.zeros(batch_size, 1, caption_dim, device=device) if caption_dim else None
+def build_official_model(config: WorldTrainConfig, latent_channels: int):
+    """--official: the release's DiT with the official trainable set marked (official/finetune.py)."""
+    from hybridmem.official.finetune import build_finetuning_model
+
+    model, _ = build_finetuning_model(config.official, config.grad_checkpointing)
+    if model.config.latent_channels != latent_channels:
+        raise ConfigError(
+            f"--cache {config.cache}: holds {latent_channels}-channel latents; the release's DiT reads "
+            f"{model.config.latent_channels}: encode it with `hybridmem encode --official {config.official}`"
+        )
+    return model
+
+
+def caption_input(model, batch: dict, device: torch.device) -> torch.Tensor | None:
+    """The caption of a batch: the cached caption embeddings "B L Dc" (a cache of `encode --official`), or,
+    for a model with cross-attention on a cache without them (no text encoder is bundled with our models),
+    the all-zero caption embedding, which the model documents as 'no caption'."""
+    caption_dim = _unwrap(model).config.caption_dim
+    if "caption_embedding" in batch and caption_dim:
+        return batch["caption_embedding"].to(device)
+    size = batch["target_latents"].shape[0]
+    return torch.zeros(size, 1, caption_dim, device=device) if caption_dim else None
 
 
 def flow_loss(model, batch: dict, t: torch.Tensor, noise: torch.Tensor, caption) -> torch.Tensor:
@@ -76,6 +109,9 @@ def flow_loss(model, batch: dict, t: torch.Tensor, noise: torch.Tensor, caption)
     velocity = model(
         batch["context_latents"], noisy_target, t, batch["cameras"], batch["intrinsics"], caption, **condition
     )  # B Ft C h w
+    if "sample_weights" in batch:  # --official: each clip's loss times its timestep's training weight "B"
+        per_sample = flow.per_sample_loss(velocity, target_latents, noise)  # B
+        return (per_sample * batch["sample_weights"]).mean()
     weights = batch.get("target_weights")
     if weights is None:
         return flow.flow_matching_loss(velocity, target_latents, noise)
@@ -159,7 +195,9 @@ def validation_loss(model, items: list[dict], config: WorldTrainConfig, device: 
             t = torch.ones(size)
         noise = torch.randn(batch["target_latents"].shape, generator=generator)
         with common.autocast(config.precision, device):
-            loss = flow_loss(model, batch, t.to(device), noise.to(device), caption_input(model, size, device))
+            loss = flow_loss(
+                model, batch, t.to(device), noise.to(device), caption_input(model, batch, device)
+            )
         total += float(loss) * size
         count += size
     model.train(was_training)
@@ -182,7 +220,11 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         dataset = LatentCacheDataset(config.cache)
         first = dataset[0]
         latent_channels = first["target_latents"].shape[1]
-        check_step_memory(config, first, device)
+        if config.official is None:
+            check_step_memory(config, first, device)
+        else:
+            build_model_fn = build_official_model
+            check_official_cache(config, dataset.index, first)
         if config.warp_condition and "target_warp_latents" not in first:
             raise ConfigError(
                 f"--warp-condition: {config.cache} holds no warped-context latents; encode it again with "
@@ -218,6 +260,8 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         # 2. model and EMA (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(config.seed)
         model = build_model_fn(config, latent_channels).to(device).train()
+        if config.official is not None:
+            check_official_step_memory(config, model, first, device)
         ema = EMA(model, config.ema_decay)
 
         # 3-4. optimizer, lock, resume or refuse (the run's flags, its cache's VAE and contents recorded in
@@ -227,11 +271,20 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
         trained_with = (
             {"vae": {"sha256": vae_sha256, "path": dataset.index.get("vae")}} if vae_sha256 else None
         )
+        if config.official is not None:
+            from hybridmem.official.finetune import finetune_record
+            from hybridmem.official.release import find_release
+
+            trained_with = finetune_record(find_release(config.official), vae_sha256)
+        title = f"world model '{config.preset}' memory '{config.memory}'"
+        if config.official is not None:
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            title = f"the release's DiT from {config.official} ({trainable / 1e6:.2f}M trainable)"
         ddp_model = run.start(
             model,
             generator_device="cpu",
             save_model_fn=functools.partial(save_model, trained_with=trained_with),
-            title=f"world model '{config.preset}' memory '{config.memory}'",
+            title=title,
             clips=len(dataset),
             ema=ema,
             inputs={
@@ -263,14 +316,21 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
             # noise the target only; the context stays clean
             if config.sample_latents:
                 batch = sample_posterior(batch, run.generator)
-            t = training_timesteps(config, size, run.generator).to(device)
+            if config.official is not None:
+                from hybridmem.official.finetune import official_training_timesteps
+
+                t, weights = official_training_timesteps(size, run.generator, config.shift)
+                batch["sample_weights"] = weights.to(device)
+                t = t.to(device)
+            else:
+                t = training_timesteps(config, size, run.generator).to(device)
             if subject_weights is not None:
                 batch["target_weights"] = torch.stack([subject_weights[c] for c in batch["clip_id"]]).to(
                     device
                 )
             noise = torch.randn(batch["target_latents"].shape, generator=run.generator).to(device)
             with common.autocast(config.precision, device):
-                loss = flow_loss(ddp_model, batch, t, noise, caption_input(model, size, device))
+                loss = flow_loss(ddp_model, batch, t, noise, caption_input(model, batch, device))
             return loss, {}
 
         def validate(done: int) -> dict:
@@ -302,6 +362,40 @@ def check_step_memory(config: WorldTrainConfig, item: dict, device: torch.device
         f"train world: a step of --batch-size {config.batch_size} on clips of {frames} latent frames of "
         f"{height}x{width} with preset '{config.preset}'",
         "lower --batch-size (or add --grad-checkpointing, or use more ranks)",
+        device,
+    )
+
+
+def check_official_cache(config: WorldTrainConfig, index: dict, item: dict) -> None:
+    """--official: the cache must be the release's (`encode --official DIR`): its VAE the release's VAE file,
+    its clips with caption embeddings."""
+    from hybridmem.official.encode import release_vae_sha256
+    from hybridmem.official.release import find_release
+
+    release = find_release(config.official)
+    fix = f"encode it with `hybridmem encode --official {config.official} --data DATA --out CACHE`"
+    if index.get("vae_sha256") != release_vae_sha256(release):
+        made = index.get("vae") or "another VAE"
+        raise ConfigError(
+            f"--cache {config.cache}: encoded by {made}, not the release's VAE {release.vae_file}; {fix}"
+        )
+    if "caption_embedding" not in item:
+        raise ConfigError(f"--cache {config.cache}: holds no caption embeddings; {fix}")
+
+
+def check_official_step_memory(config: WorldTrainConfig, model, item: dict, device: torch.device) -> None:
+    """--official: refuse a step whose weights, EMA, optimizer state and activations cannot fit."""
+    from hybridmem.official.finetune import finetune_memory_bytes
+
+    frames = item["context_latents"].shape[0] + item["target_latents"].shape[0]
+    height, width = item["target_latents"].shape[-2:]
+    pt, ph, pw = model.config.patch_size
+    tokens = -(-frames // pt) * -(-height // ph) * -(-width // pw)
+    check_memory(
+        finetune_memory_bytes(model, config.batch_size, tokens, config.grad_checkpointing),
+        f"train world --official: fine-tuning with --batch-size {config.batch_size} on clips of {frames} "
+        f"latent frames of {height}x{width}",
+        "lower --batch-size, add --grad-checkpointing, or use a device with more memory",
         device,
     )
 

@@ -1,0 +1,234 @@
+"""`hybridmem encode --official DIR`: a dataset split encoded by the release's Wan2.1 VAE and umT5, into the
+latent cache `hybridmem encode` writes (data/cache.py), for fine-tuning HyDRA (`train world --official`).
+
+    hybridmem encode --official ckpts --data runs/world --out runs/cache_wan/train --split train
+
+Each clip's context and target segments (4k+1 frames each) are encoded apart by the Wan2.1 VAE with the
+official normalisation, frames mapped to [-1, 1] as the official pipeline maps them (p / 127.5 - 1), tiled
+as the pipeline tiles them. Each clip's caption is embedded by umT5 (tokenised to 512, rows past the prompt
+zero, as the official pipeline feeds it) and stored as `caption_embedding` "Lp Dc" with only the prompt's Lp
+rows; the cache reader pads it back with zeros to cache.json's `caption_length` (512) rows.
+
+The cache records the VAE that made it as `vae_sha256`, the content hash of the release's VAE file (the
+model fine-tuned on it records the same, so sampling refuses another VAE), and each entry records it in
+`made_from` with the text encoder's file name and size, so a rerun with another release is refused (or
+redone with --overwrite) as a rerun with another VAE is. Models run in float32 on --device.
+
+Layer: official (below the command line, above data): data/encode.py registers `encode` and cannot import
+this room, so `register` here adds --official to that parser and routes it (hybridmem.cli registers
+`encode` through this module).
+
+Shape glossary: T video frames, F latent frames (Fc context, Ft target), C latent channels (16), h/w latent
+grid, L caption tokens (512), Lp a prompt's tokens, Dc caption width.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hybridmem.errors import ConfigError, DataError
+
+TEMPORAL_STRIDE = 4  # Wan2.1's VAE
+FRAME_MULTIPLE = 16  # the VAE's factor 8 times the DiT's patch 2
+
+
+def release_vae_sha256(release) -> str:
+    """The identity of the release's VAE: the content hash of its file (what a cache and a fine-tuned model
+    record as `vae_sha256`)."""
+    from hybridmem import runlock
+
+    return runlock.file_sha256(release.vae_file)
+
+
+def text_encoder_record(release) -> dict:
+    """The text encoder's file, by name and size (hashing umT5-xxl's 11 GB for every rerun would cost
+    minutes; a replaced file of another size is noticed)."""
+    return {"file": release.text_encoder_file.name, "bytes": release.text_encoder_file.stat().st_size}
+
+
+def encode_official_clip(vae, text_encoder, tokenizer, clip, device) -> tuple[dict, dict]:
+    """One Clip -> (tensors, metadata) for the cache: the official latents, cameras, and the caption's
+    umT5 embedding without its zero rows."""
+    import torch
+    from einops import rearrange
+
+    from hybridmem.data.encode import latent_cameras
+    from hybridmem.geometry import normalised_intrinsics
+
+    height, width = clip.frames.shape[1:3]
+    if height % FRAME_MULTIPLE or width % FRAME_MULTIPLE:
+        raise DataError(
+            f"{clip.source}: frames of {width}x{height}; the official model needs multiples of "
+            f"{FRAME_MULTIPLE} both ways (Wan2.1's VAE factor 8 times the DiT patch 2); generate clips of "
+            "such a size (the paper's: 832x480)"
+        )
+    cameras, _, _ = latent_cameras(clip.cameras, clip.context_frames, TEMPORAL_STRIDE)
+    tensors = {
+        "cameras": torch.from_numpy(cameras),
+        "intrinsics": torch.from_numpy(normalised_intrinsics(clip.intrinsics, width, height)),
+    }
+    with torch.no_grad():
+        for name, segment in (("context", clip.context), ("target", clip.target)):
+            frames = torch.from_numpy(np.ascontiguousarray(clip.frames[segment]))  # T H W 3 uint8
+            video = rearrange(frames, "t h w c -> 1 c t h w").float() / 127.5 - 1.0  # 1 3 T H W
+            latents = vae.encode(video.to(device))  # 1 C F h w
+            tensors[f"{name}_latents"] = rearrange(latents[0], "c f h w -> f c h w").float().cpu()
+        ids, mask = tokenizer([clip.caption])  # 1 L
+        embedding = text_encoder.encode_prompt(ids.to(device), mask.to(device))  # 1 L Dc
+        length = int(mask.sum())
+        tensors["caption_embedding"] = embedding[0, :length].float().cpu()  # Lp Dc
+    events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
+    metadata = {
+        "caption": clip.caption,
+        "events": events,
+        "source": str(clip.source),
+        "context_frames": clip.context_frames,
+        "target_frames": clip.target_frames,
+        "fps": clip.fps,
+    }
+    return tensors, metadata
+
+
+def encode_official_split(
+    data_dir: str | Path,
+    official: str | Path,
+    out_dir: str | Path,
+    split: str | None = "train",
+    device: str = "auto",
+    progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+) -> dict:
+    """Encode every clip of a split not yet in the cache with the release in `official`; returns
+    {"encoded", "skipped", "total"}. The cache's identity and the per-entry records follow
+    hybridmem.data.encode.encode_split (shards, resume, stale entries refused without `overwrite`)."""
+    from hybridmem import runlock
+    from hybridmem.data.cache import CLIPS_DIR, read_index, write_clip_entry, write_index
+    from hybridmem.data.encode import check_same_cache, describe_stale, list_clip_folders, plan_clips
+    from hybridmem.data.hmworld import load_clip
+    from hybridmem.device import resolve_device
+    from hybridmem.models.checkpoint import check_model_output
+    from hybridmem.official.release import find_release
+    from hybridmem.official.text import TEXT_LENGTH, load_text_encoder, load_tokenizer
+    from hybridmem.official.vae import load_wan_vae
+
+    # 1. inputs and the cache's identity (one release's VAE, one split)
+    index_in_shard, shard_count = shard
+    out_dir = runlock.check_out_folder(out_dir)
+    runlock.refuse_being_written(data_dir, "--data", "wait for `world generate` to finish, then encode")
+    folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
+    release = find_release(official)
+    torch_device = resolve_device(device)
+    vae_sha256 = release_vae_sha256(release)
+    import dataclasses
+
+    index = {
+        "vae": str(release.vae_file.resolve()),
+        "vae_config": runlock.normalised({"official": dataclasses.asdict(release.vae_config)}),
+        "vae_sha256": vae_sha256,
+        "split": split,
+        "data": str(Path(data_dir).resolve()),
+        "temporal_stride": TEMPORAL_STRIDE,
+        "store_logvar": False,
+        "content_records": True,
+        "official": str(Path(official).resolve()),
+        "caption_length": TEXT_LENGTH,  # caption_embedding rows when read (zeros past the prompt)
+    }
+    made_from = {
+        "vae_sha256": vae_sha256,
+        "store_logvar": False,
+        "text_encoder": text_encoder_record(release),
+    }
+    lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
+    try:
+        changed = False
+        if (out_dir / "cache.json").exists():
+            changed = check_same_cache(out_dir, read_index(out_dir), index, overwrite)
+        todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
+        if (stale or gone) and not overwrite:
+            raise DataError(describe_stale(out_dir, stale, gone))
+        write_index(out_dir, index)
+        for clip_id in gone:
+            (out_dir / CLIPS_DIR / f"{clip_id}.safetensors").unlink()
+
+        # 2. the release's VAE, text encoder and tokenizer (only when there is work)
+        if todo:
+            vae = load_wan_vae(release.vae_file, release.vae_config, device=torch_device)
+            text_encoder = load_text_encoder(
+                release.text_encoder_file, release.text_config, device=torch_device
+            )
+            tokenizer = load_tokenizer(release.tokenizer_folder)
+        iterator = todo
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(todo, desc="encode (official)", unit="clip")
+        # 3. encode
+        for folder in iterator:
+            clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read
+            clip = load_clip(folder)
+            tensors, metadata = encode_official_clip(vae, text_encoder, tokenizer, clip, torch_device)
+            for name in ("context_latents", "target_latents", "caption_embedding"):
+                check_model_output(tensors[name], f"encode: {folder}: its {name}", "the release's models")
+            metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
+            write_clip_entry(out_dir, folder.name, tensors, metadata)
+        return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
+    finally:
+        lock.release()
+
+
+def run(args: argparse.Namespace) -> int:
+    """`encode`: --official DIR here, --vae VAE in hybridmem.data.encode."""
+    from hybridmem.data import encode
+    from hybridmem.runfolder import parse_shard
+
+    if args.official is None:
+        return encode.run(args)
+    given = [
+        flag
+        for flag, value in (
+            ("--vae", args.vae),
+            ("--store-logvar", args.store_logvar),
+            ("--store-warp", args.store_warp),
+            ("--warp-source", args.warp_source != "context"),
+        )
+        if value
+    ]
+    if given:
+        raise ConfigError(
+            f"--official DIR brings its own VAE (Wan2.1's, no warp or log-variance); drop {given[0]}"
+        )
+    summary = encode_official_split(
+        args.data,
+        args.official,
+        args.out,
+        args.split or None,
+        args.device,
+        progress=True,
+        shard=parse_shard(args.shard),
+        overwrite=args.overwrite,
+    )
+    print(
+        f"encode: {summary['encoded']} clips encoded by the release's Wan2.1 VAE and umT5, "
+        f"{summary['skipped']} already cached -> {args.out}"
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    """The `encode` command of hybridmem.data.encode, with --official DIR routed here."""
+    from hybridmem.data import encode
+
+    encode.register(subparsers)
+    parser = subparsers.choices["encode"]
+    parser.add_argument(
+        "--official",
+        default=None,
+        metavar="DIR",
+        help="encode with the released Wan2.1 VAE and umT5 in DIR (the official ckpts layout) instead of "
+        "--vae: the cache `train world --official DIR` fine-tunes HyDRA on; captions embedded too",
+    )
+    parser.set_defaults(func=run)
