@@ -11,7 +11,8 @@ output folder are never replaced without `--overwrite`, every file is written th
 and no command writes into one of its inputs (`--out`/`--to` equal to or inside an input path is refused).
 
 Exit status: 0 done; 2 the command line or an input file is wrong (a HybridmemError, named in one line);
-1 the machine failed the command: no space, a read-only or unwritable folder, a name too long, a path
+1 the machine failed the command: a missing tool (ffmpeg) or memory (MachineError, out of memory),
+no space, a read-only or unwritable folder, a name too long, a path
 through a file, a writer that failed (named in one line with the path; fix the machine and rerun the same
 command: finished work is kept); 130 interrupted. Any other exception is a bug and keeps its traceback.
 
@@ -26,7 +27,7 @@ import errno
 import sys
 
 from hybridmem import __version__, demo
-from hybridmem.errors import HybridmemError
+from hybridmem.errors import HybridmemError, MachineError
 from hybridmem.eval import cli as eval_cli
 from hybridmem.official import cli as official_cli
 from hybridmem.official import encode
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_outputs_outside_inputs(args)
         result = args.func(args)
+    except MachineError as error:  # the machine lacks a tool or memory: not the input's fault
+        print(f"hybridmem: error: {error}", file=sys.stderr)
+        return 1
     except HybridmemError as error:
         print(f"hybridmem: error: {error}", file=sys.stderr)
         return 2
@@ -116,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         print("hybridmem: interrupted; finished work is kept, rerun the command to resume", file=sys.stderr)
         return 130
     except Exception as error:
+        from hybridmem.device import describe_memory_fault
+
+        memory = describe_memory_fault(error)
+        if memory is not None:
+            print(f"hybridmem: error: {memory}", file=sys.stderr)
+            return 1
         fault = os_fault(error)
         if fault is None:
             raise  # a bug: keep its traceback

@@ -115,7 +115,7 @@ def test_ffmpeg_missing_is_one_line_in_every_command(clip_data, tmp_path, monkey
     for name, argv in commands.items():
         with fake_renderer():
             code, err = run_cli(argv)
-        assert code != 0 and "Traceback" not in err, (name, err)
+        assert code == 1 and "Traceback" not in err, (name, code, err)  # the machine's fault: exit 1
         (line,) = [line for line in err.splitlines() if line.startswith("hybridmem")]
         assert "ffmpeg not found: IMAGEIO_FFMPEG_EXE=" in line and "header" not in line, (name, line)
     assert not (tmp_path / "w" / "train").exists() and not (tmp_path / "s.mp4").exists()
@@ -227,6 +227,24 @@ def test_generate_under_a_memory_limit_is_one_line(tmp_path):
     argv = [sys.executable, "-m", "hybridmem.cli", "world", "generate", "--out", str(tmp_path / "w"),
             "--num-clips", "1", *TINY_WORLD_FLAGS]  # fmt: skip
     done = subprocess.run(argv, preexec_fn=limit, capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
     (line,) = done.stderr.strip().splitlines()
     assert "ulimit -v" in line and ("renderer could not start" in line or "out of memory" in line), line
+
+
+def test_an_out_of_memory_import_in_a_command_exits_1_in_one_line(monkeypatch, capsys):
+    """torch is imported inside each command, so only the CLI's top can turn its failure under a memory
+    limit into one line (exit 1) instead of a traceback."""
+    from hybridmem import cli
+
+    def failing(args):
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["world", "preview", "x", "--out", "y.png"])
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    args.func = failing
+    monkeypatch.setattr(parser, "parse_args", lambda argv=None: args)
+    assert cli.main([]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("hybridmem: error: out of memory") and "failed to map segment" in line
