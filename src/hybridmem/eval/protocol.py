@@ -102,6 +102,10 @@ class PipelineGenerator:
         self.steps = steps
         self.name = name or Path(checkpoint).name
 
+    def conditioning(self, clip) -> dict:
+        """What else the pipeline reads of a clip besides frames and cameras (ours: nothing)."""
+        return {}
+
     def generate(self, clip, seed: int) -> "Tt H W 3":
         context, target = clip.context, clip.target
         options = {} if self.steps is None else {"steps": self.steps}
@@ -113,10 +117,11 @@ class PipelineGenerator:
             seed=seed,
             progress=False,
             **options,
+            **self.conditioning(clip),
         )
 
 
-class OfficialGenerator:
+class OfficialGenerator(PipelineGenerator):
     """The paper's model (Wan2.1-T2V-1.3B + HyDRA) from the released files, on the clip's caption."""
 
     def __init__(
@@ -141,18 +146,8 @@ class OfficialGenerator:
         self.steps = steps
         self.name = name or OFFICIAL_METHOD
 
-    def generate(self, clip, seed: int) -> "Tt H W 3":
-        context, target = clip.context, clip.target
-        return self.pipeline.generate(
-            clip.frames[context],
-            clip.cameras[context],
-            clip.cameras[target],
-            clip.intrinsics,
-            seed=seed,
-            steps=self.steps,
-            caption=clip.caption,
-            progress=False,
-        )
+    def conditioning(self, clip) -> dict:
+        return {"caption": clip.caption}
 
 
 class CounterfactualGenerator:

@@ -354,7 +354,7 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
 
     given, info, device, fps, caption = (prepared[k] for k in ("given", "info", "device", "fps", "caption"))
     comparison = prepared["comparison"]
-    # 3. generate
+    # 3. load, then generate: the paper's model (--official) or ours, one call for both
     if prepared["official"] is not None:
         import torch
 
@@ -365,38 +365,7 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
         pipeline = OfficialPipeline.from_release(
             args.official, device=device, dtype=dtype, checkpoint=args.checkpoint, ema=args.weights == "ema"
         )
-        generated = pipeline.generate(
-            given.context_frames,
-            given.context_cameras,
-            given.target_cameras,
-            given.intrinsics,
-            seed=args.seed,
-            steps=args.steps,
-            shift=args.shift,
-            guidance=args.guidance,
-            caption=caption,
-            log=say,
-        )
-    elif args.segment_frames:
-        say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
-        pipeline = WorldPipeline.from_checkpoint(
-            args.checkpoint,
-            args.vae,
-            device=device,
-            ema=args.weights == "ema",
-            allow_other_vae=args.allow_other_vae,
-        )
-        say(f"long rollout in segments of {args.segment_frames} frames, {args.steps} steps each")
-        generated = pipeline.generate_long(
-            given.context_frames,
-            given.context_cameras,
-            given.target_cameras,
-            given.intrinsics,
-            args.segment_frames,
-            seed=args.seed,
-            steps=args.steps,
-            shift=args.shift,
-        )
+        conditioning = {"caption": caption, "guidance": args.guidance}
     else:
         say(f"loading {info.world_folder} and {info.vae_folder} on {device}")
         pipeline = WorldPipeline.from_checkpoint(
@@ -406,17 +375,16 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
             ema=args.weights == "ema",
             allow_other_vae=args.allow_other_vae,
         )
+        conditioning = {"caption_embedding": caption, "guidance": args.guidance}
+    inputs = (given.context_frames, given.context_cameras, given.target_cameras, given.intrinsics)
+    if args.segment_frames:
+        say(f"long rollout in segments of {args.segment_frames} frames, {args.steps} steps each")
+        generated = pipeline.generate_long(
+            *inputs, args.segment_frames, seed=args.seed, steps=args.steps, shift=args.shift
+        )
+    else:
         generated = pipeline.generate(
-            given.context_frames,
-            given.context_cameras,
-            given.target_cameras,
-            given.intrinsics,
-            seed=args.seed,
-            steps=args.steps,
-            shift=args.shift,
-            guidance=args.guidance,
-            caption_embedding=caption,
-            log=say,
+            *inputs, seed=args.seed, steps=args.steps, shift=args.shift, log=say, **conditioning
         )
     if given.output_frames is not None:
         generated = generated[: given.output_frames]
