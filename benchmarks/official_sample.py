@@ -121,15 +121,17 @@ def main() -> None:
         _official_formats().write_official_pair(
             examples, 1, frames_count=77, width=832, height=480, captions=["a man walks in the park ."]
         )
+    outputs = folder.with_name(folder.name + "_out")  # --out may not lie inside the --official input
+    outputs.mkdir(exist_ok=True)
     hybridmem = str(Path(sys.executable).parent / "hybridmem")
     common = [hybridmem, "sample", "--official", str(folder), "--video", str(examples / "1.mp4"),
               "--cameras", str(examples / "cam1.json")]  # fmt: skip
     small = timed([*common, "--size", args.size, "--steps", "1", "--precision", args.precision,
-                   "--out", str(folder / "out_small.mp4"), "--overwrite"])  # fmt: skip
+                   "--out", str(outputs / "small.mp4"), "--overwrite"])  # fmt: skip
     print(small["stdout_tail"][-1500:], small["stderr_tail"][-600:], sep="\n")
     print(f"{args.size}, 1 step, {args.precision}: exit {small['exit']}, {small['wall_s']:.0f} s, "
           f"peak RSS {small['peak_rss_gib']:.2f} GiB")  # fmt: skip
-    paper = timed([*common, "--precision", "fp32", "--out", str(folder / "out_paper.mp4"), "--overwrite"])
+    paper = timed([*common, "--precision", "fp32", "--out", str(outputs / "paper.mp4"), "--overwrite"])
     print(f"832x480, fp32: exit {paper['exit']} in {paper['wall_s']:.0f} s: {paper['stderr_tail'][-400:]}")
     if args.json:
         Path(args.json).write_text(json.dumps({"small": small, "paper_size_fp32": paper}, indent=1))

@@ -120,6 +120,7 @@ def test_paper_size_is_refused_before_any_weight_is_loaded_when_memory_is_short(
     assert code == 2
     error = capsys.readouterr().err
     assert "832x480" in error and "needs an estimated" in error and "GiB" in error
+    assert "--precision bf16" in error and "--segment-frames" not in error  # a fix that applies here
     assert not (tmp_path / "big.mp4").exists()
 
 

@@ -319,7 +319,11 @@ def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
         release, width, height, len(given.context_frames), len(given.target_cameras), dtype_bytes
     )
     memory_line = plan.check_memory(
-        int(estimate["peak"]), device, f"the paper's model at {width}x{height} in {args.precision}"
+        int(estimate["peak"]),
+        device,
+        f"the paper's model at {width}x{height} in {args.precision}",
+        "pass --precision bf16 (half the weights' bytes), a smaller --size or fewer target cameras, or run "
+        "on a GPU with that memory (--device cuda)",
     )
     given = inputs.fit_size(given, width, height, why)
     caption = args.caption if args.caption is not None else given.caption

@@ -181,12 +181,17 @@ def check_size(info: ModelInfo, width: int, height: int, flag: str) -> None:
         )
 
 
-def check_memory(need: int, device: str, what: str) -> str:
+def check_memory(
+    need: int,
+    device: str,
+    what: str,
+    fix: str = "pass a smaller --size, fewer target cameras, or --segment-frames N for a long rollout",
+) -> str:
     have, measured = available_bytes(device)
     line = f"estimated peak memory {need / GIB:.2f} GiB ({have / GIB:.1f} GiB {measured})"
     if need > have or not math.isfinite(need):
         raise DataError(
             f"{what} needs an estimated {need / GIB:.1f} GiB, more than the {have / GIB:.1f} GiB {measured}; "
-            "pass a smaller --size, fewer target cameras, or --segment-frames N for a long rollout"
+            f"{fix}"
         )
     return line
