@@ -63,7 +63,9 @@ def write_random_release(folder: Path) -> None:
         torch.save({key: random_like(tensor.shape) for key, tensor in official.items()}, folder / "hydra.pth")
         print(f"wrote {folder / 'hydra.pth'}", flush=True)
     if not (wan / "Wan2.1_VAE.pth").exists():
-        fixture_keys = [key.removeprefix("model.") for key in torch.load(FIXTURE / "vae.pth", weights_only=True)]
+        fixture_keys = [
+            key.removeprefix("model.") for key in torch.load(FIXTURE / "vae.pth", weights_only=True)
+        ]
         autoencoder = build_autoencoder(WAN21_VAE_CONFIG, device="meta")
         shapes = {name: tensor.shape for name, tensor in autoencoder.state_dict().items()}
         key_map = vae_key_map(fixture_keys)  # diffusers key -> official key
@@ -108,7 +110,9 @@ def timed(command: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--folder", default="runs/official_random")
     parser.add_argument("--json", default=None)
     parser.add_argument("--size", default="160x96")

@@ -32,27 +32,27 @@ def example(tmp_path_factory):
     return video, cameras
 
 
+def sample_argv(release, video, cameras, out, *flags) -> list[str]:
+    """`hybridmem sample --official` on an example pair."""
+    return [
+        "sample",
+        "--official",
+        str(release),
+        "--video",
+        str(video),
+        "--cameras",
+        str(cameras),
+        "--out",
+        str(out),
+        *flags,
+    ]
+
+
 def test_sample_on_the_official_example_pair_writes_77_frames(release, example, tmp_path, capsys):
     video, cameras = example
     out = tmp_path / "1.mp4"
     code = main(
-        [
-            "sample",
-            "--official",
-            str(release),
-            "--video",
-            str(video),
-            "--cameras",
-            str(cameras),
-            "--out",
-            str(out),
-            "--size",
-            "64x48",
-            "--steps",
-            "2",
-            "--precision",
-            "fp32",
-        ]
+        sample_argv(release, video, cameras, out, "--size", "64x48", "--steps", "2", "--precision", "fp32")
     )
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -69,23 +69,18 @@ def test_same_seed_same_video_and_bf16_runs(release, tmp_path):
     )
     outputs = []
     for name, precision in (("a.mp4", "fp32"), ("b.mp4", "fp32"), ("c.mp4", "bf16")):
-        args = [
-            "sample",
-            "--official",
-            str(release),
-            "--video",
-            str(video),
-            "--cameras",
-            str(cameras),
-            "--out",
-            str(tmp_path / name),
+        args = sample_argv(
+            release,
+            video,
+            cameras,
+            tmp_path / name,
             "--size",
             "64x48",
             "--steps",
             "1",
             "--precision",
             precision,
-        ]
+        )
         assert main(args) == 0
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
@@ -104,19 +99,7 @@ def test_paper_size_is_refused_before_any_weight_is_loaded_when_memory_is_short(
 
     monkeypatch.setattr(pipeline.OfficialPipeline, "from_release", classmethod(never))
     video, cameras = example
-    code = main(
-        [
-            "sample",
-            "--official",
-            str(release),
-            "--video",
-            str(video),
-            "--cameras",
-            str(cameras),
-            "--out",
-            str(tmp_path / "big.mp4"),
-        ]
-    )
+    code = main(sample_argv(release, video, cameras, tmp_path / "big.mp4"))
     assert code == 2
     error = capsys.readouterr().err
     assert "832x480" in error and "needs an estimated" in error and "GiB" in error

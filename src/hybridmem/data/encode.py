@@ -125,8 +125,13 @@ def encode_clip(
             )
             posterior = vae.encode(frames_to_tensor(warped).to(device))
             tensors["target_warp_latents"] = vae.normalize(posterior.mode())[0].float().cpu()  # Ft C h w
+    return tensors, clip_metadata(clip)
+
+
+def clip_metadata(clip) -> dict:
+    """What a cache entry records of its clip besides tensors: caption, events, source, lengths, fps."""
     events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
-    metadata = {
+    return {
         "caption": clip.caption,
         "events": events,
         "source": str(clip.source),
@@ -134,7 +139,6 @@ def encode_clip(
         "target_frames": clip.target_frames,
         "fps": clip.fps,
     }
-    return tensors, metadata
 
 
 def encode_split(

@@ -55,7 +55,7 @@ def encode_official_clip(vae, text_encoder, tokenizer, clip, device) -> tuple[di
     import torch
     from einops import rearrange
 
-    from hybridmem.data.encode import latent_cameras
+    from hybridmem.data.encode import clip_metadata, latent_cameras
     from hybridmem.geometry import normalised_intrinsics
 
     height, width = clip.frames.shape[1:3]
@@ -80,16 +80,7 @@ def encode_official_clip(vae, text_encoder, tokenizer, clip, device) -> tuple[di
         embedding = text_encoder.encode_prompt(ids.to(device), mask.to(device))  # 1 L Dc
         length = int(mask.sum())
         tensors["caption_embedding"] = embedding[0, :length].float().cpu()  # Lp Dc
-    events = [{"subject_id": e.subject_id, "kind": e.kind, "frame": e.frame} for e in clip.events]
-    metadata = {
-        "caption": clip.caption,
-        "events": events,
-        "source": str(clip.source),
-        "context_frames": clip.context_frames,
-        "target_frames": clip.target_frames,
-        "fps": clip.fps,
-    }
-    return tensors, metadata
+    return tensors, clip_metadata(clip)
 
 
 def encode_official_split(
