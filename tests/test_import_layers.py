@@ -166,3 +166,47 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
         "hybridmem.low.a:2 imports hybridmem.high: high is above low"
     ]
     assert cycles(graph) == ["hybridmem.high -> hybridmem.low.a -> hybridmem.high"]
+
+
+def table_imports() -> dict[str, set[str] | None]:
+    """The "imports (besides errors)" column of docs/ARCHITECTURE.md's unit table: unit -> the units it
+    names (`recipe.export` names recipe; words in brackets are comments); None for "every command"."""
+    rows = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        unit, listed = cells[0].strip("`"), re.sub(r"\([^)]*\)", "", cells[2]).strip()
+        if listed == "every command":
+            rows[unit] = None
+            continue
+        names = [name.strip() for name in listed.split(",")] if listed != "-" else []
+        rows[unit] = {name.split(".")[0] for name in names if name}
+    return rows
+
+
+def unit_imports(graph) -> dict[str, set[str]]:
+    """unit -> the other units its modules import (errors and the package's own __init__ left out)."""
+    found: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        source = unit_of(module)
+        found.setdefault(source, set())
+        for target, _ in targets:
+            unit = unit_of(target)
+            if unit not in (source, "errors", "hybridmem"):
+                found[source].add(unit)
+    return found
+
+
+def test_the_architecture_table_lists_what_each_unit_imports():
+    table, actual = table_imports(), unit_imports(import_graph())
+    actual.pop("hybridmem", None)  # the package's __init__ (version, docstring) has no row
+    assert set(table) == set(actual), f"units in the table {sorted(table)} != in the code {sorted(actual)}"
+    problems = []
+    for unit, listed in sorted(table.items()):
+        if listed is None:  # the CLI: every command module
+            continue
+        if listed != actual[unit]:
+            missing, extra = sorted(actual[unit] - listed), sorted(listed - actual[unit])
+            problems.append(f"{unit}: the table misses {missing}, names {extra} it does not import")
+    assert not problems, f"{ARCHITECTURE} unit table against the code:\n  " + "\n  ".join(problems)
