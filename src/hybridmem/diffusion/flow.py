@@ -22,9 +22,8 @@ from collections.abc import Callable
 import torch
 from einops import rearrange
 
+from hybridmem.diffusion import TIMESTEP_DISTRIBUTIONS
 from hybridmem.errors import ConfigError
-
-TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from hybridmem.errors import ConfigError
+from hybridmem.models import OBJECTIVES
 from hybridmem.models.configs import dataclass_from_dict
 from hybridmem.models.layers import (
     RMSNorm,
@@ -56,7 +57,6 @@ from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memo
 from hybridmem.validation import check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
-OBJECTIVES = ("flow", "mean")  # see DiTConfig.objective
 CONTEXT_TIMESTEPS = ("clean", "shared")  # see DiTConfig.context_timestep
 HEADS = ("adaln", "wan")  # see DiTConfig.head
 TIMESTEP_PRECISIONS = ("float32", "float64")  # see DiTConfig.timestep_precision

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from hybridmem.diffusion import TIMESTEP_DISTRIBUTIONS
 from hybridmem.errors import ConfigError
+from hybridmem.models import OBJECTIVES
 from hybridmem.validation import check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -42,10 +44,6 @@ def check_changes(config, inputs: tuple[str, ...]) -> None:
             )
     if config.change and not config.resume:
         raise ConfigError("--change goes with --resume (it lets a resumed run differ from its start)")
-
-
-TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")  # as diffusion.flow.TIMESTEP_DISTRIBUTIONS
-OBJECTIVES = ("flow", "mean")  # as models.world.OBJECTIVES
 
 
 # flags the release decides with --official (its DiT's sizes and memory; the official objective): each must
