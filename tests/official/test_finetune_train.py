@@ -44,9 +44,19 @@ def setup(tmp_path_factory):
 def finetune_config(setup, out, **overrides) -> WorldTrainConfig:
     release, _, cache = setup
     values = dict(
-        official=str(release), cache=str(cache), out=str(out), steps=4, batch_size=1, lr=1e-3, warmup=1,
-        save_every=2, ema_decay=0.9, device="cpu", progress=False, tensorboard=False,
-    )  # fmt: skip
+        official=str(release),
+        cache=str(cache),
+        out=str(out),
+        steps=4,
+        batch_size=1,
+        lr=1e-3,
+        warmup=1,
+        save_every=2,
+        ema_decay=0.9,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+    )
     return WorldTrainConfig(**{**values, **overrides})
 
 
@@ -73,10 +83,12 @@ def test_the_built_model_trains_exactly_the_official_set(setup):
     )
     dim = 48  # the tiny release: 2 blocks of width 48
     per_block = (
-        4 * (dim * dim + dim) + 2 * dim  # self_attn q, k, v, o and its q/k norms
+        4 * (dim * dim + dim)
+        + 2 * dim  # self_attn q, k, v, o and its q/k norms
         + (dim * dim * 8 + dim)  # self_attn.tokenizer (Conv3d 2x2x2)
-        + 2 * (12 * dim + dim) + (dim * dim + dim)  # the camera encoders and the projector
-    )  # fmt: skip
+        + 2 * (12 * dim + dim)
+        + (dim * dim + dim)  # the camera encoders and the projector
+    )
     assert counts == (2 * per_block, 134_544) and 2 * per_block == 63_168
     assert "blocks.0.memory.tokenizer.conv.weight" in trainable and "blocks.0.ffn.0.weight" not in trainable
 
@@ -135,3 +147,37 @@ def test_generate_encode_train_sample_eval_end_to_end(setup, tmp_path, capsys):
     assert row["counts"]["presence_gain"] == 1 and row["counts"]["motion_score"] == 1
     assert isinstance(row["metrics"]["presence_gain"], float)
     assert isinstance(row["metrics"]["motion_score"], float)
+
+
+def test_bf16_encoding_is_recorded_close_to_fp32_and_a_mix_is_refused(setup, tmp_path, capsys):
+    release, data, cache = setup
+    half = tmp_path / "cache_bf16"
+    args = ["encode", "--official", str(release), "--data", str(data), "--split", "train", "--device", "cpu"]
+    assert main([*args, "--out", str(half), "--precision", "bf16"]) == 0
+    full, reduced = LatentCacheDataset(cache), LatentCacheDataset(half)
+    assert reduced.index["precision"] == "bf16" and full.index["precision"] == "fp32"
+    for name in ("context_latents", "caption_embedding"):
+        ours, theirs = full[0][name], reduced[0][name]
+        assert ours.dtype == theirs.dtype == torch.float32 and not torch.equal(ours, theirs)
+        assert (ours - theirs).abs().max() < 0.1 * ours.abs().max()  # bf16 rounding, not another model
+    # encoding more clips into the bf16 cache in fp32 would mix two precisions: refused, named
+    assert main([*args, "--out", str(half), "--precision", "fp32"]) == 2
+    assert "precision" in capsys.readouterr().err
+    # --precision belongs to --official
+    assert (
+        main(
+            [
+                "encode",
+                "--data",
+                str(data),
+                "--vae",
+                str(release),
+                "--out",
+                str(tmp_path / "x"),
+                "--precision",
+                "bf16",
+            ]
+        )
+        == 2
+    )
+    assert "--precision goes with --official" in capsys.readouterr().err

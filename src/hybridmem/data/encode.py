@@ -239,7 +239,8 @@ def encode_split(
 
 # what must match for a rerun to add clips to an existing cache (a key an older cache.json lacks is skipped).
 # "data", the path, only for caches made before entries recorded their clips' contents.
-IDENTITY_KEYS = ("vae_config", "vae_sha256", "store_logvar", "split")
+# precision: recorded by `encode --official` (the release's models in fp32 or bf16); absent from ours
+IDENTITY_KEYS = ("vae_config", "vae_sha256", "store_logvar", "split", "precision")
 LEGACY_IDENTITY_KEYS = (*IDENTITY_KEYS, "data")
 
 
@@ -264,9 +265,9 @@ def check_same_cache(out_dir: Path, existing: dict, index: dict, overwrite: bool
         )
     if changed and not overwrite:
         raise DataError(
-            f"{out_dir}: holds latents of another VAE, --store-logvar / --store-warp setting or dataset "
-            f"({'; '.join(changed)}); pass --overwrite to encode its clips again, a new --out folder, or "
-            "delete this cache"
+            f"{out_dir}: holds latents of another VAE, precision, --store-logvar / --store-warp setting or "
+            f"dataset ({'; '.join(changed)}); pass --overwrite to encode its clips again, a new --out "
+            "folder, or delete this cache"
         )
     return bool(changed)
 

@@ -12,7 +12,9 @@ rows; the cache reader pads it back with zeros to cache.json's `caption_length` 
 The cache records the VAE that made it as `vae_sha256`, the content hash of the release's VAE file (the
 model fine-tuned on it records the same, so sampling refuses another VAE), and each entry records it in
 `made_from` with the text encoder's file name and size, so a rerun with another release is refused (or
-redone with --overwrite) as a rerun with another VAE is. Models run in float32 on --device.
+redone with --overwrite) as a rerun with another VAE is. Models run in --precision (fp32 by default; bf16 as
+the official pipeline runs them, half the memory: umT5-xxl is 23 GB in fp32) on --device; the cache records it
+and stores float32 latents either way.
 
 Layer: official (below the command line, above data): data/encode.py registers `encode` and cannot import
 this room, so `register` here adds --official to that parser and routes it (hybridmem.cli registers
@@ -49,7 +51,7 @@ def text_encoder_record(release) -> dict:
     return {"file": release.text_encoder_file.name, "bytes": release.text_encoder_file.stat().st_size}
 
 
-def encode_official_clip(vae, text_encoder, tokenizer, clip, device) -> tuple[dict, dict]:
+def encode_official_clip(vae, text_encoder, tokenizer, clip, device, dtype=None) -> tuple[dict, dict]:
     """One Clip -> (tensors, metadata) for the cache: the official latents, cameras, and the caption's
     umT5 embedding without its zero rows."""
     import torch
@@ -74,7 +76,7 @@ def encode_official_clip(vae, text_encoder, tokenizer, clip, device) -> tuple[di
         for name, segment in (("context", clip.context), ("target", clip.target)):
             frames = torch.from_numpy(np.ascontiguousarray(clip.frames[segment]))  # T H W 3 uint8
             video = rearrange(frames, "t h w c -> 1 c t h w").float() / 127.5 - 1.0  # 1 3 T H W
-            latents = vae.encode(video.to(device))  # 1 C F h w
+            latents = vae.encode(video.to(device=device, dtype=dtype or torch.float32))  # 1 C F h w
             tensors[f"{name}_latents"] = rearrange(latents[0], "c f h w -> f c h w").float().cpu()
         ids, mask = tokenizer([clip.caption])  # 1 L
         embedding = text_encoder.encode_prompt(ids.to(device), mask.to(device))  # 1 L Dc
@@ -92,8 +94,10 @@ def encode_official_split(
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
+    precision: str = "fp32",
 ) -> dict:
-    """Encode every clip of a split not yet in the cache with the release in `official`; returns
+    """Encode every clip of a split not yet in the cache with the release in `official` (its models in
+    `precision`, "fp32" or "bf16"); returns
     {"encoded", "skipped", "total"}. The cache's identity and the per-entry records follow
     hybridmem.data.encode.encode_split (shards, resume, stale entries refused without `overwrite`)."""
     from hybridmem import runlock
@@ -113,6 +117,11 @@ def encode_official_split(
     folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
     release = find_release(official)
     torch_device = resolve_device(device)
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision '{precision}' is unknown; valid: fp32, bf16")
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     vae_sha256 = release_vae_sha256(release)
     import dataclasses
 
@@ -127,11 +136,13 @@ def encode_official_split(
         "content_records": True,
         "official": str(Path(official).resolve()),
         "caption_length": TEXT_LENGTH,  # caption_embedding rows when read (zeros past the prompt)
+        "precision": precision,
     }
     made_from = {
         "vae_sha256": vae_sha256,
         "store_logvar": False,
         "text_encoder": text_encoder_record(release),
+        "precision": precision,
     }
     lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
     try:
@@ -147,9 +158,9 @@ def encode_official_split(
 
         # 2. the release's VAE, text encoder and tokenizer (only when there is work)
         if todo:
-            vae = load_wan_vae(release.vae_file, release.vae_config, device=torch_device)
+            vae = load_wan_vae(release.vae_file, release.vae_config, dtype=dtype, device=torch_device)
             text_encoder = load_text_encoder(
-                release.text_encoder_file, release.text_config, device=torch_device
+                release.text_encoder_file, release.text_config, dtype=dtype, device=torch_device
             )
             tokenizer = load_tokenizer(release.tokenizer_folder)
         iterator = todo
@@ -161,7 +172,7 @@ def encode_official_split(
         for folder in iterator:
             clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read
             clip = load_clip(folder)
-            tensors, metadata = encode_official_clip(vae, text_encoder, tokenizer, clip, torch_device)
+            tensors, metadata = encode_official_clip(vae, text_encoder, tokenizer, clip, torch_device, dtype)
             for name in ("context_latents", "target_latents", "caption_embedding"):
                 check_model_output(tensors[name], f"encode: {folder}: its {name}", "the release's models")
             metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
@@ -177,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     from hybridmem.runfolder import parse_shard
 
     if args.official is None:
+        if args.precision is not None:
+            raise ConfigError("--precision goes with --official (the release's models); drop it")
         return encode.run(args)
     given = [
         flag
@@ -201,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         shard=parse_shard(args.shard),
         overwrite=args.overwrite,
+        precision=args.precision or "fp32",
     )
     print(
         f"encode: {summary['encoded']} clips encoded by the release's Wan2.1 VAE and umT5, "
@@ -221,5 +235,12 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="encode with the released Wan2.1 VAE and umT5 in DIR (the official ckpts layout) instead of "
         "--vae: the cache `train world --official DIR` fine-tunes HyDRA on; captions embedded too",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="--official: the release models' dtype (default fp32; bf16 as the official pipeline: half the "
+        "memory)",
     )
     parser.set_defaults(func=run)
