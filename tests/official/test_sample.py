@@ -25,10 +25,14 @@ def release(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
+    """examples/1.mp4 (77 synthetic frames, small) + the official examples' own cam1.json + caption.txt."""
+    import shutil
+
     folder = tmp_path_factory.mktemp("examples")
     video, cameras, _ = official_formats.write_official_pair(
         folder, 1, frames_count=77, width=64, height=48, captions=["a man walks in the park ."]
     )
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "official_hydra" / "cam1.json", cameras)
     return video, cameras
 
 
