@@ -381,3 +381,22 @@ def test_warp_residual_starts_at_the_warp_and_needs_the_mean_objective():
     for bad in (dict(objective="flow"), dict(warp_condition=False)):
         with pytest.raises(ConfigError, match="warp_residual"):
             dit_config("tiny", **{"warp_condition": True, "objective": "mean", "warp_residual": True, **bad})
+
+
+def test_memory_config_is_validated_once_per_model_build(monkeypatch):
+    """Issue 25: MemoryConfig.validate ran once per block (34 times for the 30-layer preset)."""
+    from hybridmem.models.memory import MemoryConfig
+    from hybridmem.models.world import build_world_model
+
+    calls = []
+    original = MemoryConfig.validate
+
+    def counting(self):
+        calls.append(self.kind)
+        return original(self)
+
+    monkeypatch.setattr(MemoryConfig, "validate", counting)
+    build_world_model("tiny", num_layers=5, memory=MemoryConfig(kind="hydra"))
+    assert calls == ["hydra"]
+    with pytest.raises(ConfigError, match="memory-top-k"):  # still validated: a bad knob is refused
+        build_world_model("tiny", memory=MemoryConfig(kind="hydra", top_k=0))

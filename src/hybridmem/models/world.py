@@ -161,11 +161,12 @@ class DiTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> DiTConfig:
+    def from_dict(cls, data: dict, validate: bool = True) -> DiTConfig:
         data = dict(data)
         if isinstance(data.get("memory"), dict):
             data["memory"] = MemoryConfig.from_dict(data["memory"], "DiTConfig.memory")
-        return dataclass_from_dict(cls, data, "DiTConfig").validate()
+        config = dataclass_from_dict(cls, data, "DiTConfig")
+        return config.validate() if validate else config
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,7 +264,7 @@ class WorldBlock(nn.Module):
         dim = config.dim
         self.norm1 = layer_norm(dim, config.eps)
         self.self_attn = SelfAttention(dim, config.num_heads, config.rope_theta, config.eps)
-        self.memory = build_memory(config.memory, dim, config.num_heads)
+        self.memory = build_memory(config.memory, dim, config.num_heads, validated=True)  # by WorldModel
         # Camera conditioning (official HyDRA code): zero-init encoders, identity-init projector.
         self.context_camera_encoder = nn.Linear(CAMERA_DIM, dim)
         self.target_camera_encoder = nn.Linear(CAMERA_DIM, dim)
@@ -654,8 +655,9 @@ OFFICIAL_CHOICES: dict = dict(
 WORLD_PRESETS["hydra-official"] = {**WORLD_PRESETS["wan1.3b"], **OFFICIAL_CHOICES}
 
 
-def dit_config(preset: str, **overrides) -> DiTConfig:
-    """The config of a named preset with fields replaced by `overrides` (memory: MemoryConfig or dict)."""
+def dit_config(preset: str, validate: bool = True, **overrides) -> DiTConfig:
+    """The config of a named preset with fields replaced by `overrides` (memory: MemoryConfig or dict);
+    validate=False leaves validation to its user (WorldModel validates the config it is built from)."""
     if preset not in WORLD_PRESETS:
         raise ConfigError(
             f"world model preset '{preset}' is unknown; valid presets: {', '.join(WORLD_PRESETS)}"
@@ -664,12 +666,12 @@ def dit_config(preset: str, **overrides) -> DiTConfig:
     memory = values.get("memory")
     if isinstance(memory, MemoryConfig):
         values["memory"] = dataclasses.asdict(memory)
-    return DiTConfig.from_dict(values)
+    return DiTConfig.from_dict(values, validate=validate)
 
 
 def build_world_model(preset: str, **overrides) -> WorldModel:
     """A new WorldModel of a named preset: build_world_model("tiny", memory=MemoryConfig(kind="full"))."""
-    return WorldModel(dit_config(preset, **overrides))
+    return WorldModel(dit_config(preset, validate=False, **overrides))  # validated once, by WorldModel
 
 
 def world_step_bytes(

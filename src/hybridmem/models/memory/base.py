@@ -190,6 +190,9 @@ def register_memory(name: str):
     return decorate
 
 
-def build_memory(config: MemoryConfig, dim: int, num_heads: int) -> Memory:
-    config.validate()
+def build_memory(config: MemoryConfig, dim: int, num_heads: int, validated: bool = False) -> Memory:
+    """The memory `config` names. validated: the caller has validated `config` already (a model's blocks:
+    WorldModel validates its config once, not once per block)."""
+    if not validated:
+        config.validate()
     return MEMORIES[config.kind](config, dim, num_heads)
