@@ -45,6 +45,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+# the per-frame loop oracle (tests/hydra_reference.py) lives with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 VARIANTS = ("full", "window", "fov", "hydra", "hydra-loop")
 FRAMES = (16, 40, 80, 160)
@@ -118,7 +122,8 @@ def as_layer(memory, handle):
 
 
 def build_layer(variant: str, dim: int, heads: int, args):
-    from hybridmem.models.memory import HydraLoopReference, build_memory
+    from hybridmem.models.memory import build_memory
+    from hydra_reference import HydraLoopReference
 
     config = memory_config(variant, args)
     memory = build_memory(config, dim, heads)
@@ -255,7 +260,8 @@ def run_pair(spec: dict) -> dict:
     """
     import torch
 
-    from hybridmem.models.memory import HydraLoopReference, MemoryContext, build_memory
+    from hybridmem.models.memory import MemoryContext, build_memory
+    from hydra_reference import HydraLoopReference
 
     args = argparse.Namespace(**spec["args"])
     limit = int(args.max_memory_gb * 2**30)

@@ -9,8 +9,9 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import HydraLoopReference, MemoryConfig, MemoryContext, build_memory, gathered
+from hybridmem.models.memory import MemoryConfig, MemoryContext, build_memory, gathered
 from hybridmem.models.memory.retrieval import inside_window, window_indices
+from hydra_reference import HydraLoopReference
 
 
 class TinyHandle(nn.Module):

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from hybridmem.geometry import look_at
-from hybridmem.models.memory.reference import loop_affinity
 from hybridmem.models.memory.retrieval import (
     affinity_eq4,
     affinity_mean,
@@ -19,6 +18,7 @@ from hybridmem.models.memory.retrieval import (
     slice_spans,
     window_indices,
 )
+from hydra_reference import loop_affinity
 
 
 def test_window_is_centred_and_shifts_at_the_ends():

@@ -14,18 +14,15 @@ from hybridmem.models.memory.base import (
     register_memory,
 )
 from hybridmem.models.memory.hydra import HydraMemory, MemoryTokenizer
-from hybridmem.models.memory.reference import HydraLoopReference, hydra_loop_attention
 
 __all__ = [
     "MEMORIES",
     "AttentionHandle",
-    "HydraLoopReference",
     "HydraMemory",
     "Memory",
     "MemoryConfig",
     "MemoryContext",
     "MemoryTokenizer",
     "build_memory",
-    "hydra_loop_attention",
     "register_memory",
 ]

@@ -3,7 +3,7 @@
 retrieval.py decides which keys each query frame reads (its window's latent frames, its retrieved memory
 slices, which retrieved slots are valid); this module only executes that decision fast, for all query
 frames at once, in chunks, with a custom backward. It changes no result: tests compare it, forward and
-backward, against the per-frame loop in reference.py and against brute-force masked attention.
+backward, against the per-frame loop in tests/hydra_reference.py and against brute-force masked attention.
 
 Shape glossary: B batch, F latent frames, P tokens of one latent frame, a heads, d head width, S memory
 slices, P' tokens of one slice, K retrieved slices, Wn window width (latent frames), Q query latent frames,

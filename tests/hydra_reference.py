@@ -1,9 +1,13 @@
 """Slow, obviously correct HyDRA attention: one Python iteration per (batch element, query frame).
 
+The clearest statement of HyDRA in the code: start here (then models/memory/retrieval.py and hydra.py). It
+lives with the tests, not in the package: nothing in hybridmem runs it; tests/models/test_memory_hydra.py and
+benchmarks/attention.py compare the fast path against it.
+
 The fast path (hydra.py, retrieval.py, gathered.py) gathers every query frame's keys with index tensors;
-this one spells each step out with plain slicing and sorting, so tests and benchmarks/attention.py can
-check the fast path against it. It shares only the tokenizer and projections (tested on their own), not the
-retrieval.
+this one spells each step out with plain slicing and sorting. It shares with the fast path the tokenizer
+and the projections (HydraMemory.memory_kv, tested on their own) and, for retrieval "fov" only, the frustum
+scores; the window, the affinity and the top-k choice are its own.
 """
 
 from __future__ import annotations
@@ -120,7 +124,9 @@ class HydraLoopReference(HydraMemory):
     Not registered as a memory kind: it exists to be compared against, by tests and the benchmark.
     """
 
-    last_selection: list[list[list[int]]] | None = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_selection: list[list[list[int]]] | None = None  # per batch element and query frame
 
     def forward(self, q, k, v, x, attn, ctx):
         memory = self.memory_kv(x, attn, ctx)
