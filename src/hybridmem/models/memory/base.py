@@ -125,9 +125,6 @@ def require_cameras(ctx: MemoryContext, kind: str) -> tuple[torch.Tensor, torch.
 class AttentionHandle(Protocol):
     """What the block's self-attention offers a memory."""
 
-    num_heads: int
-    head_dim: int
-
     def project_kv(self, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens "B M D", positions "M 3" float (f, h, w) -> k, v "B a M d", k normed and rope'd."""
         ...
