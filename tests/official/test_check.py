@@ -88,3 +88,12 @@ def test_absent_parts_are_reported_absent_and_an_empty_folder_is_an_error(tmp_pa
     assert main(["official", "check", str(empty)]) == 2
     assert main(["official", "check", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_the_camera_part_reads_any_official_example_number(tmp_path):
+    folder = tmp_path / "cam3_fixture"
+    folder.mkdir()
+    shutil.copy(FIXTURE / "cameras_expected.safetensors", folder / "cameras_expected.safetensors")
+    shutil.copy(FIXTURE / "cam1.json", folder / "cam3.json")
+    by_part = {result.part: result for result in check_folder(folder)}
+    assert by_part["cameras"].difference is not None and by_part["cameras"].passed

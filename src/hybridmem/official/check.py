@@ -9,8 +9,8 @@ absolute difference against a tolerance; a part whose files are absent is report
     print(format_report(report)); assert report_passed(report)
 
 Parts (tolerances in fp32, the fixture README's advice or the issue's bound, whichever is looser):
-- cameras: our reader of cam1.json (Unreal -> OpenCV metres -> relative -> [R | t]) against the official
-  loader; ours is float64, the official float32, so they agree to about 2e-5 m.
+- cameras: our reader of the folder's camN.json (Unreal -> OpenCV metres -> relative -> [R | t]) against
+  the official loader; ours is float64, the official float32, so they agree to about 2e-5 m.
 - scheduler: sigmas, the timesteps the DiT sees and two Euler steps: exact (float32 bit for bit); CFG.
 - DiT: the whole output (every latent frame), block 0's output, and in every block the top-k slices each
   query frame retrieves (the same sets) with their affinity values.
@@ -88,13 +88,20 @@ def _max_difference(ours, theirs) -> float:
 
 
 def check_cameras(folder: Path) -> dict[str, float]:
-    """Camera vectors of cam1.json by our reader against cameras_expected.safetensors."""
+    """Camera vectors of the folder's camN.json (any official example) by our reader against
+    cameras_expected.safetensors."""
     expected = _load(folder, "cameras_expected.safetensors")
-    if expected is None or not (folder / "cam1.json").is_file():
+    files = sorted(path for path in folder.glob("cam*.json") if path.stem[3:].isdigit())
+    if expected is None or not files:
         return {}
+    if len(files) > 1:
+        raise DataError(
+            f"{folder}: cameras_expected.safetensors comes from one camera file, found "
+            f"{', '.join(path.name for path in files)}; keep the one it was made from"
+        )
     from hybridmem.official.cameras import official_camera_vectors
 
-    context, target = official_camera_vectors(folder / "cam1.json")
+    context, target = official_camera_vectors(files[0])
     return {
         "cameras": max(
             _max_difference(context, expected["context_camera"]),
@@ -274,7 +281,7 @@ def check_folder(folder: str | Path, overrides: dict | None = None) -> list[Part
     if not differences:
         raise DataError(
             f"{folder}: none of the official fixture's files are here (dit_config.json, dit.pth, "
-            "dit_inputs.safetensors, scheduler_expected.json, vae.pth, t5.pth, cam1.json, ...)"
+            "dit_inputs.safetensors, scheduler_expected.json, vae.pth, t5.pth, camN.json, ...)"
         )
     return [PartResult(part, differences.get(part), tolerance) for part, tolerance in TOLERANCES.items()]
 
