@@ -195,7 +195,7 @@ def run_row(spec: dict) -> dict:
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hybridmem.models.memory import MemoryContext
+    from hybridmem.models.memory import SequenceInfo
 
     args = argparse.Namespace(**spec["args"])
     # a row that needs more fails alone (reported as skipped) instead of starving a shared machine
@@ -207,7 +207,7 @@ def run_row(spec: dict) -> dict:
     register_cpu_sdpa_flops()
     layer, parameters = build_layer(variant, dim, args.heads, args)
     cameras, intrinsics = orbit_cameras(frames)
-    ctx = MemoryContext(
+    ctx = SequenceInfo(
         grid=(frames, side, side), context_frames=frames // 2, cameras=cameras, intrinsics=intrinsics
     )
     x = torch.randn(1, frames, side, side, dim, generator=torch.Generator().manual_seed(1))
@@ -260,7 +260,7 @@ def run_pair(spec: dict) -> dict:
     """
     import torch
 
-    from hybridmem.models.memory import MemoryContext, build_memory
+    from hybridmem.models.memory import SequenceInfo, build_memory
     from hydra_reference import HydraLoopReference
 
     args = argparse.Namespace(**spec["args"])
@@ -275,7 +275,7 @@ def run_pair(spec: dict) -> dict:
     loop_memory.load_state_dict(kernel_memory.state_dict())
     handle = build_handle(dim, args.heads)
     layers = {"hydra": as_layer(kernel_memory, handle), "hydra-loop": as_layer(loop_memory, handle)}
-    ctx = MemoryContext(grid=(frames, side, side), context_frames=frames // 2)
+    ctx = SequenceInfo(grid=(frames, side, side), context_frames=frames // 2)
     x = torch.randn(1, frames, side, side, dim, generator=torch.Generator().manual_seed(1))
 
     def forward_backward(variant):

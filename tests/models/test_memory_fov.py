@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import MemoryConfig, MemoryContext, build_memory
+from hybridmem.models.memory import MemoryConfig, SequenceInfo, build_memory
 from hybridmem.models.memory.fov import fov_retrieval
 from hybridmem.models.memory.retrieval import frustum_samples, window_indices
 
@@ -59,7 +59,7 @@ def test_fov_memory_equals_brute_force_masked_attention():
     grid, tokens, context = (8, 2, 2), 4, 6
     memory = build_memory(MemoryConfig(kind="fov", window=3, top_k=1), 8, 2)
     q, k, v = random_qkv(1, 2, 8 * tokens, 4)
-    ctx = MemoryContext(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
+    ctx = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
     out = memory(q, k, v, None, None, ctx)
     allowed = torch.zeros(1, 8, 8, dtype=torch.bool)
     allowed[:, :context, :context] = True  # context attends to the context
@@ -72,7 +72,7 @@ def test_fov_memory_equals_brute_force_masked_attention():
 
 def test_fov_and_window_gradients_equal_masked_attention():
     grid, tokens, context = (8, 2, 2), 4, 6
-    ctx = MemoryContext(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
+    ctx = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
     allowed = {"fov": torch.zeros(1, 8, 8, dtype=torch.bool), "window": window_mask_of(8, 3)}
     allowed["fov"][:, :context, :context] = True
     allowed["fov"][:, 6:, 5:] = True
@@ -103,10 +103,10 @@ def window_mask_of(num_frames, window):
 def test_fov_needs_cameras():
     memory = build_memory(MemoryConfig(kind="fov"), 8, 2)
     q, k, v = random_qkv(1, 2, 8 * 4, 4)
-    with pytest.raises(ConfigError, match="MemoryContext.cameras is None"):
-        memory(q, k, v, None, None, MemoryContext(grid=(8, 2, 2), context_frames=6))
+    with pytest.raises(ConfigError, match="SequenceInfo.cameras is None"):
+        memory(q, k, v, None, None, SequenceInfo(grid=(8, 2, 2), context_frames=6))
     with pytest.raises(ConfigError, match="B F 4 4"):
-        ctx = MemoryContext((8, 2, 2), 6, cameras=CAMERAS[:, :5], intrinsics=INTRINSICS)
+        ctx = SequenceInfo((8, 2, 2), 6, cameras=CAMERAS[:, :5], intrinsics=INTRINSICS)
         memory(q, k, v, None, None, ctx)
 
 
@@ -114,7 +114,7 @@ def test_fov_needs_cameras():
 def test_window_memory_equals_masked_attention_at_sequence_ends(num_frames):
     memory = build_memory(MemoryConfig(kind="window", window=5, query_chunk=2), 8, 2)
     q, k, v = random_qkv(2, 2, num_frames * 6, 4)
-    out = memory(q, k, v, None, None, MemoryContext(grid=(num_frames, 2, 3), context_frames=1))
+    out = memory(q, k, v, None, None, SequenceInfo(grid=(num_frames, 2, 3), context_frames=1))
     allowed = torch.zeros(num_frames, num_frames, dtype=torch.bool)
     for i in range(num_frames):  # written out: 5 wide, centred, shifted inside the sequence
         start = min(max(i - 2, 0), max(num_frames - 5, 0))

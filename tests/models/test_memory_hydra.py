@@ -9,7 +9,7 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import MemoryConfig, MemoryContext, build_memory, gathered
+from hybridmem.models.memory import MemoryConfig, SequenceInfo, build_memory, gathered
 from hybridmem.models.memory.retrieval import inside_window, window_indices
 from hydra_reference import HydraLoopReference
 
@@ -65,7 +65,7 @@ def make_case(grid=(8, 2, 3), batch=2, dim=16, heads=2, seed=0, context_frames=3
     handle = TinyHandle(dim, heads, seed)
     x = torch.randn(batch, *grid, dim, generator=torch.Generator().manual_seed(seed + 1))
     q, k, v = handle.qkv(x)
-    ctx = MemoryContext(grid=grid, context_frames=context_frames)
+    ctx = SequenceInfo(grid=grid, context_frames=context_frames)
     return memory, handle, x, (q, k, v), ctx
 
 

@@ -53,7 +53,7 @@ from hybridmem.models.layers import (
     rope_angles,
     rope_axis_dims,
 )
-from hybridmem.models.memory.base import MemoryConfig, MemoryContext, build_memory
+from hybridmem.models.memory.base import MemoryConfig, SequenceInfo, build_memory
 from hybridmem.validation import check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
@@ -288,7 +288,7 @@ class WorldBlock(nn.Module):
         time_modulation: torch.Tensor,
         camera_12: torch.Tensor,
         angles: torch.Tensor,
-        ctx: MemoryContext,
+        ctx: SequenceInfo,
         caption_tokens: torch.Tensor | None,
     ) -> torch.Tensor:
         """x "B N D", time_modulation "B F 6 D", camera_12 "B F 12", angles "N d/2" -> "B N D"."""
@@ -571,7 +571,7 @@ class WorldModel(nn.Module):
         token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B Fp 4 4
         camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B Fp 12
         camera_12 = camera_12.to(self.blocks[0].context_camera_encoder.weight.dtype)
-        ctx = MemoryContext(
+        ctx = SequenceInfo(
             grid=(frames, height, width),
             context_frames=context_frames,
             cameras=token_cameras,

@@ -9,7 +9,7 @@ from hybridmem.models.memory.base import (
     AttentionHandle,
     Memory,
     MemoryConfig,
-    MemoryContext,
+    SequenceInfo,
     build_memory,
     register_memory,
 )
@@ -21,7 +21,7 @@ __all__ = [
     "HydraMemory",
     "Memory",
     "MemoryConfig",
-    "MemoryContext",
+    "SequenceInfo",
     "MemoryTokenizer",
     "build_memory",
     "register_memory",

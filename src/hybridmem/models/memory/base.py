@@ -90,7 +90,7 @@ class MemoryConfig:
 
 
 @dataclass
-class MemoryContext:
+class SequenceInfo:
     """What a memory may know about the sequence besides q, k and v."""
 
     grid: tuple[int, int, int]  # (F, H, W) token grid
@@ -99,24 +99,24 @@ class MemoryContext:
     intrinsics: torch.Tensor | None = None  # "B 4" (fx/W, fy/H, cx/W, cy/H): normalised by image size
 
 
-def require_cameras(ctx: MemoryContext, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def require_cameras(ctx: SequenceInfo, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """ctx.cameras "B F 4 4" and ctx.intrinsics "B 4", or a ConfigError saying what to pass."""
     if ctx.cameras is None or ctx.intrinsics is None:
         missing = "cameras" if ctx.cameras is None else "intrinsics"
         raise ConfigError(
-            f"memory '{kind}' ranks frames by camera frustum overlap but MemoryContext.{missing} is None; "
+            f"memory '{kind}' ranks frames by camera frustum overlap but SequenceInfo.{missing} is None; "
             'pass the latent frames\' cameras "B F 4 4" and normalised intrinsics "B 4", '
             "or choose a memory that needs no cameras (window, or hydra with retrieval 'affinity')"
         )
     cameras, intrinsics = ctx.cameras, ctx.intrinsics
     if cameras.ndim != 4 or cameras.shape[1:] != (ctx.grid[0], 4, 4):
         raise ConfigError(
-            f"memory '{kind}': MemoryContext.cameras must be \"B F 4 4\" with F={ctx.grid[0]} latent "
+            f"memory '{kind}': SequenceInfo.cameras must be \"B F 4 4\" with F={ctx.grid[0]} latent "
             f"frames, got {tuple(cameras.shape)}"
         )
     if intrinsics.shape != (cameras.shape[0], 4):
         raise ConfigError(
-            f"memory '{kind}': MemoryContext.intrinsics must be \"B 4\" (fx/W, fy/H, cx/W, cy/H), "
+            f"memory '{kind}': SequenceInfo.intrinsics must be \"B 4\" (fx/W, fy/H, cx/W, cy/H), "
             f"got {tuple(intrinsics.shape)}"
         )
     return cameras, intrinsics
@@ -162,7 +162,7 @@ class Memory(nn.Module):
         v: torch.Tensor,
         x: torch.Tensor,
         attn: AttentionHandle,
-        ctx: MemoryContext,
+        ctx: SequenceInfo,
     ) -> torch.Tensor:
         raise NotImplementedError
 

@@ -46,7 +46,7 @@ def fov_retrieval(
 
 @register_memory("fov")
 class FovMemory(Memory):
-    """Window + top-K context frames by frustum overlap (needs MemoryContext.cameras and intrinsics)."""
+    """Window + top-K context frames by frustum overlap (needs SequenceInfo.cameras and intrinsics)."""
 
     def forward(self, q, k, v, x, attn, ctx):
         cameras, intrinsics = require_cameras(ctx, "fov")

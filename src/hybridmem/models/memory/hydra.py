@@ -33,7 +33,7 @@ from hybridmem.models.memory.base import (
     AttentionHandle,
     Memory,
     MemoryConfig,
-    MemoryContext,
+    SequenceInfo,
     register_memory,
     require_cameras,
 )
@@ -131,7 +131,7 @@ class HydraMemory(Memory):
         super().__init__(config, dim, num_heads)
         self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
 
-    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext) -> MemoryTokens:
+    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: SequenceInfo) -> MemoryTokens:
         """The memory tokens' keys and values, and the keys the affinity scores (MemoryTokens)."""
         source = x if self.config.memory_scope == "all" else x[:, : ctx.context_frames]  # B Fs H W D
         num_source = source.shape[1]
@@ -163,7 +163,7 @@ class HydraMemory(Memory):
             return attn.unrotated_q(rearrange(x, "b f h w d -> b (f h w) d"))  # B a N d
 
     def slice_scores(
-        self, score_queries: torch.Tensor, score_keys: torch.Tensor, spans: torch.Tensor, ctx: MemoryContext
+        self, score_queries: torch.Tensor, score_keys: torch.Tensor, spans: torch.Tensor, ctx: SequenceInfo
     ) -> torch.Tensor:
         """Relevance of each memory slice to each query frame: "B F S" (no gradient)."""
         config = self.config
@@ -178,7 +178,7 @@ class HydraMemory(Memory):
             return affinity_eq4(score_queries, ctx.grid, score_keys, config.tokenizer_kernel[1:])
 
     def retrieve(
-        self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, ctx: MemoryContext
+        self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, ctx: SequenceInfo
     ) -> HydraRetrieval:
         """Steps 1-3 of forward: tokenize, score, select."""
         num_frames = ctx.grid[0]
