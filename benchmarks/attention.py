@@ -126,9 +126,9 @@ def build_layer(variant: str, dim: int, heads: int, args):
     from hydra_reference import HydraLoopReference
 
     config = memory_config(variant, args)
-    memory = build_memory(config, dim, heads)
+    memory = build_memory(config, dim)
     if variant == "hydra-loop":
-        memory = HydraLoopReference(config.validate(), dim, heads)
+        memory = HydraLoopReference(config.validate(), dim)
     return as_layer(memory, build_handle(dim, heads))
 
 
@@ -270,8 +270,8 @@ def run_pair(spec: dict) -> dict:
     side = math.isqrt(tokens)
     torch.manual_seed(0)
     config = memory_config("hydra", args)
-    kernel_memory = build_memory(config, dim, args.heads)
-    loop_memory = HydraLoopReference(config.validate(), dim, args.heads)
+    kernel_memory = build_memory(config, dim)
+    loop_memory = HydraLoopReference(config.validate(), dim)
     loop_memory.load_state_dict(kernel_memory.state_dict())
     handle = build_handle(dim, args.heads)
     layers = {"hydra": as_layer(kernel_memory, handle), "hydra-loop": as_layer(loop_memory, handle)}

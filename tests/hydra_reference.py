@@ -6,7 +6,7 @@ benchmarks/attention.py compare the fast path against it.
 
 The fast path (hydra.py, retrieval.py, gathered.py) gathers every query frame's keys with index tensors;
 this one spells each step out with plain slicing and sorting. It shares with the fast path the tokenizer
-and the projections (HydraMemory.memory_kv, tested on their own) and, for retrieval "fov" only, the frustum
+and the projections (HydraMemory.memory_kv, tested on their own) and, for slice_ranking "fov" only, the frustum
 scores; the window, the affinity and the top-k choice are its own.
 """
 
@@ -60,7 +60,7 @@ def hydra_loop_attention(
 ) -> tuple[torch.Tensor, list[list[list[int]]]]:
     """q, k, v: "B a N d"; memory_keys/values: "B a S P' d"; spans: "S 2".
 
-    scores: "B F S" to rank by instead of the affinity (retrieval "fov"); slices scoring <= 0 are skipped.
+    scores: "B F S" to rank by instead of the affinity (slice_ranking "fov"); slices scoring <= 0 are skipped.
     score_q "B a N d", score_keys "B a S P' d": what the affinity reads when it is not q and memory_keys
     (an affinity before RoPE).
     Returns the output "B a N d" and, per batch element and query frame, the retrieved slices ascending.
@@ -131,7 +131,7 @@ class HydraLoopReference(HydraMemory):
     def forward(self, q, k, v, x, attn, ctx):
         memory = self.memory_kv(x, attn, ctx)
         scores = None
-        if self.config.retrieval == "fov" and memory.keys is not None:
+        if self.config.slice_ranking == "fov" and memory.keys is not None:
             scores = self.slice_scores(q, memory.score_keys, memory.spans, ctx)  # B F S
         out, self.last_selection = hydra_loop_attention(
             q,

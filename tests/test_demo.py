@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hybridmem.cli import main
-from hybridmem.recipe.budgets import MEMORY_VARIANTS
+from hybridmem.models.memory.config import MEMORY_KINDS
 from hybridmem.recipe.export import MANIFEST_FILE, verify_export
 from hybridmem.runfolder import default_assets_dir
 
@@ -39,7 +39,7 @@ def test_shipped_checkpoints_load_and_run():
     shapes = verify_export(folder)  # raises CheckpointError on non-finite outputs or a config mismatch
     assert shapes["vae"] == (1, data["context_frames"], 3, data["height"], data["width"])
     stride = json.loads((folder / "vae" / "config.json").read_text())["config"]["temporal_factor"]
-    for kind in MEMORY_VARIANTS:
+    for kind in MEMORY_KINDS:
         assert shapes[kind][:2] == (1, (data["target_frames"] - 1) // stride + 1)
         assert shapes[kind] == shapes["full"]
     total = sum(path.stat().st_size for path in folder.rglob("*.safetensors"))

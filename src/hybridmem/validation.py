@@ -108,9 +108,8 @@ RULES: dict[str, Range] = {
     "keep": Range(1, 10**6),
     "val_clips": Range(1, 10**8),
     "num_workers": Range(0, 256, why="data-loading processes"),
-    "memory_window": Range(1, 10**5),
-    # top-K 0 would retrieve nothing: fov memory would be the window memory, hydra's tokenizer unused
-    "memory_top_k": Range(1, 10**5, why="retrieved memory slices or context frames"),
+    # the memory knobs' bounds are declared beside the knobs (hybridmem.models.memory.config), which joins
+    # them here with add_rules
     # data generation: the paper's geometry is the limit (832x480 pixels, 77 + 77 frames at 15 fps, 1-3
     # subjects a clip); WorldConfig.validate adds what one field cannot say (pixels, 4k+1, min <= max)
     "num_clips": Range(1, 10**9),
@@ -151,6 +150,15 @@ RULES: dict[str, Range] = {
     # demo
     "clips": Range(1, 10**4, why="test clips the demo renders and scores"),
 }
+
+
+def add_rules(rules: dict[str, Range]) -> None:
+    """Join rules declared beside their fields elsewhere (the memory knobs: models.memory.config) to the
+    table; a name may be declared once."""
+    twice = sorted(set(rules) & set(RULES))
+    if twice:
+        raise ConfigError(f"bounds declared twice: {', '.join(twice)}")
+    RULES.update(rules)
 
 
 def rule_for(name: str, command: str = "") -> Range | None:

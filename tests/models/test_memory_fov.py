@@ -57,7 +57,7 @@ def test_fov_picks_overlapping_frames_and_ignores_cameras_facing_away():
 
 def test_fov_memory_equals_brute_force_masked_attention():
     grid, tokens, context = (8, 2, 2), 4, 6
-    memory = build_memory(MemoryConfig(kind="fov", window=3, top_k=1), 8, 2)
+    memory = build_memory(MemoryConfig(kind="fov", window=3, top_k=1), 8)
     q, k, v = random_qkv(1, 2, 8 * tokens, 4)
     ctx = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
     out = memory(q, k, v, None, None, ctx)
@@ -78,7 +78,7 @@ def test_fov_and_window_gradients_equal_masked_attention():
     allowed["fov"][:, 6:, 5:] = True
     allowed["fov"][:, 6:, 0] = True
     for kind in ("fov", "window"):
-        memory = build_memory(MemoryConfig(kind=kind, window=3, top_k=1, query_chunk=1), 8, 2)
+        memory = build_memory(MemoryConfig(kind=kind, window=3, top_k=1, query_chunk=1), 8)
         gradients = []
         for run in (memory, None):
             q, k, v = (t.requires_grad_() for t in random_qkv(1, 2, 8 * tokens, 4))
@@ -101,7 +101,7 @@ def window_mask_of(num_frames, window):
 
 
 def test_fov_needs_cameras():
-    memory = build_memory(MemoryConfig(kind="fov"), 8, 2)
+    memory = build_memory(MemoryConfig(kind="fov"), 8)
     q, k, v = random_qkv(1, 2, 8 * 4, 4)
     with pytest.raises(ConfigError, match="SequenceInfo.cameras is None"):
         memory(q, k, v, None, None, SequenceInfo(grid=(8, 2, 2), context_frames=6))
@@ -112,7 +112,7 @@ def test_fov_needs_cameras():
 
 @pytest.mark.parametrize("num_frames", [1, 4, 9])
 def test_window_memory_equals_masked_attention_at_sequence_ends(num_frames):
-    memory = build_memory(MemoryConfig(kind="window", window=5, query_chunk=2), 8, 2)
+    memory = build_memory(MemoryConfig(kind="window", window=5, query_chunk=2), 8)
     q, k, v = random_qkv(2, 2, num_frames * 6, 4)
     out = memory(q, k, v, None, None, SequenceInfo(grid=(num_frames, 2, 3), context_frames=1))
     allowed = torch.zeros(num_frames, num_frames, dtype=torch.bool)

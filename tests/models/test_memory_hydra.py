@@ -61,7 +61,7 @@ class TinyHandle(nn.Module):
 def make_case(grid=(8, 2, 3), batch=2, dim=16, heads=2, seed=0, context_frames=3, **config):
     config = MemoryConfig(kind="hydra", **config)
     torch.manual_seed(seed)
-    memory = build_memory(config, dim, heads)
+    memory = build_memory(config, dim)
     handle = TinyHandle(dim, heads, seed)
     x = torch.randn(batch, *grid, dim, generator=torch.Generator().manual_seed(seed + 1))
     q, k, v = handle.qkv(x)
@@ -70,7 +70,7 @@ def make_case(grid=(8, 2, 3), batch=2, dim=16, heads=2, seed=0, context_frames=3
 
 
 def loop_twin(memory):
-    twin = HydraLoopReference(memory.config, memory.dim, memory.num_heads)
+    twin = HydraLoopReference(memory.config, memory.tokenizer.conv.in_channels)
     twin.load_state_dict(memory.state_dict())
     return twin
 
@@ -245,12 +245,12 @@ def test_deterministic_under_a_seed():
 
 def test_no_context_with_context_scope_is_window_attention():
     memory, handle, x, (q, k, v), ctx = make_case(window=3, top_k=2, memory_scope="context", context_frames=0)
-    window = build_memory(MemoryConfig(kind="window", window=3), 16, 2)
+    window = build_memory(MemoryConfig(kind="window", window=3), 16)
     assert torch.allclose(memory(q, k, v, x, handle, ctx), window(q, k, v, x, handle, ctx), atol=1e-6)
 
 
 def test_fov_retrieval_matches_loop_and_needs_cameras():
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(8, 2, 2), window=3, top_k=2, retrieval="fov")
+    memory, handle, x, (q, k, v), ctx = make_case(grid=(8, 2, 2), window=3, top_k=2, slice_ranking="fov")
     with pytest.raises(ConfigError, match="cameras"):
         memory(q, k, v, x, handle, ctx)
     # camera sweeping around a circle: frames far apart in time face different ways
@@ -268,16 +268,16 @@ def test_fov_retrieval_matches_loop_and_needs_cameras():
 
 
 def test_unknown_kind_and_bad_options_list_valid_names():
-    with pytest.raises(ConfigError, match="valid kinds: fov, full, hydra, window"):
-        build_memory(MemoryConfig(kind="hydrant"), 16, 2)
+    with pytest.raises(ConfigError, match="valid kinds: full, window, fov, hydra"):
+        build_memory(MemoryConfig(kind="hydrant"), 16)
     with pytest.raises(ConfigError, match="valid: mean, eq4"):
-        build_memory(MemoryConfig(kind="hydra", affinity="max"), 16, 2)
-    with pytest.raises(ConfigError, match="tokenizer_kernel"):
-        build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=(2, 0, 2)), 16, 2)
+        build_memory(MemoryConfig(kind="hydra", affinity="max"), 16)
+    with pytest.raises(ConfigError, match="--tokenizer-kernel must be three positive ints"):
+        build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=(2, 0, 2)), 16)
 
 
 def test_config_from_json_lists_becomes_tuples():
-    memory = build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=[1, 2, 2]), 16, 2)
+    memory = build_memory(MemoryConfig(kind="hydra", tokenizer_kernel=[1, 2, 2]), 16)
     assert memory.config.tokenizer_kernel == (1, 2, 2)
     assert memory.tokenizer.conv.kernel_size == (1, 2, 2)
 
@@ -316,4 +316,4 @@ def test_gathered_attention_keeps_tensors_only_through_save_for_backward(cpu_fla
 def test_hydra_needs_at_least_one_retrieved_slice():
     # top_k 0 would leave the tokenizer without gradient (DDP fails on unused parameters): that is `window`
     with pytest.raises(ConfigError, match="--memory-top-k: 0 is out of range: must be in"):
-        build_memory(MemoryConfig(kind="hydra", top_k=0), 16, 2)
+        build_memory(MemoryConfig(kind="hydra", top_k=0), 16)

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import hybridmem
 from hybridmem.cli import main
 from hybridmem.errors import CheckpointError, ConfigError, DataError
+from hybridmem.models.memory.base import MEMORIES, Memory
+from hybridmem.models.memory.config import KNOBS, MEMORY_KINDS
 from hybridmem.models.memory.retrieval import inside_window, slice_spans, window_indices
-from hybridmem.recipe.budgets import BUDGETS, MEMORY_VARIANTS, get_budget
+from hybridmem.recipe.budgets import BUDGETS, get_budget
 from hybridmem.recipe.commands import build_parser
 from hybridmem.recipe.export import export_run, verify_export
 from hybridmem.recipe.recipe import EVAL_BASELINES, RECIPE_FILE, plan_stages, read_record, run_recipe
@@ -40,7 +43,7 @@ def test_every_variant_gets_the_same_budget_seed_and_data(tmp_path, name):
     names = [stage.name for stage in stages]
     assert names == [
         "data-train", "data-val", "data-test", "vae", "encode-train", "encode-val",
-        *(f"world-{kind}" for kind in MEMORY_VARIANTS), "eval",
+        *(f"world-{kind}" for kind in MEMORY_KINDS), "eval",
     ]  # fmt: skip
     world = [stage.argv for stage in stages if stage.name.startswith("world-")]
     # identical commands once the memory kind and the output folder are taken out
@@ -50,26 +53,19 @@ def test_every_variant_gets_the_same_budget_seed_and_data(tmp_path, name):
         assert "--resume" in argv
         stripped.append({k: v for k, v in flags.items() if k not in ("--memory", "--out")})
     assert all(item == stripped[0] for item in stripped)
-    assert sorted(argv[argv.index("--memory") + 1] for argv in world) == sorted(MEMORY_VARIANTS)
+    assert sorted(argv[argv.index("--memory") + 1] for argv in world) == sorted(MEMORY_KINDS)
     # the test set is its own forced split (held-out scenes and subjects); eval reads it
     test_stage = stages[names.index("data-test")]
     assert test_stage.argv[test_stage.argv.index("--split") + 1] == "test"
     eval_argv = stages[-1].argv
     assert eval_argv[eval_argv.index("--split") + 1] == "test"
-    assert eval_argv.count("--checkpoint") == 4 and "copy-last" in eval_argv
+    assert eval_argv.count("--checkpoint") == len(MEMORY_KINDS) and "copy-last" in eval_argv
 
 
 @pytest.mark.parametrize("name", list(BUDGETS))
 def test_memory_flags_reach_every_world_stage_and_validate(tmp_path, name):
     budget = get_budget(name)
-    flags = {
-        "--memory-window": str(budget.memory_window),
-        "--memory-top-k": str(budget.memory_top_k),
-        "--tokenizer-kernel": budget.tokenizer_kernel,
-        "--affinity": budget.affinity,
-        "--retrieval": budget.retrieval,
-        "--memory-scope": budget.memory_scope,
-    }
+    flags = {knob.option: str(getattr(budget, knob.flag)) for knob in KNOBS}  # every memory knob
     for stage in plan_stages(budget, tmp_path, "cpu"):
         if stage.name.startswith("world-"):
             argv = stage.argv
@@ -77,7 +73,8 @@ def test_memory_flags_reach_every_world_stage_and_validate(tmp_path, name):
             # the flags parse and validate exactly as the recipe will run them
             args = build_parser().parse_args(argv)
             config = config_from_args(WorldTrainConfig, args).validate().memory_config()
-            assert (config.window, config.top_k) == (budget.memory_window, budget.memory_top_k)
+            for knob in KNOBS:
+                assert getattr(config, knob.name) == knob.to_config(getattr(budget, knob.flag)), knob.name
 
 
 @pytest.mark.parametrize("name", list(BUDGETS))
@@ -115,7 +112,7 @@ def _fake_runner(log: list, fail_at: str | None = None):
         for path in stage.outputs:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             if stage.name == "eval" and path.endswith("aggregate.json"):
-                methods = {kind: {} for kind in (*MEMORY_VARIANTS, *EVAL_BASELINES)}
+                methods = {kind: {} for kind in (*MEMORY_KINDS, *EVAL_BASELINES)}
                 Path(path).write_text(json.dumps({"num_clips": stage.amount, "methods": methods}))
             else:
                 Path(path).write_text("{}")
@@ -186,10 +183,10 @@ def test_more_world_steps_resume_the_world_models_and_evaluate_again(tmp_path):
     log = []
     record = run_recipe(longer, tmp_path, "cpu", gate=_passing_gate, runner=_fake_runner(log))
     # the data, VAE and caches stand; each world model resumes to the new step count; eval runs again
-    assert log == [*(f"world-{kind}" for kind in MEMORY_VARIANTS), "eval"]
+    assert log == [*(f"world-{kind}" for kind in MEMORY_KINDS), "eval"]
     assert record["budget"]["world_steps"] == budget.world_steps + 4
     assert record["extensions"][-1]["from"] == budget.world_steps
-    for kind in MEMORY_VARIANTS:
+    for kind in MEMORY_KINDS:
         command = record["stages"][f"world-{kind}"]["command"]
         assert f"--steps {budget.world_steps + 4}" in command and "--resume" in command
         assert [a["status"] for a in record["stages"][f"world-{kind}"]["attempts"]] == ["done", "done"]
@@ -226,11 +223,41 @@ def test_export_refuses_an_unfinished_run(tmp_path):
 # --- the smoke budget for real ---------------------------------------------------------------------------
 
 
+class ToyMemory(Memory):
+    """A fifth memory kind, written here as a user would add one: every token attends to the clean context
+    frames' tokens only. Registered and added to MEMORY_KINDS for the smoke run below and nowhere else; the
+    flags, budget, recipe stages, export, benchmark and summary must take it without another edit."""
+
+    def forward(self, q, k, v, x, attn, sequence):
+        frames, height, width = sequence.grid
+        context_tokens = sequence.context_frames * height * width
+        return F.scaled_dot_product_attention(
+            q, k[:, :, :context_tokens], v[:, :, :context_tokens]
+        )  # B a N d
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """The smoke budget end to end, with the four memories and the toy fifth one (kept for the module)."""
     run_dir = tmp_path_factory.mktemp("recipe") / "smoke"
-    assert main(["recipe", "--budget", "smoke", "--out", str(run_dir), "--device", "cpu"]) == 0
-    return run_dir
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(MEMORIES, "toy", ToyMemory)
+        patch.setitem(MEMORY_KINDS, "toy", __name__)
+        assert main(["recipe", "--budget", "smoke", "--out", str(run_dir), "--device", "cpu"]) == 0
+        yield run_dir
+
+
+def test_a_fifth_memory_runs_through_the_whole_recipe(smoke_run):
+    record = json.loads((smoke_run / RECIPE_FILE).read_text())
+    assert record["stages"]["world-toy"]["status"] == "done"
+    assert (
+        json.loads((smoke_run / "world" / "toy" / "final" / "config.json").read_text())["config"]["memory"][
+            "kind"
+        ]
+        == "toy"
+    )
+    aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
+    assert "toy" in aggregate["methods"]
 
 
 def test_smoke_recipe_records_every_stage(smoke_run):
@@ -252,7 +279,7 @@ def test_smoke_recipe_records_every_stage(smoke_run):
         assert (smoke_run / "eval" / name).is_file()
     assert list((smoke_run / "eval" / "side_by_side").glob("*.mp4"))
     aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
-    assert set(aggregate["methods"]) == {*MEMORY_VARIANTS, *EVAL_BASELINES}
+    assert set(aggregate["methods"]) == {*MEMORY_KINDS, *EVAL_BASELINES}
 
 
 def test_rerun_skips_finished_stages(smoke_run):
@@ -289,7 +316,7 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     assert manifest["data"]["paths"] == list(smoke.paths)
     shapes = verify_export(exported)
     assert shapes["vae"][1:] == (get_budget("smoke").context_frames, 3, 64, 64)
-    assert all(shapes[kind][:2] == (1, 3) for kind in MEMORY_VARIANTS)  # 9 target frames -> 3 latent frames
+    assert all(shapes[kind][:2] == (1, 3) for kind in MEMORY_KINDS)  # 9 target frames -> 3 latent frames
 
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--assets", str(exported), "--device", "cpu"]) == 0
@@ -336,7 +363,7 @@ def test_summary_of_the_smoke_run(smoke_run, capsys):
     record = json.loads((smoke_run / RECIPE_FILE).read_text())
     aggregate = json.loads((smoke_run / "eval" / "aggregate.json").read_text())
     # our rows carry the aggregate's numbers and each world model's training rate
-    for kind in MEMORY_VARIANTS:
+    for kind in MEMORY_KINDS:
         row = next(line for line in text.splitlines() if line.startswith(f"| {kind} | "))
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[1] == f"{aggregate['methods'][kind]['metrics']['psnr']:.3f}"

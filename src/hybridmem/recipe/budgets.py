@@ -12,12 +12,16 @@ import dataclasses
 from dataclasses import dataclass
 
 from hybridmem.errors import ConfigError
-
-MEMORY_VARIANTS = ("full", "window", "fov", "hydra")
+from hybridmem.models.memory.config import FrozenMemoryFlags, renamed
 
 
 @dataclass(frozen=True)
-class Budget:
+class Budget(FrozenMemoryFlags):
+    """A budget's fields below, and the memory flags (memory_window, memory_top_k, ...) it inherits from
+    FrozenMemoryFlags, one a knob of hybridmem.models.memory.config, passed identically to every `train
+    world` stage; a budget sizes the window and top-k so that fov and hydra select a subset at its clip
+    length. The recipe trains one world model per memory kind (MEMORY_KINDS)."""
+
     name: str
     description: str
     # 1. data (hybridmem world generate); test clips draw held-out scenes and subjects (world/splits.py)
@@ -45,19 +49,11 @@ class Budget:
     world_lr: float
     world_warmup: int
     val_every: int  # validation of the VAE and the world models; 0: none
-    # 3b. memory flags, passed identically to every `train world` stage (train/config.py, MemoryConfig);
-    # the window and top-k are sized so that fov and hydra select a subset at this clip length
-    memory_window: int
-    memory_top_k: int
     # 4. benchmark (hybridmem eval)
     eval_clips: int
     eval_steps: int
     side_by_side_clips: int
     # 5. shared
-    tokenizer_kernel: str = "2,2,2"  # hydra's memory tokenizer: 2 latent frames per memory slice
-    affinity: str = "mean"
-    retrieval: str = "affinity"
-    memory_scope: str = "all"
     precision: str = "fp32"
     save_every: int = 0  # 0: only at the end; the trainers also save at the last step
     seed: int = 0
@@ -88,6 +84,21 @@ class Budget:
             raise ConfigError(
                 f"budget '{self.name}': warp_residual needs warp_condition and world_objective 'mean'"
             )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Budget:
+        """A budget from its JSON record (a recipe.json or an export manifest; old knob names renamed)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in renamed(data).items()})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """The JSON form of every field that has a default."""
+        fields = dataclasses.fields(cls)
+        return {
+            f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+            for f in fields
+            if f.default is not dataclasses.MISSING
+        }
 
     def to_dict(self) -> dict:
         """JSON form (tuples as lists), so a record read back compares equal to the budget it came from."""

@@ -27,13 +27,19 @@ from pathlib import Path
 
 from hybridmem import jsonio, runlock
 from hybridmem.errors import CheckpointError, ConfigError, HybridmemError
+from hybridmem.models.memory.config import MEMORY_KINDS
 from hybridmem.publish import TEMP_PREFIX
-from hybridmem.recipe.budgets import MEMORY_VARIANTS
 from hybridmem.recipe.recipe import read_record
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILES = ("model.safetensors", "config.json")
-EXPORTED_MODELS = ("vae", *MEMORY_VARIANTS)
+
+
+def exported_models() -> tuple[str, ...]:
+    """The VAE and one world model per memory kind."""
+    return ("vae", *MEMORY_KINDS)
+
+
 MANIFEST_FORMAT = 1
 
 
@@ -59,8 +65,8 @@ def data_settings(budget: dict) -> dict:
     settings = {key: budget[key] for key in keys}
     settings["horizontal_fov_deg"] = budget.get("horizontal_fov_deg", LEGACY_FOV_DEG)
     settings["paths"] = list(budget.get("paths", []))  # the subjects' path families; empty: all
-    settings["generate_args"] = Budget(
-        **{**budget, "horizontal_fov_deg": settings["horizontal_fov_deg"]}
+    settings["generate_args"] = Budget.from_dict(
+        {**budget, "horizontal_fov_deg": settings["horizontal_fov_deg"]}
     ).generate_args()
     return settings
 
@@ -73,7 +79,7 @@ def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, overwrite: boo
     record = read_record(run_dir)
     # 1. every model must be finished, and `to` a place an export may go
     missing = []
-    for name in EXPORTED_MODELS:
+    for name in exported_models():
         folder = _final_folder(run_dir, name)
         if not all((folder / file).is_file() for file in MODEL_FILES):
             missing.append(str(folder))
@@ -87,7 +93,7 @@ def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, overwrite: boo
     staging = to / "export" if to.is_dir() else to
     with publish.staged_folder(staging) as temp:
         models = {}
-        for name in EXPORTED_MODELS:
+        for name in exported_models():
             source = _final_folder(run_dir, name)
             for file in MODEL_FILES:
                 publish.copy_file(source / file, temp / name / file)
@@ -152,7 +158,7 @@ def check_destination(run_dir: Path, to: Path, overwrite: bool) -> list[str]:
             "(its manifest.json and model folders; other files there are kept), or choose a new folder"
         )
     ours = [MANIFEST_FILE, *earlier["folders"]]
-    foreign = [name for name in EXPORTED_MODELS if (to / name).exists() and name not in ours]
+    foreign = [name for name in exported_models() if (to / name).exists() and name not in ours]
     if foreign:
         raise ConfigError(
             f"--to {to}: {', '.join(foreign)} exist(s) there but are not part of the earlier export; move "
@@ -191,7 +197,7 @@ def _replace_entries(temp: Path, to: Path, replaced: list[str]) -> None:
     for name in replaced:
         if name != MANIFEST_FILE:
             (to / name).rename(aside / name)
-    for name in EXPORTED_MODELS:
+    for name in exported_models():
         (temp / name).rename(to / name)
     os.replace(temp / MANIFEST_FILE, to / MANIFEST_FILE)
     shutil.rmtree(aside)
@@ -242,7 +248,7 @@ def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
         raise CheckpointError(f"{folder / 'vae'}: the VAE produced non-finite frames")
     shapes["vae"] = tuple(reconstruction.shape)
     # 3. each world model: one denoising step of the target segment
-    for name in MEMORY_VARIANTS:
+    for name in MEMORY_KINDS:
         world = load_model(folder / name, map_location=device)
         pipeline = WorldPipeline(world, vae, device)
         context_latents = pipeline.encode(frames)  # 1 Fc C h w

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from hybridmem import jsonio, runlock
 from hybridmem.errors import ConfigError, DataError
-from hybridmem.recipe.budgets import MEMORY_VARIANTS, Budget
+from hybridmem.models.memory.config import MEMORY_KINDS, memory_flag_args, renamed
+from hybridmem.recipe.budgets import Budget
 
 RECIPE_FILE = "recipe.json"
 RECIPE_FORMAT = 1
@@ -134,18 +135,14 @@ def plan_stages(
         inputs = ("vae", f"data-{split}")
         folder = str(run_dir / "cache" / split)
         stages.append(Stage(f"encode-{split}", argv, "clips", count, outputs, inputs, folder))
-    # 4. one world model per memory variant: same budget, seed, data and memory flags (each variant reads
-    # the flags it needs; passing all of them to all keeps the commands identical but for --memory)
-    memory_flags = [
-        "--memory-window", str(budget.memory_window), "--memory-top-k", str(budget.memory_top_k),
-        "--tokenizer-kernel", budget.tokenizer_kernel, "--affinity", budget.affinity,
-        "--retrieval", budget.retrieval, "--memory-scope", budget.memory_scope,
-    ]  # fmt: skip
+    # 4. one world model per memory kind: same budget, seed, data and memory flags (each kind reads the
+    # knobs it needs; passing all of them to all keeps the commands identical but for --memory)
+    memory_flags = memory_flag_args(budget)
     # every checkpoint is kept, so benchmarks/world_curve.py --checkpoints can draw the learning curve
     from hybridmem.runfolder import checkpoint_name
 
     world_keep = max(3, budget.world_steps // budget.save_every + 1) if budget.save_every else 3
-    for kind in MEMORY_VARIANTS:
+    for kind in MEMORY_KINDS:
         out = run_dir / "world" / kind
         argv = [
             "train", "world", "--cache", str(run_dir / "cache" / "train"), "--out", str(out),
@@ -169,7 +166,7 @@ def plan_stages(
     # 5. benchmark on the held-out test split, with the reference rows
     evaldir = run_dir / "eval"
     argv = ["eval"]
-    for kind in MEMORY_VARIANTS:
+    for kind in MEMORY_KINDS:
         argv += ["--checkpoint", str(run_dir / "world" / kind)]
     argv += [
         "--vae", str(vae), *[flag for name in EVAL_BASELINES for flag in ("--baseline", name)],
@@ -181,7 +178,7 @@ def plan_stages(
     if weights_dir:
         argv += ["--weights-dir", str(weights_dir)]
     eval_outputs = [str(evaldir / name) for name in ("aggregate.json", "report.md", "reentry_psnr.png")]
-    inputs = ("data-test", "vae", *(f"world-{kind}" for kind in MEMORY_VARIANTS))
+    inputs = ("data-test", "vae", *(f"world-{kind}" for kind in MEMORY_KINDS))
     stages.append(Stage("eval", argv, "clips", budget.eval_clips, eval_outputs, inputs, str(evaldir)))
     return stages
 
@@ -291,7 +288,10 @@ def _open_record(run_dir: Path, budget: Budget) -> dict:
     if not path.is_file():
         return {"format": RECIPE_FORMAT, "budget": budget.to_dict(), "stages": {}, "invocations": []}
     record = read_record(run_dir)
-    old, new = record.get("budget", {}), budget.to_dict()
+    old, new = renamed(record.get("budget", {})), budget.to_dict()
+    # a field the record predates held its default then (a memory knob that gained a flag)
+    defaults = Budget.defaults()
+    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     # the description is prose (it carries the measured time), not a setting: rewording it must not
     # strand a run folder
     changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))

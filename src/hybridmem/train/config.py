@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from hybridmem.diffusion import TIMESTEP_DISTRIBUTIONS
 from hybridmem.errors import ConfigError
 from hybridmem.models import OBJECTIVES
+from hybridmem.models.memory.config import (
+    MEMORY_FLAGS,
+    MEMORY_KINDS,
+    MemoryFlags,
+    add_memory_flags,
+    memory_config,
+)
 from hybridmem.validation import check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -49,30 +56,24 @@ def check_changes(config, inputs: tuple[str, ...]) -> None:
 # flags the release decides with --official (its DiT's sizes and memory; the official objective): each must
 # keep its default there
 OFFICIAL_FIXED = (
-    "memory", "preset", "memory_window", "memory_top_k", "tokenizer_kernel", "affinity", "retrieval",
-    "memory_scope", "affinity_rope", "token_positions", "camera_rays", "timestep_distribution", "objective",
-    "subject_weight", "warp_condition", "warp_residual", "warp_source", "sample_latents",
+    "memory", "preset", *MEMORY_FLAGS, "camera_rays", "timestep_distribution", "objective", "subject_weight",
+    "warp_condition", "warp_residual", "warp_source", "sample_latents",
 )  # fmt: skip
 
 
 @dataclass
-class WorldTrainConfig:
+class WorldTrainConfig(MemoryFlags):
+    """`train world`'s flags. The memory knobs' flags (--memory-top-k, ...) are fields inherited from
+    MemoryFlags, one a knob of hybridmem.models.memory.config; `memory_config()` turns them into the model's
+    MemoryConfig."""
+
     cache: str
     out: str
     # the paper's model: fine-tune HyDRA from the release in this folder (hybridmem.official; the cache made
     # by `encode --official` from the same release), its official trainable set only
     official: str | None = None
-    memory: str = "hydra"
+    memory: str = "hydra"  # the memory kind (MEMORY_KINDS)
     preset: str = "tiny"
-    # Memory knobs (hybridmem.models.memory.MemoryConfig); defaults are the paper's.
-    memory_window: int = 5
-    memory_top_k: int = 10
-    tokenizer_kernel: str = "2,2,2"  # hydra Conv3d kernel = stride over (frames, rows, columns) of tokens
-    affinity: str = "mean"
-    retrieval: str = "affinity"
-    memory_scope: str = "all"
-    affinity_rope: str = "before"  # hydra: score q and memory keys before RoPE (official) or after it
-    token_positions: str = "official"  # hydra: memory-token RoPE positions, official or centre
     camera_rays: bool = False  # per-token Plücker ray embeddings (DiTConfig.camera_rays)
     steps: int = 1000
     batch_size: int = 4
@@ -114,27 +115,8 @@ class WorldTrainConfig:
     change: tuple[str, ...] = ()  # settings (or "cache") a --resume may change, recorded in run.json
 
     def memory_config(self):
-        """The MemoryConfig these flags describe (validated)."""
-        from hybridmem.models.memory import MemoryConfig
-
-        try:
-            kernel = tuple(int(size) for size in self.tokenizer_kernel.split(","))
-        except ValueError:
-            raise ConfigError(
-                "--tokenizer-kernel must be three comma-separated ints like 2,2,2, "
-                f"got '{self.tokenizer_kernel}'"
-            ) from None
-        return MemoryConfig(
-            kind=self.memory,
-            window=self.memory_window,
-            top_k=self.memory_top_k,
-            tokenizer_kernel=kernel,
-            affinity=self.affinity,
-            retrieval=self.retrieval,
-            memory_scope=self.memory_scope,
-            affinity_rope=self.affinity_rope,
-            token_positions=self.token_positions,
-        ).validate()
+        """The MemoryConfig these flags describe (validated: a ConfigError names the bad flag)."""
+        return memory_config(self.memory, self)
 
     def validate(self) -> WorldTrainConfig:
         check_fields(self, "train world")  # every numeric flag's bounds (hybridmem.validation.RULES)
@@ -187,30 +169,9 @@ def add_world_arguments(parser) -> None:
         "hydra.* to continue it): the official trainable set, timesteps and loss weights; --cache from "
         "`encode --official DIR`. Paper: --lr 1e-5 --precision bf16 --grad-checkpointing",
     )
-    parser.add_argument("--memory", default=defaults.memory, help="memory kind: full | window | fov | hydra")
+    parser.add_argument("--memory", default=defaults.memory, help="memory kind: " + " | ".join(MEMORY_KINDS))
     parser.add_argument("--preset", default=defaults.preset, help="tiny | compact | small | base | wan1.3b")
-    parser.add_argument(
-        "--memory-window", type=int, default=defaults.memory_window, help="local window (latent frames)"
-    )
-    parser.add_argument(
-        "--memory-top-k", type=int, default=defaults.memory_top_k, help="retrieved slices / context frames"
-    )
-    parser.add_argument(
-        "--tokenizer-kernel", default=defaults.tokenizer_kernel, help="hydra tokenizer kernel, e.g. 2,2,2"
-    )
-    parser.add_argument("--affinity", default=defaults.affinity, help="hydra affinity: mean | eq4")
-    parser.add_argument("--retrieval", default=defaults.retrieval, help="hydra retrieval: affinity | fov")
-    parser.add_argument("--memory-scope", default=defaults.memory_scope, help="hydra memory: all | context")
-    parser.add_argument(
-        "--affinity-rope",
-        default=defaults.affinity_rope,
-        help="hydra affinity on q and memory keys before RoPE (official) | after",
-    )
-    parser.add_argument(
-        "--token-positions",
-        default=defaults.token_positions,
-        help="hydra memory-token RoPE positions: official (t 2i+0.5, h/w 2i) | centre",
-    )
+    add_memory_flags(parser)  # one flag a memory knob (hybridmem.models.memory.config)
     parser.add_argument(
         "--camera-rays",
         action="store_true",

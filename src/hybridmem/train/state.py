@@ -29,6 +29,7 @@ from torch import nn
 
 from hybridmem import jsonio, runlock
 from hybridmem.errors import CheckpointError
+from hybridmem.models.memory.config import renamed
 from hybridmem.runfolder import (
     CHECKPOINTS_DIR,
     PREFIX,
@@ -211,8 +212,8 @@ def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | Non
     from now on. An input named by --change (`cache`) lets every input of that name (`cache_*`) differ.
     """
     allowed = {name.lstrip("-").replace("-", "_") for name in config.change}
-    baseline = dict(state_config or {})
-    baseline.update(record.get("config") or {})
+    baseline = renamed(state_config or {})  # a flag renamed since the run started keeps its value
+    baseline.update(renamed(record.get("config") or {}))
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
     changed, accepted = [], []
     for key, now in run_identity(config).items():

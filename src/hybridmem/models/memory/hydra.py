@@ -127,8 +127,8 @@ class HydraRetrieval:
 class HydraMemory(Memory):
     """Window of full-resolution latent frames + top-K retrieved memory slices, for every query frame."""
 
-    def __init__(self, config: MemoryConfig, dim: int, num_heads: int):
-        super().__init__(config, dim, num_heads)
+    def __init__(self, config: MemoryConfig, dim: int):
+        super().__init__(config, dim)
         self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
 
     def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: SequenceInfo) -> MemoryTokens:
@@ -168,8 +168,8 @@ class HydraMemory(Memory):
         """Relevance of each memory slice to each query frame: "B F S" (no gradient)."""
         config = self.config
         with torch.no_grad():
-            if config.retrieval == "fov":
-                cameras, intrinsics = require_cameras(ctx, "hydra (retrieval 'fov')")
+            if config.slice_ranking == "fov":
+                cameras, intrinsics = require_cameras(ctx, "hydra (slice_ranking 'fov')")
                 slice_poses = mean_poses(cameras, spans)  # B S 4 4
                 samples = frustum_samples(config.fov_points, config.fov_near, config.fov_far)
                 return frustum_overlap(cameras, slice_poses, intrinsics, samples)
@@ -193,7 +193,7 @@ class HydraMemory(Memory):
         scores = self.slice_scores(self.score_queries(q, x, attn), memory.score_keys, spans, ctx)  # B F S
         # 3. top-K among the slices outside the window
         eligible = ~inside_window(window_idx, spans)  # F S
-        if self.config.retrieval == "fov":
+        if self.config.slice_ranking == "fov":
             eligible = eligible & (scores > 0)  # B F S
         indices, valid = select_top_k(scores, eligible, self.config.top_k)  # B F K
         return HydraRetrieval(window_idx, memory.keys, memory.values, spans, scores, indices, valid)
