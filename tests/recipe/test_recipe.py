@@ -297,7 +297,7 @@ def test_export_then_demo_on_the_exported_folder(smoke_run, tmp_path, capsys):
     exported = tmp_path / "checkpoints"
     assert main(["recipe", "export", str(smoke_run), "--to", str(exported)]) == 0
     files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*") if path.is_file())
-    expected = [f"{name}/{file}" for name in ("fov", "full", "hydra", "vae", "window")
+    expected = [f"{name}/{file}" for name in ("vae", *MEMORY_KINDS)
                 for file in ("config.json", "model.safetensors")]  # fmt: skip
     assert files == sorted(["manifest.json", *expected])
     manifest = json.loads((exported / "manifest.json").read_text())

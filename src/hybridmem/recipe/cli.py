@@ -40,12 +40,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from hybridmem.recipe.export import export_run
+    from hybridmem.recipe.export import export_run, exported_models
 
     folder = export_run(args.run_dir, args.to, overwrite=args.overwrite)
-    print(
-        f"hybridmem recipe export: wrote {folder} (VAE and {', '.join(['full', 'window', 'fov', 'hydra'])})"
-    )
+    vae, *worlds = exported_models()
+    print(f"hybridmem recipe export: wrote {folder} ({vae.upper()} and {', '.join(worlds)})")
     return 0
 
 

@@ -32,7 +32,7 @@ FREE_ON_RESUME = frozenset(
     {
         "out", "cache", "data", "resume", "steps", "device", "num_workers", "grad_checkpointing",
         "progress", "tensorboard", "log_every", "save_every", "keep", "val_every", "val_cache",
-        "val_clips", "val_split", "change",
+        "val_clips", "val_split", "change", "query_chunk",
     }
 )  # fmt: skip
 CHANGE_HELP = (
@@ -95,7 +95,7 @@ class WorldTrainConfig(MemoryFlags):
     warp_condition: bool = False
     # with --objective mean: the model predicts the warp plus a correction (DiTConfig.warp_residual)
     warp_residual: bool = False
-    # which context frames the warp reads (hybridmem.warp.WARP_SOURCES); the cache must be encoded alike
+    # which context frames the warp reads (hybridmem.geometry.WARP_SOURCES); the cache must be encoded alike
     warp_source: str = "context"
     sample_latents: bool = False  # draw x_0 from the cached posterior (needs `encode --store-logvar`)
     precision: str = "fp32"
