@@ -47,10 +47,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from hybridmem.models.memory.config import MEMORY_KINDS
+
 # the per-frame loop oracle (tests/hydra_reference.py) lives with the tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-VARIANTS = ("full", "window", "fov", "hydra", "hydra-loop")
+VARIANTS = (*MEMORY_KINDS, "hydra-loop")
 FRAMES = (16, 40, 80, 160)
 TOKENS = (64, 256)
 QUICK_FRAMES = (16, 160)

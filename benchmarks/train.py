@@ -31,7 +31,7 @@ import torch
 
 from hybridmem.device import resolve_device
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import MemoryConfig
+from hybridmem.models.memory import MEMORY_KINDS, MemoryConfig
 from hybridmem.models.vae import build_vae
 from hybridmem.models.world import build_world_model
 from hybridmem.sample.pipeline import WorldPipeline
@@ -39,8 +39,6 @@ from hybridmem.train import common
 from hybridmem.train.config import VaeTrainConfig
 from hybridmem.train.vae import vae_loss
 from hybridmem.train.world import caption_input, flow_loss
-
-MEMORIES = ("full", "window", "fov", "hydra")
 
 
 def synchronize(device: torch.device) -> None:
@@ -201,7 +199,10 @@ def main() -> None:
     parser.add_argument("--preset", default="small", help="world model preset")
     parser.add_argument("--vae-preset", default="small", help="VAE preset (sampling)")
     parser.add_argument(
-        "--memories", nargs="*", default=list(MEMORIES), help="memory variants (none: skip the world model)"
+        "--memories",
+        nargs="*",
+        default=list(MEMORY_KINDS),
+        help="memory variants (none: skip the world model)",
     )
     parser.add_argument("--memory-window", type=int, default=MemoryConfig.window, help="local window")
     parser.add_argument("--memory-top-k", type=int, default=MemoryConfig.top_k, help="fov/hydra top-k")

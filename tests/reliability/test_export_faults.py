@@ -20,7 +20,7 @@ from recipe.test_recipe import _fake_runner, _passing_gate  # tests/ is on sys.p
 
 from .helpers import run_cli, snapshot
 
-MODELS = ("vae", "full", "window", "fov", "hydra")
+MODELS = export.exported_models()  # the VAE and a world model per memory kind
 
 
 def _weights(folder, value: float) -> None:

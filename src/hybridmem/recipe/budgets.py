@@ -2,7 +2,7 @@
 
     budget = get_budget("cpu")          # unknown names raise ConfigError listing the valid ones
 
-Every variant (full, window, fov, hydra) trains with the same budget, seed and data; only the memory differs.
+Every memory kind (MEMORY_KINDS) trains with the same budget, seed and data; only the memory differs.
 The `cpu` numbers come from rates measured at its own geometry (docs/REFERENCE_RUN.md has the arithmetic).
 """
 
