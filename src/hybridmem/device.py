@@ -10,6 +10,7 @@ inside the functions: the readers and `hybridmem --help` do not pay for it.
 
 from __future__ import annotations
 
+import math
 import os
 
 from hybridmem.errors import ConfigError
@@ -31,22 +32,29 @@ def resolve_device(name: str, local_rank: int = 0):
 
 
 def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(count) < 1024 or unit == "PB":
+    """'1.5 GiB': powers of 1024, so the units are the binary ones."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(count) < 1024 or unit == "PiB":
             return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
-    return f"{count:.1f} PB"
+    return f"{count:.1f} PiB"
 
 
 def available_memory(device=None) -> int | None:
-    """Bytes a new allocation can get: the GPU's total memory for a CUDA device, else the RAM available
-    (Linux MemAvailable; physical RAM elsewhere). None when unknown (then nothing is refused)."""
+    """Bytes a new allocation can get. On a CUDA device: its free memory (other processes' and this one's
+    allocations taken) plus what this process's caching allocator holds unused; not the total, which a
+    second job on the GPU or weights already moved there would overstate. Else the RAM available (Linux
+    MemAvailable; physical RAM elsewhere), bounded by the room under `ulimit -v`. None when unknown (then
+    nothing is refused)."""
     device_text = str(device) if device is not None else "cpu"
     if device_text.startswith("cuda"):
         try:
             import torch
 
-            return int(torch.cuda.get_device_properties(torch.device(device_text)).total_memory)
+            gpu = torch.device(device_text)
+            free, _ = torch.cuda.mem_get_info(gpu)
+            cached = torch.cuda.memory_reserved(gpu) - torch.cuda.memory_allocated(gpu)
+            return int(free + cached)
         except Exception:  # noqa: BLE001 (no CUDA here: the device error comes later, from the command)
             return None
     ram = None
@@ -129,16 +137,27 @@ def describe_memory_fault(error: BaseException | None) -> str | None:
     return None
 
 
-def check_memory(needed: float, what: str, fix: str, device=None) -> None:
-    """ConfigError when the lower bound `needed` (bytes) exceeds what the device has; says what to lower.
+def check_memory(needed: float, what: str, fix: str, device=None, estimated: bool = False) -> str:
+    """Refuse `what` when `needed` bytes exceed what a new allocation can get on `device`
+    (available_memory); the message says what to lower (`fix`). Returns the comparison as one line for the
+    command's log ('1.2 GiB of the 7.8 GiB of memory available').
 
-    Estimates are lower bounds of what a step allocates (inputs plus the activations it must keep), so
-    this refuses only what cannot fit, never what might."""
+    `needed` is a lower bound of what the work allocates (the trainers' and readers' counts of inputs
+    and the activations a step must keep), so this refuses only what cannot fit; estimated=True says it is
+    an estimate instead (the samplers' peak models), and the message says so.
+
+    The error is a ConfigError, exit status 2 like any bad flag: every `fix` is a smaller setting or input
+    (--batch-size, --size, a shorter video). MachineError (status 1) is for a machine that fails work
+    which would fit (a missing tool, an allocation refused under a limit)."""
     available = available_memory(device)
-    if available is not None and needed > available:
-        on_gpu = device is not None and str(device).startswith("cuda")
-        where = f"on {device}" if on_gpu else "of memory available"
+    on_gpu = device is not None and str(device).startswith("cuda")
+    where = f"free on {device}" if on_gpu else "of memory available"
+    if available is None:
+        return f"{format_bytes(needed)} ({where} unknown)"
+    if needed > available or not math.isfinite(needed):
+        amount = "an estimated" if estimated else "at least"
         raise ConfigError(
-            f"{what} needs at least {format_bytes(needed)}, more than the {format_bytes(available)} "
+            f"{what} needs {amount} {format_bytes(needed)}, more than the {format_bytes(available)} "
             f"{where}; {fix}"
         )
+    return f"{format_bytes(needed)} of the {format_bytes(available)} {where}"

@@ -94,9 +94,9 @@ def test_paper_size_is_refused_before_any_weight_is_loaded_when_memory_is_short(
     release, example, tmp_path, monkeypatch, capsys
 ):
     import hybridmem.official.pipeline as pipeline
-    from hybridmem.sample import plan
+    from hybridmem import device
 
-    monkeypatch.setattr(plan, "available_bytes", lambda device: (2 * 1024**2, "available (test)"))
+    monkeypatch.setattr(device, "available_memory", lambda device=None: 2 * 1024**2)
 
     def never(*args, **kwargs):
         raise AssertionError("weights were loaded")
@@ -106,7 +106,7 @@ def test_paper_size_is_refused_before_any_weight_is_loaded_when_memory_is_short(
     code = main(sample_argv(release, video, cameras, tmp_path / "big.mp4"))
     assert code == 2
     error = capsys.readouterr().err
-    assert "832x480" in error and "needs an estimated" in error and "GiB" in error
+    assert "832x480" in error and "needs an estimated" in error and "MiB, more than the 2.0 MiB" in error
     assert "--precision bf16" in error and "--segment-frames" not in error  # a fix that applies here
     assert not (tmp_path / "big.mp4").exists()
 

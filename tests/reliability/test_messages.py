@@ -206,7 +206,7 @@ def test_out_of_memory_faults_are_described_in_one_line(monkeypatch):
     monkeypatch.setattr(device, "address_space_limit", lambda: 500_000 * 1024)
     error = ImportError("libtorch_cpu.so: failed to map segment from shared object")
     line = device.describe_memory_fault(error)
-    assert line.startswith("out of memory under the address-space limit of 488.3 MB (ulimit -v)"), line
+    assert line.startswith("out of memory under the address-space limit of 488.3 MiB (ulimit -v)"), line
     assert device.describe_memory_fault(RuntimeError("wrapped")) is None
     wrapped = RuntimeError("load failed")
     wrapped.__cause__ = MemoryError()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybridmem import device
 from hybridmem.cli import main
 from hybridmem.data.hmworld import read_video
 from hybridmem.errors import ConfigError, DataError
@@ -221,7 +222,7 @@ def test_existing_outputs_are_not_replaced_without_overwrite(tiny_models, tmp_pa
 
 def test_a_huge_target_is_refused_before_allocation(tiny_models, tmp_path, capsys, monkeypatch):
     video, cams = _write_our_schema(tmp_path, target=40001)
-    monkeypatch.setattr(plan, "available_bytes", lambda device: (8 * plan.GIB, "available RAM"))
+    monkeypatch.setattr(device, "available_memory", lambda device=None: 8 * plan.GIB)
     loaded = []
     monkeypatch.setattr(
         "hybridmem.sample.pipeline.WorldPipeline.from_checkpoint", lambda *a, **k: loaded.append(1)

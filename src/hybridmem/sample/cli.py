@@ -241,7 +241,7 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
         caption = read_caption_embedding(args.caption_embedding, int(info.world.get("caption_dim", 0)))
     if args.guidance != 1.0 and caption is None:
         raise ConfigError("--guidance != 1 needs --caption-embedding (a caption to guide with)")
-    from hybridmem.device import resolve_device
+    from hybridmem.device import check_memory, resolve_device
 
     device = str(resolve_device(args.device))
     need = plan.estimate_peak_bytes(
@@ -254,7 +254,13 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
         args.segment_frames,
         given.truth is not None,
     )
-    memory_line = plan.check_memory(need, device, f"sampling at {width}x{height}")
+    memory = check_memory(
+        need,
+        f"sampling at {width}x{height}",
+        "pass a smaller --size, fewer target cameras, or --segment-frames N for a long rollout",
+        device,
+        estimated=True,
+    )
     given = inputs.fit_size(given, width, height, why)
     fps = args.fps if args.fps is not None else given.fps
     problem = validation.rule_for("fps", "sample").check(fps)
@@ -265,7 +271,7 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
     count = len(given.target_cameras) if given.output_frames is None else given.output_frames
     say(
         f"output: {count} frames at {fps:g} fps ({'--fps' if args.fps is not None else 'the input rate'}) "
-        f"-> {out}; {memory_line}"
+        f"-> {out}; estimated peak memory {memory}"
     )
     return {
         "given": given,
@@ -282,7 +288,7 @@ def checked_plan(args: argparse.Namespace, out: Path, say) -> dict:
 def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
     """checked_plan for --official: the released files found, sizes fitted, memory estimated; no weights."""
     from hybridmem.data import inputs
-    from hybridmem.device import resolve_device
+    from hybridmem.device import check_memory, resolve_device
     from hybridmem.official.pipeline import (
         PAPER_SIZE,
         PATCH,
@@ -291,7 +297,6 @@ def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
         estimate_peak_bytes,
     )
     from hybridmem.official.release import find_release
-    from hybridmem.sample import plan
 
     release = find_release(args.official)
     for line in release.describe():
@@ -318,12 +323,13 @@ def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
     estimate = estimate_peak_bytes(
         release, width, height, len(given.context_frames), len(given.target_cameras), dtype_bytes
     )
-    memory_line = plan.check_memory(
+    memory = check_memory(
         int(estimate["peak"]),
-        device,
         f"the paper's model at {width}x{height} in {args.precision}",
         "pass --precision bf16 (half the weights' bytes), a smaller --size or fewer target cameras, or run "
         "on a GPU with that memory (--device cuda)",
+        device,
+        estimated=True,
     )
     given = inputs.fit_size(given, width, height, why)
     caption = args.caption if args.caption is not None else given.caption
@@ -337,7 +343,7 @@ def official_plan(args, out: Path, given, comparison: Path, say) -> dict:
     count = len(given.target_cameras) if given.output_frames is None else given.output_frames
     say(
         f"output: {count} frames at {fps:g} fps -> {out}; {args.steps} steps, CFG {args.guidance:g}, "
-        f"{args.precision}; {memory_line}"
+        f"{args.precision}; estimated peak memory {memory}"
     )
     return {
         "given": given,

@@ -8,11 +8,11 @@ Only the two config.json files are read (models.checkpoint.read_config), plus, f
 exported folder's manifest.json or the training run's latent cache header. The memory estimate is a
 deliberately simple upper-bound model (constants measured on the shipped CPU models; see
 MEASURED_* below); it exists to refuse a run that cannot fit before minutes of set-up, not to be exact.
+The command compares it with the device through hybridmem.device.check_memory, the one memory check.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,23 +153,6 @@ def estimate_peak_bytes(
     return int(video + vae + activations + scores + MEASURED_BASE_BYTES)
 
 
-def available_bytes(device: str) -> tuple[int, str]:
-    """Memory a run may use on `device` ("cpu" or "cuda:N"), and what was measured."""
-    if device.startswith("cuda"):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free), f"free on {device}"
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024, "available RAM"
-    except (OSError, KeyError, ValueError):
-        import os
-
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical RAM"
-
-
 def check_size(info: ModelInfo, width: int, height: int, flag: str) -> None:
     multiple_x, multiple_y = info.pixel_multiple
     if width % multiple_x or height % multiple_y:
@@ -179,19 +162,3 @@ def check_size(info: ModelInfo, width: int, height: int, flag: str) -> None:
             f"{flag} {width}x{height}: width must be a multiple of {multiple_x} and height of {multiple_y} "
             f"(VAE factor times DiT patch); for example --size {fit_w}x{fit_h}"
         )
-
-
-def check_memory(
-    need: int,
-    device: str,
-    what: str,
-    fix: str = "pass a smaller --size, fewer target cameras, or --segment-frames N for a long rollout",
-) -> str:
-    have, measured = available_bytes(device)
-    line = f"estimated peak memory {need / GIB:.2f} GiB ({have / GIB:.1f} GiB {measured})"
-    if need > have or not math.isfinite(need):
-        raise DataError(
-            f"{what} needs an estimated {need / GIB:.1f} GiB, more than the {have / GIB:.1f} GiB {measured}; "
-            f"{fix}"
-        )
-    return line

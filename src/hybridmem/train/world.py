@@ -259,9 +259,10 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
 
         # 2. model and EMA (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(config.seed)
-        model = build_model_fn(config, latent_channels).to(device).train()
-        if config.official is not None:
+        model = build_model_fn(config, latent_channels)
+        if config.official is not None:  # before the weights move: they are part of what must fit
             check_official_step_memory(config, model, first, device)
+        model = model.to(device).train()
         ema = EMA(model, config.ema_decay)
 
         # 3-4. optimizer, lock, resume or refuse (the run's flags, its cache's VAE and contents recorded in
