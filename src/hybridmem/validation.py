@@ -152,6 +152,14 @@ RULES: dict[str, Range] = {
 }
 
 
+def check_choice(value, choices, what: str, plural: str = "") -> None:
+    """ConfigError "WHAT 'VALUE' is unknown; valid [PLURAL]: A, B" unless `value` is one of `choices` (what
+    names the flag or field: "--objective", "VAEConfig.design"; the choices are listed in their order)."""
+    if value not in choices:
+        valid = f"valid {plural}" if plural else "valid"
+        raise ConfigError(f"{what} '{value}' is unknown; {valid}: {', '.join(str(c) for c in choices)}")
+
+
 def add_rules(rules: dict[str, Range]) -> None:
     """Join rules declared beside their fields elsewhere (the memory knobs: models.memory.config) to the
     table; a name may be declared once."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridmem.errors import ConfigError
 from hybridmem.geometry import WARP_SOURCES, intrinsics_matrix
+from hybridmem.validation import check_choice
 
 
 def _bilinear(image: "H W 3", u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -46,8 +46,7 @@ def rotation_warp(
     """Each target view predicted from the context by the cameras' rotations; and which pixels some context
     frame saw (the rest are the last context frame's pixels). Frames uint8, mask bool. source: which
     context frames are read (WARP_SOURCES)."""
-    if source not in WARP_SOURCES:
-        raise ConfigError(f"warp source '{source}' is unknown; valid: {', '.join(WARP_SOURCES)}")
+    check_choice(source, WARP_SOURCES, "warp source")
     context_frames = np.asarray(context_frames)
     if source == "last":
         context_frames, context_cameras = context_frames[-1:], np.asarray(context_cameras)[-1:]

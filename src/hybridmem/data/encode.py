@@ -30,6 +30,7 @@ import numpy as np
 
 from hybridmem.errors import DataError
 from hybridmem.geometry import WARP_SOURCES, latent_frame_indices, normalised_intrinsics, relative_poses
+from hybridmem.validation import check_choice
 
 
 def list_clip_folders(data_dir: str | Path, split: str | None) -> list[Path]:
@@ -167,8 +168,7 @@ def encode_split(
     from hybridmem.data.cache import CLIPS_DIR, read_index, write_index
     from hybridmem.errors import ConfigError
 
-    if warp_source not in WARP_SOURCES:
-        raise ConfigError(f"--warp-source '{warp_source}' is unknown; valid: {', '.join(WARP_SOURCES)}")
+    check_choice(warp_source, WARP_SOURCES, "--warp-source")
     if warp_source != "context" and not store_warp:
         raise ConfigError(
             "--warp-source needs --store-warp (it says which context frames the stored warp reads)"

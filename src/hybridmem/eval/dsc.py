@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from hybridmem.errors import ConfigError
 from hybridmem.eval.roi_align import roi_align
+from hybridmem.validation import check_choice
 
 ROI_BINS = 7
 OFFICIAL_SAMPLING_RATIO = -1  # torchvision.ops.roi_align's default, which the official script keeps
@@ -191,8 +191,7 @@ def dsc_scores(
     definition: str = "official",
 ) -> dict:
     """DSC_ctx and DSC_GT of one clip; the boxes dicts map subject id -> pixel-edge boxes "T 4"."""
-    if definition not in DSC_DEFINITIONS:
-        raise ConfigError(f"--dsc-definition '{definition}' is unknown; valid: {', '.join(DSC_DEFINITIONS)}")
+    check_choice(definition, DSC_DEFINITIONS, "--dsc-definition")
     frames = {"predicted": predicted, "ground_truth": ground_truth, "context": context}
     boxes = {"predicted": predicted_boxes, "ground_truth": ground_truth_boxes, "context": context_boxes}
     if definition == "official":

@@ -26,8 +26,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hybridmem.errors import CheckpointError, ConfigError, DataError
+from hybridmem.errors import CheckpointError, DataError
 from hybridmem.eval.features import WeightsNotFound
+from hybridmem.validation import check_choice
 
 # LPIPS' ScalingLayer constants: ImageNet mean/std re-expressed for inputs in [-1, 1].
 SCALING_SHIFT = (-0.030, -0.088, -0.188)
@@ -82,8 +83,7 @@ BACKBONES = {
 
 
 def _check_backbone(name: str) -> None:
-    if name not in BACKBONES:
-        raise ConfigError(f"LPIPS backbone '{name}' is unknown; valid: {', '.join(sorted(BACKBONES))}")
+    check_choice(name, sorted(BACKBONES), "LPIPS backbone")
 
 
 class LinearHead(nn.Module):

@@ -31,6 +31,7 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.models.configs import dataclass_from_dict
+from hybridmem.validation import check_choice
 
 VAE_DESIGNS = ("causal3d", "grouped")
 
@@ -84,8 +85,7 @@ class VAEConfig:
         for name in ("latent_channels", "base_channels", "num_res_blocks", "image_channels"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"VAEConfig.{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.design not in VAE_DESIGNS:
-            raise ConfigError(f"VAEConfig.design '{self.design}' is unknown; valid: {', '.join(VAE_DESIGNS)}")
+        check_choice(self.design, VAE_DESIGNS, "VAEConfig.design")
         if self.design == "grouped" and self.latent_channels < self.thumbnail_channels:
             raise ConfigError(
                 f"VAEConfig.latent_channels must be >= 3 * temporal_factor = {self.thumbnail_channels} for "
@@ -623,8 +623,7 @@ VAE_PRESETS: dict[str, dict] = {
 
 def vae_config(preset: str, **overrides) -> VAEConfig:
     """The config of a named preset with fields replaced by `overrides`."""
-    if preset not in VAE_PRESETS:
-        raise ConfigError(f"VAE preset '{preset}' is unknown; valid presets: {', '.join(VAE_PRESETS)}")
+    check_choice(preset, VAE_PRESETS, "VAE preset", "presets")
     return VAEConfig.from_dict({**VAE_PRESETS[preset], **overrides})
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridmem.errors import ConfigError, DataError
+from hybridmem.validation import check_choice
 
 TEMPORAL_STRIDE = 4  # Wan2.1's VAE
 FRAME_MULTIPLE = 16  # the VAE's factor 8 times the DiT's patch 2
@@ -117,8 +118,7 @@ def encode_official_split(
     folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
     release = find_release(official)
     torch_device = resolve_device(device)
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision '{precision}' is unknown; valid: fp32, bf16")
+    check_choice(precision, ("fp32", "bf16"), "precision")
     import torch
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hybridmem.errors import ConfigError
 from hybridmem.models.memory.config import FrozenMemoryFlags, renamed
+from hybridmem.validation import check_choice
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,7 @@ BUDGETS: dict[str, Budget] = {
 
 
 def get_budget(name: str) -> Budget:
-    if name not in BUDGETS:
-        raise ConfigError(f"--budget '{name}' is unknown; valid budgets: {', '.join(BUDGETS)}")
+    check_choice(name, BUDGETS, "--budget", "budgets")
     return BUDGETS[name]
 
 

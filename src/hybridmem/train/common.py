@@ -18,6 +18,7 @@ import torch
 
 from hybridmem.errors import ConfigError
 from hybridmem.train.config import PRECISIONS
+from hybridmem.validation import check_choice
 
 
 def learning_rate(step: int, base_lr: float, warmup: int) -> float:
@@ -61,8 +62,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision '{precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+    check_choice(precision, PRECISIONS, "--precision")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("--precision fp16 needs a CUDA device (gradient scaling); use bf16 or fp32 on CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

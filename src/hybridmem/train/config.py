@@ -21,7 +21,7 @@ from hybridmem.models.memory.config import (
     add_memory_flags,
     memory_config,
 )
-from hybridmem.validation import check_fields
+from hybridmem.validation import check_choice, check_fields
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -121,25 +121,16 @@ class WorldTrainConfig(MemoryFlags):
     def validate(self) -> WorldTrainConfig:
         check_fields(self, "train world")  # every numeric flag's bounds (hybridmem.validation.RULES)
         self.memory_config()  # raises ConfigError naming the bad memory flag
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"--objective '{self.objective}' is unknown; valid: {', '.join(OBJECTIVES)}")
+        check_choice(self.objective, OBJECTIVES, "--objective")
         if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
             raise ConfigError("--warp-residual needs --warp-condition and --objective mean")
         from hybridmem.geometry import WARP_SOURCES
 
-        if self.warp_source not in WARP_SOURCES:
-            raise ConfigError(
-                f"--warp-source '{self.warp_source}' is unknown; valid: {', '.join(WARP_SOURCES)}"
-            )
+        check_choice(self.warp_source, WARP_SOURCES, "--warp-source")
         if self.warp_source != "context" and not self.warp_condition:
             raise ConfigError("--warp-source needs --warp-condition")
-        if self.timestep_distribution not in TIMESTEP_DISTRIBUTIONS:
-            raise ConfigError(
-                f"--timestep-distribution '{self.timestep_distribution}' is unknown; valid: "
-                f"{', '.join(TIMESTEP_DISTRIBUTIONS)}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        check_choice(self.timestep_distribution, TIMESTEP_DISTRIBUTIONS, "--timestep-distribution")
+        check_choice(self.precision, PRECISIONS, "--precision")
         if self.official is not None:
             defaults = WorldTrainConfig(cache="", out="")
             for name in OFFICIAL_FIXED:
@@ -276,10 +267,8 @@ class VaeTrainConfig:
 
     def validate(self) -> VaeTrainConfig:
         check_fields(self, "train vae")  # every numeric flag's bounds (hybridmem.validation.RULES)
-        if self.recon not in RECON_LOSSES:
-            raise ConfigError(f"--recon '{self.recon}' is unknown; valid: {', '.join(RECON_LOSSES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: {', '.join(PRECISIONS)}")
+        check_choice(self.recon, RECON_LOSSES, "--recon")
+        check_choice(self.precision, PRECISIONS, "--precision")
         check_changes(self, ("data",))
         return self
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
+from hybridmem.validation import check_choice
 from hybridmem.world.taxonomy import PATH_FAMILIES, CameraTrajectory
 
 PATH_STEP = 0.05  # metres between path samples
@@ -115,10 +115,7 @@ assert tuple(PATH_GENERATORS) == PATH_FAMILIES
 
 def path_polyline(rng: np.random.Generator, family: str, length: float) -> tuple["N 2", "N"]:
     """Ground points from the origin, initial heading ~ +x, and the (unwrapped) heading at each sample."""
-    if family not in PATH_GENERATORS:
-        raise ConfigError(
-            f"path family '{family}' is unknown; valid path families: {', '.join(PATH_GENERATORS)}"
-        )
+    check_choice(family, PATH_GENERATORS, "path family", "path families")
     s = np.arange(0.0, max(length, PATH_STEP) + 2 * PATH_STEP, PATH_STEP)  # "N"
     theta = PATH_GENERATORS[family](rng, s)  # "N"
     # midpoint rule: the step from sample k to k+1 follows the mean heading of the two

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hybridmem.errors import ConfigError
+from hybridmem.validation import check_choice
 from hybridmem.world.config import WorldConfig
 
 SPLITS = ("train", "val", "test")
@@ -26,8 +26,7 @@ _SPLIT_STREAM = 0x5917
 
 
 def check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ConfigError(f"split '{split}' is unknown; valid splits: {', '.join(SPLITS)}")
+    check_choice(split, SPLITS, "split", "splits")
     return split
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hybridmem.errors import ConfigError
+from hybridmem.validation import check_choice
 
 RGB = tuple[float, float, float]
 
@@ -25,8 +25,7 @@ def _hex(code: str) -> RGB:
 
 
 def _lookup(registry: dict, name: str, what: str):
-    if name not in registry:
-        raise ConfigError(f"{what} '{name}' is unknown; valid {what}s: {', '.join(registry)}")
+    check_choice(name, registry, what, f"{what}s")
     return registry[name]
 
 
@@ -307,10 +306,7 @@ def get_subject(name: str) -> SubjectSpec:
 
 
 def subjects_in_family(family: str) -> list[str]:
-    if family not in SUBJECT_FAMILIES:
-        raise ConfigError(
-            f"subject family '{family}' is unknown; valid families: {', '.join(SUBJECT_FAMILIES)}"
-        )
+    check_choice(family, SUBJECT_FAMILIES, "subject family", "families")
     return [name for name, spec in SUBJECTS.items() if spec.family == family]
 
 
@@ -329,8 +325,7 @@ PATH_FAMILIES: tuple[str, ...] = (
 
 
 def check_path_family(name: str) -> str:
-    if name not in PATH_FAMILIES:
-        raise ConfigError(f"path family '{name}' is unknown; valid path families: {', '.join(PATH_FAMILIES)}")
+    check_choice(name, PATH_FAMILIES, "path family", "path families")
     return name
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from hybridmem.errors import ConfigError
 from hybridmem.models.configs import dataclass_from_dict
-from hybridmem.validation import Range, add_rules, check_value
+from hybridmem.validation import Range, add_rules, check_choice, check_value
 
 # Every memory kind and the module that implements it; the module registers its class under the kind
 # (base.register_memory), and base.build_memory imports it the first time the kind is built. The recipe
@@ -125,8 +125,7 @@ class MemoryConfig:
 
     def validate(self) -> MemoryConfig:
         """Raise ConfigError naming the flag of the first knob out of its choices or bound."""
-        if self.kind not in MEMORY_KINDS:
-            raise ConfigError(f"memory kind '{self.kind}' is unknown; valid kinds: {', '.join(MEMORY_KINDS)}")
+        check_choice(self.kind, MEMORY_KINDS, "memory kind", "kinds")
         if len(self.tokenizer_kernel) != 3 or min(self.tokenizer_kernel) < 1:
             raise ConfigError(
                 f"--tokenizer-kernel must be three positive ints like 2,2,2, got {self.tokenizer_kernel}"
@@ -134,8 +133,8 @@ class MemoryConfig:
         self.tokenizer_kernel = tuple(int(size) for size in self.tokenizer_kernel)  # JSON gives a list
         for item in KNOBS:
             value = getattr(self, item.name)
-            if item.choices and value not in item.choices:
-                raise ConfigError(f"{item.option} '{value}' is unknown; valid: {', '.join(item.choices)}")
+            if item.choices:
+                check_choice(value, item.choices, item.option)
             if item.rule is not None:
                 check_value(item.flag, value)
         if not self.fov_near < self.fov_far:
