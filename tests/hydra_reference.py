@@ -2,12 +2,21 @@
 
 The clearest statement of HyDRA in the code: start here (then models/memory/retrieval.py and hydra.py). It
 lives with the tests, not in the package: nothing in hybridmem runs it; tests/models/test_memory_hydra.py and
-benchmarks/attention.py compare the fast path against it.
+benchmarks/attention.py compare the fast path against it, and tests/models/test_memory_retrieval.py checks
+the vectorised affinities against its loop_affinity.
 
 The fast path (hydra.py, retrieval.py, gathered.py) gathers every query frame's keys with index tensors;
-this one spells each step out with plain slicing and sorting. It shares with the fast path the tokenizer
-and the projections (HydraMemory.memory_kv, tested on their own) and, for slice_ranking "fov" only, the frustum
-scores; the window, the affinity and the top-k choice are its own.
+this one spells each step out with plain slicing and sorting. As a subclass of HydraMemory it shares with
+the fast path everything up to the scores: HydraMemory.memory_kv (the tokenizer, its token positions, the
+handle's projections and rotation, the slices' spans from retrieval.slice_spans), HydraMemory.score_queries
+(the queries an affinity before RoPE reads) and, for slice_ranking "fov" only, HydraMemory.slice_scores
+(retrieval.mean_poses, frustum_samples and frustum_overlap; the pose mean and the overlap are tested on
+hand-made cameras in tests/models/test_memory_retrieval.py). The window, which slices are eligible, the
+affinity (loop_affinity), the top-k choice and the attention are its own.
+
+Shapes (docs/ARCHITECTURE.md's glossary): B batch, F latent frames, P tokens of one latent frame, N = F P
+tokens of the sequence, a heads, d head width, S memory slices, H' W' the token grid of one slice, P' = H' W'
+tokens of one slice.
 """
 
 from __future__ import annotations
@@ -128,16 +137,16 @@ class HydraLoopReference(HydraMemory):
         super().__init__(*args, **kwargs)
         self.last_selection: list[list[list[int]]] | None = None  # per batch element and query frame
 
-    def forward(self, q, k, v, x, attn, ctx):
-        memory = self.memory_kv(x, attn, ctx)
+    def forward(self, q, k, v, x, attn, sequence):
+        memory = self.memory_kv(x, attn, sequence)
         scores = None
         if self.config.slice_ranking == "fov" and memory.keys is not None:
-            scores = self.slice_scores(q, memory.score_keys, memory.spans, ctx)  # B F S
+            scores = self.slice_scores(q, memory.score_keys, memory.spans, sequence)  # B F S
         out, self.last_selection = hydra_loop_attention(
             q,
             k,
             v,
-            ctx.grid,
+            sequence.grid,
             memory.keys,
             memory.values,
             memory.spans,

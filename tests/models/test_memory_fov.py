@@ -59,20 +59,20 @@ def test_fov_memory_equals_brute_force_masked_attention():
     grid, tokens, context = (8, 2, 2), 4, 6
     memory = build_memory(MemoryConfig(kind="fov", window=3, top_k=1), 8)
     q, k, v = random_qkv(1, 2, 8 * tokens, 4)
-    ctx = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
-    out = memory(q, k, v, None, None, ctx)
+    sequence = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
+    out = memory(q, k, v, None, None, sequence)
     allowed = torch.zeros(1, 8, 8, dtype=torch.bool)
     allowed[:, :context, :context] = True  # context attends to the context
     allowed[:, 6:, 5:] = True  # targets: window [5, 6, 7]
     allowed[:, 6:, 0] = True  # plus the best overlapping context frame (frame 0, identical to target 6)
     assert torch.allclose(out, masked_attention(q, k, v, allowed, tokens), atol=1e-5)
     memory.config.query_chunk = 1
-    assert torch.allclose(memory(q, k, v, None, None, ctx), out, atol=1e-6)
+    assert torch.allclose(memory(q, k, v, None, None, sequence), out, atol=1e-6)
 
 
 def test_fov_and_window_gradients_equal_masked_attention():
     grid, tokens, context = (8, 2, 2), 4, 6
-    ctx = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
+    sequence = SequenceInfo(grid=grid, context_frames=context, cameras=CAMERAS, intrinsics=INTRINSICS)
     allowed = {"fov": torch.zeros(1, 8, 8, dtype=torch.bool), "window": window_mask_of(8, 3)}
     allowed["fov"][:, :context, :context] = True
     allowed["fov"][:, 6:, 5:] = True
@@ -85,7 +85,7 @@ def test_fov_and_window_gradients_equal_masked_attention():
             if run is None:
                 out = masked_attention(q, k, v, allowed[kind], tokens)
             else:
-                out = run(q, k, v, None, None, ctx)
+                out = run(q, k, v, None, None, sequence)
             out.square().sum().backward()
             gradients.append((q.grad, k.grad, v.grad))
         for fast, slow in zip(*gradients, strict=True):
@@ -106,8 +106,8 @@ def test_fov_needs_cameras():
     with pytest.raises(ConfigError, match="SequenceInfo.cameras is None"):
         memory(q, k, v, None, None, SequenceInfo(grid=(8, 2, 2), context_frames=6))
     with pytest.raises(ConfigError, match="B F 4 4"):
-        ctx = SequenceInfo((8, 2, 2), 6, cameras=CAMERAS[:, :5], intrinsics=INTRINSICS)
-        memory(q, k, v, None, None, ctx)
+        sequence = SequenceInfo((8, 2, 2), 6, cameras=CAMERAS[:, :5], intrinsics=INTRINSICS)
+        memory(q, k, v, None, None, sequence)
 
 
 @pytest.mark.parametrize("num_frames", [1, 4, 9])

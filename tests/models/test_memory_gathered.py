@@ -28,8 +28,8 @@ def per_frame_attention(q, k, v, window_idx, memory_keys, memory_values, indices
             values = torch.cat(
                 [v[b][:, window_idx[i]].flatten(1, 2), memory_values[b][:, chosen].flatten(1, 2)], 1
             )
-            frames.append(F.scaled_dot_product_attention(q[b][:, i], keys, values))  # h P d
-        outputs.append(torch.stack(frames, 1))  # h Q P d
+            frames.append(F.scaled_dot_product_attention(q[b][:, i], keys, values))  # a P d
+        outputs.append(torch.stack(frames, 1))  # a Q P d
     return torch.stack(outputs)
 
 

@@ -65,8 +65,8 @@ def make_case(grid=(8, 2, 3), batch=2, dim=16, heads=2, seed=0, context_frames=3
     handle = TinyHandle(dim, heads, seed)
     x = torch.randn(batch, *grid, dim, generator=torch.Generator().manual_seed(seed + 1))
     q, k, v = handle.qkv(x)
-    ctx = SequenceInfo(grid=grid, context_frames=context_frames)
-    return memory, handle, x, (q, k, v), ctx
+    sequence = SequenceInfo(grid=grid, context_frames=context_frames)
+    return memory, handle, x, (q, k, v), sequence
 
 
 def loop_twin(memory):
@@ -103,26 +103,26 @@ def window_mask(num_frames, window, batch):
 
 
 def test_window_and_k_covering_everything_is_full_attention():
-    memory, handle, x, (q, k, v), ctx = make_case(window=8, top_k=100)
-    out = memory(q, k, v, x, handle, ctx)
+    memory, handle, x, (q, k, v), sequence = make_case(window=8, top_k=100)
+    out = memory(q, k, v, x, handle, sequence)
     assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5)
 
 
 @pytest.mark.parametrize("memory_scope", ["all", "context"])
 def test_k_covering_every_slice_equals_brute_force_masked_attention(memory_scope):
-    memory, handle, x, (q, k, v), ctx = make_case(window=3, top_k=100, memory_scope=memory_scope)
-    out = memory(q, k, v, x, handle, ctx)
-    retrieval = memory.retrieve(q, x, handle, ctx)
-    allowed_slices = ~inside_window(window_indices(8, 3), retrieval.spans)  # F S
+    memory, handle, x, (q, k, v), sequence = make_case(window=3, top_k=100, memory_scope=memory_scope)
+    out = memory(q, k, v, x, handle, sequence)
+    retrieved = memory.retrieve(q, x, handle, sequence)
+    allowed_slices = ~inside_window(window_indices(8, 3), retrieved.spans)  # F S
     expected = brute_force(
         q,
         k,
         v,
-        retrieval.memory_keys,
-        retrieval.memory_values,
+        retrieved.memory_keys,
+        retrieved.memory_values,
         window_mask(8, 3, 2),
         allowed_slices.expand(2, -1, -1),
-        ctx.grid,
+        sequence.grid,
     )
     assert torch.allclose(out, expected, atol=1e-5)
 
@@ -138,26 +138,26 @@ def test_k_covering_every_slice_equals_brute_force_masked_attention(memory_scope
     ],
 )
 def test_vectorised_equals_per_frame_loop(options):
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(9, 3, 5), **{"window": 3, "top_k": 2, **options})
-    out = memory(q, k, v, x, handle, ctx)
+    memory, handle, x, (q, k, v), sequence = make_case(grid=(9, 3, 5), **{"window": 3, "top_k": 2, **options})
+    out = memory(q, k, v, x, handle, sequence)
     twin = loop_twin(memory)
-    expected = twin(q, k, v, x, handle, ctx)
+    expected = twin(q, k, v, x, handle, sequence)
     assert torch.allclose(out, expected, atol=1e-5)
-    retrieval = memory.retrieve(q, x, handle, ctx)
+    retrieved = memory.retrieve(q, x, handle, sequence)
     for b in range(2):
         for i in range(9):
-            chosen = retrieval.indices[b, i][retrieval.valid[b, i]].tolist()
+            chosen = retrieved.indices[b, i][retrieved.valid[b, i]].tolist()
             assert chosen == twin.last_selection[b][i]
 
 
 def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
     # F=6, kernel_f=2 -> slices (0,1) (2,3) (4,5); window 3: frames 0 and 1 see [0, 1, 2], so slice 0 is
     # inside their window and only 2 of K=3 slices are eligible.
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(6, 2, 2), window=3, top_k=3)
-    retrieval = memory.retrieve(q, x, handle, ctx)
-    assert retrieval.valid[:, :2].sum(-1).eq(2).all()
-    assert (retrieval.indices[:, :2][~retrieval.valid[:, :2]] == 0).all()  # the masked slot is slice 0
-    out = memory(q, k, v, x, handle, ctx)
+    memory, handle, x, (q, k, v), sequence = make_case(grid=(6, 2, 2), window=3, top_k=3)
+    retrieved = memory.retrieve(q, x, handle, sequence)
+    assert retrieved.valid[:, :2].sum(-1).eq(2).all()
+    assert (retrieved.indices[:, :2][~retrieved.valid[:, :2]] == 0).all()  # the masked slot is slice 0
+    out = memory(q, k, v, x, handle, sequence)
     # make slice 0's memory values enormous: frames 0 and 1 must not change, frame 2 (which retrieves it) must
     original_project = handle.unrotated_kv
 
@@ -167,7 +167,7 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
         return keys, values + 1e3 * first_slice[None, None, :, None]
 
     handle.unrotated_kv = poisoned
-    poisoned_out = memory(q, k, v, x, handle, ctx)
+    poisoned_out = memory(q, k, v, x, handle, sequence)
     tokens = 4
     assert torch.allclose(out[:, :, : 2 * tokens], poisoned_out[:, :, : 2 * tokens], atol=1e-5)
     assert not torch.allclose(out[:, :, 2 * tokens : 3 * tokens], poisoned_out[:, :, 2 * tokens : 3 * tokens])
@@ -177,13 +177,13 @@ def test_fewer_eligible_slices_than_k_never_attends_a_masked_slice():
 @pytest.mark.parametrize("query_chunk, top_k", [(0, 2), (2, 2), (3, 4)])  # top_k 4: some slots masked
 def test_gradients_equal_the_per_frame_loop(query_chunk, top_k, cpu_flash, monkeypatch):
     monkeypatch.setattr(gathered, "USE_CPU_FLASH", cpu_flash and gathered.USE_CPU_FLASH)
-    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=top_k, query_chunk=query_chunk)
+    memory, handle, x, _, sequence = make_case(grid=(7, 3, 5), window=3, top_k=top_k, query_chunk=query_chunk)
     twin = loop_twin(memory)
     gradients = []
     for module in (memory, twin):
         inputs = x.clone().requires_grad_()
         handle.zero_grad()
-        module(*handle.qkv(inputs), inputs, handle, ctx).square().sum().backward()
+        module(*handle.qkv(inputs), inputs, handle, sequence).square().sum().backward()
         weight = next(p for n, p in module.named_parameters() if n == "tokenizer.conv.weight")
         gradients.append((inputs.grad, weight.grad, handle.k.weight.grad.clone()))
     for fast, slow in zip(*gradients, strict=True):
@@ -191,7 +191,7 @@ def test_gradients_equal_the_per_frame_loop(query_chunk, top_k, cpu_flash, monke
 
 
 def test_odd_grid_with_kernel_222():
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(7, 3, 5), window=3, top_k=2)
+    memory, handle, x, (q, k, v), sequence = make_case(grid=(7, 3, 5), window=3, top_k=2)
     tokens = memory.tokenizer(x)
     assert tokens.shape == (2, 4, 2, 3, 16)
     # average-pooling init: an interior patch is exactly the mean of the 2x2x2 tokens it covers
@@ -201,20 +201,20 @@ def test_odd_grid_with_kernel_222():
     positions = memory.tokenizer.positions((7, 3, 5))
     assert positions.shape == (4 * 2 * 3, 3)
     assert positions[-1].tolist() == [6.0, 2.0, 4.0]
-    out = memory(q, k, v, x, handle, ctx)
+    out = memory(q, k, v, x, handle, sequence)
     assert out.shape == q.shape and torch.isfinite(out).all()
-    assert torch.allclose(out, loop_twin(memory)(q, k, v, x, handle, ctx), atol=1e-5)
+    assert torch.allclose(out, loop_twin(memory)(q, k, v, x, handle, sequence), atol=1e-5)
 
 
 def test_chunked_equals_unchunked_with_gradients():
-    memory, handle, x, _, ctx = make_case(grid=(9, 2, 3), window=3, top_k=2)
+    memory, handle, x, _, sequence = make_case(grid=(9, 2, 3), window=3, top_k=2)
     x = x.requires_grad_()
     results = []
     for chunk in (0, 1, 4, 50):  # chunks > 0 also recompute each chunk in backward
         memory.config.query_chunk = chunk
         memory.zero_grad()
         x.grad = None
-        out = memory(*handle.qkv(x), x, handle, ctx)
+        out = memory(*handle.qkv(x), x, handle, sequence)
         out.square().sum().backward()
         results.append((out.detach(), x.grad.clone(), memory.tokenizer.conv.weight.grad.clone()))
     for out, x_grad, weight_grad in results[1:]:
@@ -224,10 +224,10 @@ def test_chunked_equals_unchunked_with_gradients():
 
 
 def test_backward_reaches_the_tokenizer_and_inputs():
-    memory, handle, x, _, ctx = make_case(window=3, top_k=2)
+    memory, handle, x, _, sequence = make_case(window=3, top_k=2)
     x = x.requires_grad_()
     q, k, v = handle.qkv(x)
-    memory(q, k, v, x, handle, ctx).square().sum().backward()
+    memory(q, k, v, x, handle, sequence).square().sum().backward()
     assert memory.tokenizer.conv.weight.grad is not None
     assert memory.tokenizer.conv.weight.grad.abs().sum() > 0
     assert memory.tokenizer.conv.bias.grad.abs().sum() > 0
@@ -238,32 +238,36 @@ def test_deterministic_under_a_seed():
     first = make_case(window=3, top_k=2, seed=4)
     second = make_case(window=3, top_k=2, seed=4)
     outputs = []
-    for memory, handle, x, (q, k, v), ctx in (first, second):
-        outputs.append(memory(q, k, v, x, handle, ctx))
+    for memory, handle, x, (q, k, v), sequence in (first, second):
+        outputs.append(memory(q, k, v, x, handle, sequence))
     assert torch.equal(outputs[0], outputs[1])
 
 
 def test_no_context_with_context_scope_is_window_attention():
-    memory, handle, x, (q, k, v), ctx = make_case(window=3, top_k=2, memory_scope="context", context_frames=0)
+    memory, handle, x, (q, k, v), sequence = make_case(
+        window=3, top_k=2, memory_scope="context", context_frames=0
+    )
     window = build_memory(MemoryConfig(kind="window", window=3), 16)
-    assert torch.allclose(memory(q, k, v, x, handle, ctx), window(q, k, v, x, handle, ctx), atol=1e-6)
+    assert torch.allclose(
+        memory(q, k, v, x, handle, sequence), window(q, k, v, x, handle, sequence), atol=1e-6
+    )
 
 
 def test_fov_retrieval_matches_loop_and_needs_cameras():
-    memory, handle, x, (q, k, v), ctx = make_case(grid=(8, 2, 2), window=3, top_k=2, slice_ranking="fov")
+    memory, handle, x, (q, k, v), sequence = make_case(grid=(8, 2, 2), window=3, top_k=2, slice_ranking="fov")
     with pytest.raises(ConfigError, match="cameras"):
-        memory(q, k, v, x, handle, ctx)
+        memory(q, k, v, x, handle, sequence)
     # camera sweeping around a circle: frames far apart in time face different ways
     poses = [
         look_at([0, 0, 1], [torch.cos(t).item(), torch.sin(t).item(), 1]) for t in torch.linspace(0, 6, 8)
     ]
-    ctx.cameras = torch.tensor(np.stack(poses), dtype=torch.float32)[None].expand(2, -1, -1, -1)
-    ctx.intrinsics = torch.tensor([[0.5, 0.5, 0.5, 0.5]]).expand(2, -1)
-    out = memory(q, k, v, x, handle, ctx)
+    sequence.cameras = torch.tensor(np.stack(poses), dtype=torch.float32)[None].expand(2, -1, -1, -1)
+    sequence.intrinsics = torch.tensor([[0.5, 0.5, 0.5, 0.5]]).expand(2, -1)
+    out = memory(q, k, v, x, handle, sequence)
     twin = loop_twin(memory)
-    assert torch.allclose(out, twin(q, k, v, x, handle, ctx), atol=1e-5)
-    retrieval = memory.retrieve(q, x, handle, ctx)
-    picked = torch.gather(retrieval.scores, -1, retrieval.indices)[retrieval.valid]
+    assert torch.allclose(out, twin(q, k, v, x, handle, sequence), atol=1e-5)
+    retrieved = memory.retrieve(q, x, handle, sequence)
+    picked = torch.gather(retrieved.scores, -1, retrieved.indices)[retrieved.valid]
     assert (picked > 0).all()
 
 
@@ -298,9 +302,9 @@ def test_gathered_attention_keeps_tensors_only_through_save_for_backward(cpu_fla
     # Activation checkpointing frees and recomputes only what goes through save_for_backward: a tensor
     # stashed as a plain attribute of the autograd node would stay alive in every checkpointed block.
     monkeypatch.setattr(gathered, "USE_CPU_FLASH", cpu_flash and gathered.USE_CPU_FLASH)
-    memory, handle, x, _, ctx = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=3)
+    memory, handle, x, _, sequence = make_case(grid=(7, 3, 5), window=3, top_k=2, query_chunk=3)
     x = x.requires_grad_()
-    out = memory(*handle.qkv(x), x, handle, ctx)
+    out = memory(*handle.qkv(x), x, handle, sequence)
     nodes = [node for node in graph_nodes(out.grad_fn) if "GatheredAttention" in type(node).__name__]
     assert nodes, "the fast path did not run"
 

@@ -60,8 +60,8 @@ def test_top_k_takes_best_eligible_and_marks_the_rest_invalid():
 def test_affinities_match_the_per_frame_formulas():
     generator = torch.Generator().manual_seed(0)
     grid = (3, 3, 5)
-    q = torch.randn(2, 2, 3 * 15, 4, generator=generator)  # B h N d
-    memory_keys = torch.randn(2, 2, 2, 2 * 3, 4, generator=generator)  # B h S P' d, P' = 2x3 patches
+    q = torch.randn(2, 2, 3 * 15, 4, generator=generator)  # B a N d
+    memory_keys = torch.randn(2, 2, 2, 2 * 3, 4, generator=generator)  # B a S P' d, P' = 2x3 patches
     mean_scores = affinity_mean(q, 3, memory_keys)
     eq4_scores = affinity_eq4(q, grid, memory_keys, (2, 2))
     for b in range(2):

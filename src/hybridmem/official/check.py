@@ -186,12 +186,13 @@ def check_dit(folder: Path, overrides: dict | None = None) -> dict[str, float]:
     cameras = camera_matrices(cameras_12)  # B F 4 4
     t = time_from_official(inputs["timestep"])  # B, with 1000 t exactly the official timestep
 
-    # block outputs and each block's retrieval, recorded by hooks (the model runs exactly as in sampling)
-    block_outputs, retrievals = {}, {}
+    # block outputs and the slices each block retrieved, recorded by hooks (the model runs exactly as in
+    # sampling)
+    block_outputs, retrieved_by_block = {}, {}
     handles = [model.blocks[0].register_forward_hook(lambda m, i, out: block_outputs.setdefault(0, out))]
     for index, block in enumerate(model.blocks):
         if hasattr(block.memory, "retrieve"):
-            handles.append(block.memory.register_forward_hook(_record_retrieval(retrievals, index)))
+            handles.append(block.memory.register_forward_hook(_record_retrieval(retrieved_by_block, index)))
     with torch.no_grad():
         output = model(
             latents[:, :context_frames],
@@ -207,8 +208,8 @@ def check_dit(folder: Path, overrides: dict | None = None) -> dict[str, float]:
         "dit output": _max_difference(rearrange(output, "b f c h w -> b c f h w"), expected["output"]),
         "dit block 0": _max_difference(block_outputs[0], expected["block0_output"]),
     }
-    if "topk_indices" in expected and retrievals:
-        results.update(_compare_top_k(retrievals, expected, config.num_heads))
+    if "topk_indices" in expected and retrieved_by_block:
+        results.update(_compare_top_k(retrieved_by_block, expected, config.num_heads))
     return results
 
 
@@ -225,13 +226,13 @@ def camera_matrices(cameras_12):
 
 def _record_retrieval(store: dict, index: int):
     def hook(memory, inputs, output):
-        q, _, _, x, attn, ctx = inputs
-        store[index] = memory.retrieve(q, x, attn, ctx)
+        q, _, _, x, attn, sequence = inputs
+        store[index] = memory.retrieve(q, x, attn, sequence)
 
     return hook
 
 
-def _compare_top_k(retrievals: dict, expected: dict, num_heads: int) -> dict[str, float]:
+def _compare_top_k(retrieved_by_block: dict, expected: dict, num_heads: int) -> dict[str, float]:
     """Frames whose retrieved set differs from the official one, and the largest affinity difference.
 
     Our affinity averages the per-head dots (hybridmem.models.memory.retrieval.affinity_mean), the official
@@ -240,21 +241,21 @@ def _compare_top_k(retrievals: dict, expected: dict, num_heads: int) -> dict[str
     import torch
 
     official_indices, official_values = expected["topk_indices"], expected["topk_values"]
-    if official_indices.shape[0] != len(retrievals):
+    if official_indices.shape[0] != len(retrieved_by_block):
         raise DataError(
             f"dit_expected.safetensors has top-k picks of {official_indices.shape[0]} blocks, the model "
-            f"retrieves in {len(retrievals)}"
+            f"retrieves in {len(retrieved_by_block)}"
         )
     differing, value_difference = 0, 0.0
-    for block, retrieval in sorted(retrievals.items()):
-        ours = torch.sort(retrieval.indices, dim=-1).values  # B F K, ascending
+    for block, retrieved in sorted(retrieved_by_block.items()):
+        ours = torch.sort(retrieved.indices, dim=-1).values  # B F K, ascending
         theirs = torch.sort(official_indices[block], dim=-1).values
         if ours.shape != theirs.shape:
             raise DataError(
                 f"block {block}: top-k picks of shape {tuple(ours.shape)}, official {tuple(theirs.shape)}"
             )
         differing += int((ours != theirs).any(dim=-1).sum())
-        our_values = retrieval.scores.gather(-1, official_indices[block]) * num_heads  # B F K
+        our_values = retrieved.scores.gather(-1, official_indices[block]) * num_heads  # B F K
         value_difference = max(value_difference, _max_difference(our_values, official_values[block]))
     return {"top-k picks": float(differing), "top-k values": value_difference}
 

@@ -6,6 +6,10 @@ attend to the whole context (and nothing of the noisy target), as in Context-as-
 the memory bank. Context frames inside a target's window are not retrieved again (they are already there),
 and a context frame that sees none of the target frustum (overlap 0, for example a camera facing away) is
 never retrieved: fewer than K frames are then attended rather than padding with irrelevant ones.
+
+Shapes (docs/ARCHITECTURE.md's glossary): B batch, F latent frames (Fc context, Ft target), P tokens of one
+latent frame, a heads, d head width, K retrieved context latent frames; Wn window width in latent frames
+(retrieval.py).
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ def fov_retrieval(
     top_k: int,
     samples: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Context frames each target frame retrieves: indices, valid "B T K" (T = F - context_frames).
+    """Context frames each target frame retrieves: indices, valid "B Ft K" (Ft = F - context_frames).
 
-    cameras: "B F 4 4"; intrinsics: "B 4" normalised; window_idx: "T Wn" windows of the target frames.
+    cameras: "B F 4 4"; intrinsics: "B 4" normalised; window_idx: "Ft Wn" windows of the target frames.
+    The candidates are the Fc context frames, each its own one-frame span.
     """
     context_range = torch.arange(context_frames, device=cameras.device)
-    spans = torch.stack([context_range, context_range], dim=-1)  # C 2: a context frame spans itself
+    spans = torch.stack([context_range, context_range], dim=-1)  # Fc 2: a context frame spans itself
     overlap = frustum_overlap(cameras[:, context_frames:], cameras[:, :context_frames], intrinsics, samples)
-    eligible = ~inside_window(window_idx, spans) & (overlap > 0)  # B T C
+    eligible = ~inside_window(window_idx, spans) & (overlap > 0)  # B Ft Fc
     return select_top_k(overlap, eligible, top_k)
 
 
@@ -48,9 +53,9 @@ def fov_retrieval(
 class FovMemory(Memory):
     """Window + top-K context frames by frustum overlap (needs SequenceInfo.cameras and intrinsics)."""
 
-    def forward(self, q, k, v, x, attn, ctx):
-        cameras, intrinsics = require_cameras(ctx, "fov")
-        num_frames, context_frames = ctx.grid[0], ctx.context_frames
+    def forward(self, q, k, v, x, attn, sequence):
+        cameras, intrinsics = require_cameras(sequence, "fov")
+        num_frames, context_frames = sequence.grid[0], sequence.context_frames
         q, k, v = (rearrange(t, "b a (f p) d -> b a f p d", f=num_frames) for t in (q, k, v))  # B a F P d
         outputs = []
         # 1. context frames attend to the context
@@ -58,16 +63,16 @@ class FovMemory(Memory):
             context_q, context_k, context_v = (
                 rearrange(t[:, :, :context_frames], "b a f p d -> b a (f p) d") for t in (q, k, v)
             )
-            attended = F.scaled_dot_product_attention(context_q, context_k, context_v)  # B a (C P) d
+            attended = F.scaled_dot_product_attention(context_q, context_k, context_v)  # B a (Fc P) d
             outputs.append(rearrange(attended, "b a (f p) d -> b a f p d", f=context_frames))
         # 2. target frames attend to their window and their retrieved context frames
         if num_frames > context_frames:
-            window_idx = window_indices(num_frames, self.config.window, q.device)[context_frames:]  # T Wn
+            window_idx = window_indices(num_frames, self.config.window, q.device)[context_frames:]  # Ft Wn
             samples = frustum_samples(self.config.fov_points, self.config.fov_near, self.config.fov_far)
             with torch.no_grad():
                 indices, valid = fov_retrieval(
                     cameras, intrinsics, context_frames, window_idx, self.config.top_k, samples
-                )  # B T K
+                )  # B Ft K
             outputs.append(
                 frame_attention(
                     q[:, :, context_frames:],
@@ -80,5 +85,5 @@ class FovMemory(Memory):
                     valid,
                     self.config.query_chunk,
                 )
-            )  # B a T P d
+            )  # B a Ft P d
         return rearrange(torch.cat(outputs, dim=2), "b a f p d -> b a (f p) d")

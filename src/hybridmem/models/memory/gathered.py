@@ -3,11 +3,13 @@
 retrieval.py decides which keys each query frame reads (its window's latent frames, its retrieved memory
 slices, which retrieved slots are valid); this module only executes that decision fast, for all query
 frames at once, in chunks, with a custom backward. It changes no result: tests compare it, forward and
-backward, against the per-frame loop in tests/hydra_reference.py and against brute-force masked attention.
+backward, against per-frame attention (tests/models/test_memory_gathered.py), the per-frame HyDRA loop in
+tests/hydra_reference.py and brute-force masked attention.
 
-Shape glossary: B batch, F latent frames, P tokens of one latent frame, a heads, d head width, S memory
-slices, P' tokens of one slice, K retrieved slices, Wn window width (latent frames), Q query latent frames,
-Qc query frames of one chunk, L = Wn P + K P' keys a query frame reads, T rows of a key table.
+Shapes (docs/ARCHITECTURE.md's glossary): B batch, F latent frames, P tokens of one latent frame, a heads,
+d head width, S memory slices, P' tokens of one slice, K retrieved slices. From retrieval.py: Wn window width
+in latent frames, Q query latent frames. Defined here: Qc query frames of one chunk, G = Wn P + K P' keys a
+query frame gathers, E = F P + S P' rows (entries) of one batch element's key table.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from einops import rearrange
 
 
 def key_table(keys: torch.Tensor, memory_keys: torch.Tensor | None) -> torch.Tensor:
-    """Every key a query may read, one row per token: "B a F P d" (+ "B a S P' d") -> "(B T) a d".
+    """Every key a query may read, one row per token: "B a F P d" (+ "B a S P' d") -> "(B E) a d".
 
-    T = F P + S P': the sequence's tokens first, then the memory slices' tokens. One gather from this table
+    E = F P + S P': the sequence's tokens first, then the memory slices' tokens. One gather from this table
     builds a chunk's whole key set, instead of gathering window and memory apart and concatenating them:
     every extra copy of the gathered keys costs memory traffic comparable to the attention itself on CPU.
     """
     parts = [rearrange(keys, "b a f p d -> b (f p) a d")]
     if memory_keys is not None:
         parts.append(rearrange(memory_keys, "b a s p d -> b (s p) a d"))
-    return rearrange(torch.cat(parts, dim=1), "b t a d -> (b t) a d")
+    return rearrange(torch.cat(parts, dim=1), "b e a d -> (b e) a d")
 
 
 def token_indices(
@@ -43,11 +45,11 @@ def token_indices(
     table_rows: int,
     batch: int,
 ) -> torch.Tensor:
-    """Rows of `key_table` each query frame reads: "B Qc L", L = Wn P + K P', window tokens first.
+    """Rows of `key_table` each query frame reads: "B Qc G", G = Wn P + K P', window tokens first.
 
     frames: "Qc Wn" window latent frames; chosen: "B Qc K" retrieved candidates, or None (no memory);
-    memory_start: F P, the first memory row of a batch element; table_rows: T, the rows of one batch
-    element (batch element b's rows start at b T).
+    memory_start: F P, the first memory row of a batch element; table_rows: E, the rows of one batch
+    element (batch element b's rows start at b E).
     """
     device = frames.device
     frame_rows = frames[..., None] * tokens_per_frame + torch.arange(tokens_per_frame, device=device)
@@ -55,20 +57,20 @@ def token_indices(
     if chosen is not None:
         slice_rows = memory_start + chosen[..., None] * tokens_per_slice
         slice_rows = slice_rows + torch.arange(tokens_per_slice, device=device)  # B Qc K P'
-        rows = torch.cat([rows, rearrange(slice_rows, "b q k p -> b q (k p)")], dim=-1)  # B Qc L
-    return rows + torch.arange(batch, device=device)[:, None, None] * table_rows  # B Qc L
+        rows = torch.cat([rows, rearrange(slice_rows, "b q k p -> b q (k p)")], dim=-1)  # B Qc G
+    return rows + torch.arange(batch, device=device)[:, None, None] * table_rows  # B Qc G
 
 
-def slot_mask(valid: torch.Tensor | None, tokens_per_slice: int, length: int) -> torch.Tensor | None:
-    """Which of the L gathered keys each query frame may read: "B Q L" bool, or None when all of them.
+def slot_mask(valid: torch.Tensor | None, tokens_per_slice: int, keys_per_query: int) -> torch.Tensor | None:
+    """Which of the G gathered keys each query frame may read: "B Q G" bool, or None when all of them.
 
     valid: "B Q K" retrieved slots; the window's Wn P keys, first in every row, are always readable.
     """
     if valid is None or bool(valid.all()):
         return None
     memory_mask = valid.repeat_interleave(tokens_per_slice, dim=-1)  # B Q (K P')
-    window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (length - memory_mask.shape[-1],))
-    return torch.cat([window_mask, memory_mask], dim=-1)  # B Q L
+    window_mask = memory_mask.new_ones(memory_mask.shape[:-1] + (keys_per_query - memory_mask.shape[-1],))
+    return torch.cat([window_mask, memory_mask], dim=-1)  # B Q G
 
 
 # The CPU flash-attention kernels behind scaled_dot_product_attention, called directly so that backward can
@@ -88,7 +90,7 @@ def chunks(num_queries: int, chunk: int):
 
 @dataclass(frozen=True)
 class TableLayout:
-    """Where things sit in a key table ("(B T) a d", see `key_table`): frames' tokens, then slices' tokens."""
+    """Where things sit in a key table ("(B E) a d", see `key_table`): frames' tokens, then slices' tokens."""
 
     batch: int
     num_frames: int  # F
@@ -101,7 +103,7 @@ class TableLayout:
         return self.num_frames * self.tokens_per_frame
 
     @property
-    def rows(self) -> int:  # T, the rows of one batch element
+    def rows(self) -> int:  # E, the rows of one batch element
         return self.memory_start + self.num_slices * self.tokens_per_slice
 
 
@@ -114,7 +116,7 @@ def scatter_rows(
 ) -> None:
     """Add the gradient of gathered rows back onto the table they were gathered from (in place).
 
-    grad_table: "(B T) a d"; grad_gathered: "(B Qc L) a d" laid out as `token_indices` gathered it;
+    grad_table: "(B E) a d"; grad_gathered: "(B Qc G) a d" laid out as `token_indices` gathered it;
     frames: "Qc Wn"; chosen: "B Qc K" or None. The adds run over whole latent frames and whole slices
     (rows of P a d numbers), not single tokens: index_add_ over token rows of a d numbers was ten times
     slower on CPU, and it was most of the backward.
@@ -123,7 +125,7 @@ def scatter_rows(
     width = grad_table.shape[1] * grad_table.shape[2]  # a d
     per_batch = grad_table.view(batch, layout.rows, width)
     frame_grads = per_batch[:, : layout.memory_start].view(batch, layout.num_frames, -1)  # B F (P a d)
-    gathered = grad_gathered.view(batch, num_queries, -1, width)  # B Qc L (a d)
+    gathered = grad_gathered.view(batch, num_queries, -1, width)  # B Qc G (a d)
     window_tokens = window * layout.tokens_per_frame
     window_grads = gathered[:, :, :window_tokens].reshape(batch, num_queries, window, -1)  # B Qc Wn (P a d)
     # window offset w of every query frame in one index_add_ (frames repeat only within one offset's
@@ -143,8 +145,8 @@ def scatter_rows(
 class GatheredAttention(torch.autograd.Function):
     """Query frames attend to rows of a key table, chunk by chunk, without keeping the gathered keys.
 
-    queries "B a Q P d"; key_rows, value_rows "(B T) a d"; frames "Q Wn" window latent frames; chosen
-    "B Q K" retrieved slices or None; mask "B Q L" bool or None; layout: TableLayout; chunk: query frames
+    queries "B a Q P d"; key_rows, value_rows "(B E) a d"; frames "Q Wn" window latent frames; chosen
+    "B Q K" retrieved slices or None; mask "B Q G" bool or None; layout: TableLayout; chunk: query frames
     per step; keep_for_backward: whether a backward will follow. Returns "B a Q P d".
 
     Why a Function and not autograd through index_select: autograd would keep every chunk's gathered keys
@@ -157,14 +159,14 @@ class GatheredAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def _gather(table, flat_rows, buffer, length):
-        """Rows of `table` into `buffer`: "(n l) a d" and the same memory viewed as "n a l d"."""
+    def _gather(table, flat_rows, buffer, keys_per_query):
+        """Rows of `table` into `buffer`: "(B Qc G) a d" and the same memory viewed as "(B Qc) a G d"."""
         gathered = torch.index_select(table, 0, flat_rows, out=buffer[: flat_rows.shape[0]])
-        return gathered, rearrange(gathered, "(n l) a d -> n a l d", l=length)
+        return gathered, rearrange(gathered, "(bq g) a d -> bq a g d", g=keys_per_query)
 
     @staticmethod
     def _rows(frames, chosen, layout, begin, end):
-        """Flat table rows of query frames [begin, end): "(B Qc L)"."""
+        """Flat table rows of query frames [begin, end): "(B Qc G)"."""
         rows = token_indices(
             frames[begin:end],
             layout.tokens_per_frame,
@@ -173,18 +175,18 @@ class GatheredAttention(torch.autograd.Function):
             layout.memory_start,
             layout.rows,
             layout.batch,
-        )  # B Qc L
-        return rearrange(rows, "b q l -> (b q l)")
+        )  # B Qc G
+        return rearrange(rows, "b q g -> (b q g)")
 
     @staticmethod
     def _chunk_mask(mask, begin, end, additive_dtype=None):
-        """The chunk's mask "(B Qc) 1 1 L": bool, or additive (0 / -inf) for the CPU kernels; None if all."""
+        """The chunk's mask "(B Qc) 1 1 G": bool, or additive (0 / -inf) for the CPU kernels; None if all."""
         if mask is None:
             return None
-        chunk_mask = mask[:, begin:end]  # B Qc L
+        chunk_mask = mask[:, begin:end]  # B Qc G
         if bool(chunk_mask.all()):
             return None
-        chunk_mask = rearrange(chunk_mask, "b q l -> (b q) 1 1 l")
+        chunk_mask = rearrange(chunk_mask, "b q g -> (b q) 1 1 g")
         if additive_dtype is None:
             return chunk_mask
         return torch.zeros(chunk_mask.shape, dtype=additive_dtype).masked_fill(~chunk_mask, float("-inf"))
@@ -192,18 +194,20 @@ class GatheredAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, queries, key_rows, value_rows, frames, chosen, mask, layout, chunk, keep_for_backward):
         batch, _, num_queries, _, _ = queries.shape
-        length = frames.shape[1] * layout.tokens_per_frame
-        length += 0 if chosen is None else chosen.shape[2] * layout.tokens_per_slice
+        keys_per_query = frames.shape[1] * layout.tokens_per_frame  # G
+        keys_per_query += 0 if chosen is None else chosen.shape[2] * layout.tokens_per_slice
         fused = keep_for_backward and USE_CPU_FLASH and queries.device.type == "cpu"
         out = torch.empty_like(queries)  # B a Q P d
-        key_buffer = key_rows.new_empty((batch * min(chunk, num_queries) * length,) + key_rows.shape[1:])
+        key_buffer = key_rows.new_empty(
+            (batch * min(chunk, num_queries) * keys_per_query,) + key_rows.shape[1:]
+        )
         value_buffer = torch.empty_like(key_buffer)
         lse = None  # B a Q P log-sum-exp of the fused CPU kernel, kept for its backward
         for begin, end in chunks(num_queries, chunk):
-            # 1. gather the chunk's keys and values: "(B Qc L) a d" viewed as "(B Qc) a L d"
+            # 1. gather the chunk's keys and values: "(B Qc G) a d" viewed as "(B Qc) a G d"
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
-            _, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
-            _, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
+            _, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, keys_per_query)
+            _, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, keys_per_query)
             chunk_queries = rearrange(queries[:, :, begin:end], "b a q p d -> (b q) a p d")
             # 2. one attention call for every query frame of the chunk
             if fused:
@@ -227,24 +231,28 @@ class GatheredAttention(torch.autograd.Function):
             # ctx attributes) so activation checkpointing can free and recompute them like any activation.
             saved_out = out if fused else None
             ctx.save_for_backward(queries, key_rows, value_rows, frames, chosen, mask, saved_out, lse)
-            ctx.layout, ctx.chunk, ctx.length, ctx.fused = layout, chunk, length, fused
+            ctx.layout, ctx.chunk, ctx.keys_per_query, ctx.fused = layout, chunk, keys_per_query, fused
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         queries, key_rows, value_rows, frames, chosen, mask, out, lse = ctx.saved_tensors
-        layout, length = ctx.layout, ctx.length
+        layout, keys_per_query = ctx.layout, ctx.keys_per_query
         batch, _, num_queries, _, _ = queries.shape
         grad_queries = torch.empty_like(queries)
         grad_key_rows, grad_value_rows = torch.zeros_like(key_rows), torch.zeros_like(value_rows)
-        key_buffer = key_rows.new_empty((batch * min(ctx.chunk, num_queries) * length,) + key_rows.shape[1:])
+        key_buffer = key_rows.new_empty(
+            (batch * min(ctx.chunk, num_queries) * keys_per_query,) + key_rows.shape[1:]
+        )
         value_buffer = torch.empty_like(key_buffer)
         for begin, end in chunks(num_queries, ctx.chunk):
             # 1. re-gather the chunk's keys and values
             flat_rows = GatheredAttention._rows(frames, chosen, layout, begin, end)
-            flat_keys, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, length)
-            flat_values, chunk_values = GatheredAttention._gather(value_rows, flat_rows, value_buffer, length)
+            flat_keys, chunk_keys = GatheredAttention._gather(key_rows, flat_rows, key_buffer, keys_per_query)
+            flat_values, chunk_values = GatheredAttention._gather(
+                value_rows, flat_rows, value_buffer, keys_per_query
+            )
             chunk_queries = rearrange(queries[:, :, begin:end], "b a q p d -> (b q) a p d")
             grad_chunk = rearrange(grad_out[:, :, begin:end], "b a q p d -> (b q) a p d").contiguous()
             # 2. attention backward: from the saved log-sum-exp, or by recomputing the chunk
@@ -259,9 +267,9 @@ class GatheredAttention(torch.autograd.Function):
                     0.0,
                     False,
                     attn_mask=GatheredAttention._chunk_mask(mask, begin, end, queries.dtype),
-                )  # (B Qc) a P d, (B Qc) a L d twice
-                grad_k = rearrange(grad_k, "n a l d -> (n l) a d")
-                grad_v = rearrange(grad_v, "n a l d -> (n l) a d")
+                )  # (B Qc) a P d, (B Qc) a G d twice
+                grad_k = rearrange(grad_k, "bq a g d -> (bq g) a d")
+                grad_v = rearrange(grad_v, "bq a g d -> (bq g) a d")
             else:
                 with torch.enable_grad():
                     chunk_queries = chunk_queries.detach().requires_grad_()
@@ -269,14 +277,14 @@ class GatheredAttention(torch.autograd.Function):
                     flat_values = flat_values.detach().requires_grad_()
                     attended = F.scaled_dot_product_attention(
                         chunk_queries,
-                        rearrange(flat_keys, "(n l) a d -> n a l d", l=length),
-                        rearrange(flat_values, "(n l) a d -> n a l d", l=length),
+                        rearrange(flat_keys, "(bq g) a d -> bq a g d", g=keys_per_query),
+                        rearrange(flat_values, "(bq g) a d -> bq a g d", g=keys_per_query),
                         attn_mask=GatheredAttention._chunk_mask(mask, begin, end),
                     )  # (B Qc) a P d
                     grad_q, grad_k, grad_v = torch.autograd.grad(
                         attended, (chunk_queries, flat_keys, flat_values), grad_chunk
                     )
-            # 3. scatter: queries by slice, keys and values back onto the table rows they came from
+            # 3. scatter: query gradients into their frames, key and value gradients back onto the table rows
             grad_queries[:, :, begin:end] = rearrange(grad_q, "(b q) a p d -> b a q p d", b=batch)
             chunk_chosen = None if chosen is None else chosen[:, begin:end]
             scatter_rows(grad_key_rows, grad_k, frames[begin:end], chunk_chosen, layout)
@@ -315,12 +323,12 @@ def frame_attention(
         memory_keys.shape[3] if use_memory else 0,
     )
     # 1. tables of every readable key and value, and which gathered keys each query frame may read
-    key_rows = key_table(keys, memory_keys if use_memory else None)  # (B T) a d
+    key_rows = key_table(keys, memory_keys if use_memory else None)  # (B E) a d
     value_rows = key_table(values, memory_values if use_memory else None)
-    length = window_idx.shape[1] * tokens_per_frame + (
+    keys_per_query = window_idx.shape[1] * tokens_per_frame + (
         indices.shape[-1] * layout.tokens_per_slice if use_memory else 0
     )
-    mask = slot_mask(valid if use_memory else None, layout.tokens_per_slice, length)  # B Q L or None
+    mask = slot_mask(valid if use_memory else None, layout.tokens_per_slice, keys_per_query)  # B Q G or None
     # 2. attend, chunk by chunk
     chunk = query_chunk if query_chunk > 0 else num_queries
     keep_for_backward = torch.is_grad_enabled() and (

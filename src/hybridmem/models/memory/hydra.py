@@ -11,13 +11,17 @@ Choices (see MemoryConfig for the knobs):
   still retrieves, from context slices only).
 - A slice lies inside a query's window when every real latent frame it covers is inside it; such slices
   are not retrievable (the window already holds them at full resolution).
-- affinity "mean" / "eq4" score slices from q and the memory keys (retrieval.py); retrieval "fov" scores
-  them by frustum overlap with the slice's mean camera, and slices with zero overlap are not retrievable.
+- slice_ranking "affinity": affinity "mean" / "eq4" scores slices from the queries and the memory keys
+  (retrieval.py), both taken before RoPE or after it (affinity_rope); slice_ranking "fov" scores them by
+  the frustum overlap of each query frame's camera with the slice's mean camera, and slices with zero
+  overlap are not retrievable.
 - Scores only choose indices (top-K is not differentiable), so they are computed under no_grad, which
   saves memory; gradients reach the tokenizer through the retrieved keys and values.
 
-Shape glossary: B batch, F latent frames, H/W token grid, P = H*W, D width, a heads, d head width,
-F'/H'/W' memory grid, S = F' memory slices, P' = H'*W' tokens a slice, K retrieved slices.
+Shapes (docs/ARCHITECTURE.md's glossary): B batch, F latent frames (Fc context), H W the token grid of a
+latent frame, P = H W tokens a latent frame, N = F P tokens of the sequence, D model width, a heads, d head
+width, F'/H'/W' the memory tokenizer's output grid, S = F' memory slices, P' = H' W' tokens a slice, K
+retrieved slices; Wn window width in latent frames (retrieval.py).
 """
 
 from __future__ import annotations
@@ -111,8 +115,10 @@ class MemoryTokens:
 
 
 @dataclass
-class HydraRetrieval:
-    """Everything the attention step needs, exposed so tests can compare it against the loop reference."""
+class RetrievedSlices:
+    """What `HydraMemory.retrieve` found for every query frame: its window, the memory slices' keys and
+    values, their scores and the top-K chosen. forward attends with it; tests compare it against the loop
+    reference, and the official check compares indices and scores against the official top-k."""
 
     window_idx: torch.Tensor  # "F Wn" latent frames of each query frame's window
     memory_keys: torch.Tensor | None  # "B a S P' d", None when there is nothing to tokenize
@@ -131,9 +137,10 @@ class HydraMemory(Memory):
         super().__init__(config, dim)
         self.tokenizer = MemoryTokenizer(dim, config.tokenizer_kernel)
 
-    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, ctx: SequenceInfo) -> MemoryTokens:
+    def memory_kv(self, x: torch.Tensor, attn: AttentionHandle, sequence: SequenceInfo) -> MemoryTokens:
         """The memory tokens' keys and values, and the keys the affinity scores (MemoryTokens)."""
-        source = x if self.config.memory_scope == "all" else x[:, : ctx.context_frames]  # B Fs H W D
+        # B F H W D (memory_scope "all") or B Fc H W D ("context")
+        source = x if self.config.memory_scope == "all" else x[:, : sequence.context_frames]
         num_source = source.shape[1]
         spans = slice_spans(num_source, self.config.tokenizer_kernel[0], device=x.device)  # S 2
         if num_source == 0:
@@ -163,55 +170,61 @@ class HydraMemory(Memory):
             return attn.unrotated_q(rearrange(x, "b f h w d -> b (f h w) d"))  # B a N d
 
     def slice_scores(
-        self, score_queries: torch.Tensor, score_keys: torch.Tensor, spans: torch.Tensor, ctx: SequenceInfo
+        self,
+        score_queries: torch.Tensor,
+        score_keys: torch.Tensor,
+        spans: torch.Tensor,
+        sequence: SequenceInfo,
     ) -> torch.Tensor:
         """Relevance of each memory slice to each query frame: "B F S" (no gradient)."""
         config = self.config
         with torch.no_grad():
             if config.slice_ranking == "fov":
-                cameras, intrinsics = require_cameras(ctx, "hydra (slice_ranking 'fov')")
+                cameras, intrinsics = require_cameras(sequence, "hydra (slice_ranking 'fov')")
                 slice_poses = mean_poses(cameras, spans)  # B S 4 4
                 samples = frustum_samples(config.fov_points, config.fov_near, config.fov_far)
                 return frustum_overlap(cameras, slice_poses, intrinsics, samples)
             if config.affinity == "mean":
-                return affinity_mean(score_queries, ctx.grid[0], score_keys)
-            return affinity_eq4(score_queries, ctx.grid, score_keys, config.tokenizer_kernel[1:])
+                return affinity_mean(score_queries, sequence.grid[0], score_keys)
+            return affinity_eq4(score_queries, sequence.grid, score_keys, config.tokenizer_kernel[1:])
 
     def retrieve(
-        self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, ctx: SequenceInfo
-    ) -> HydraRetrieval:
+        self, q: torch.Tensor, x: torch.Tensor, attn: AttentionHandle, sequence: SequenceInfo
+    ) -> RetrievedSlices:
         """Steps 1-3 of forward: tokenize, score, select."""
-        num_frames = ctx.grid[0]
+        num_frames = sequence.grid[0]
         # 1. memory tokens -> keys and values, rope'd at their token positions
-        memory = self.memory_kv(x, attn, ctx)
+        memory = self.memory_kv(x, attn, sequence)
         spans = memory.spans
         window_idx = window_indices(num_frames, self.config.window, q.device)  # F Wn
         if memory.keys is None:
             empty = torch.zeros(q.shape[0], num_frames, 0, dtype=torch.long, device=q.device)
-            return HydraRetrieval(window_idx, None, None, spans, None, empty, empty.bool())
+            return RetrievedSlices(window_idx, None, None, spans, None, empty, empty.bool())
         # 2. score every slice for every query frame
-        scores = self.slice_scores(self.score_queries(q, x, attn), memory.score_keys, spans, ctx)  # B F S
+        scores = self.slice_scores(
+            self.score_queries(q, x, attn), memory.score_keys, spans, sequence
+        )  # B F S
         # 3. top-K among the slices outside the window
         eligible = ~inside_window(window_idx, spans)  # F S
         if self.config.slice_ranking == "fov":
             eligible = eligible & (scores > 0)  # B F S
         indices, valid = select_top_k(scores, eligible, self.config.top_k)  # B F K
-        return HydraRetrieval(window_idx, memory.keys, memory.values, spans, scores, indices, valid)
+        return RetrievedSlices(window_idx, memory.keys, memory.values, spans, scores, indices, valid)
 
-    def forward(self, q, k, v, x, attn, ctx):
-        num_frames = ctx.grid[0]
-        retrieval = self.retrieve(q, x, attn, ctx)
+    def forward(self, q, k, v, x, attn, sequence):
+        num_frames = sequence.grid[0]
+        retrieved = self.retrieve(q, x, attn, sequence)
         # 4. attend to [window; retrieved slices] for all query frames at once (in chunks; gathered.py)
         q, k, v = (rearrange(t, "b a (f p) d -> b a f p d", f=num_frames) for t in (q, k, v))  # B a F P d
         out = frame_attention(
             q,
             k,
             v,
-            retrieval.window_idx,
-            retrieval.memory_keys,
-            retrieval.memory_values,
-            retrieval.indices,
-            retrieval.valid,
+            retrieved.window_idx,
+            retrieved.memory_keys,
+            retrieved.memory_values,
+            retrieved.indices,
+            retrieved.valid,
             self.config.query_chunk,
         )  # B a F P d
         return rearrange(out, "b a f p d -> b a (f p) d")

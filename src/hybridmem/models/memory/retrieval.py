@@ -7,10 +7,11 @@ every step is testable without a model. The memories (window.py, fov.py, hydra.p
 and hand the result (window frames, retrieved indices, valid) to gathered.py, the attention kernel that
 reads exactly those keys.
 
-Shape glossary: B batch, F latent frames, H/W token grid of one latent frame, P = H*W tokens of one latent
-frame, N = F*P, a heads, d head width, S memory slices (candidates), P' tokens of one slice, K retrieved
-slices, Wn window width (latent frames), Q query latent frames (F or a subset), M Monte Carlo points of a
-frustum.
+Shapes (docs/ARCHITECTURE.md's glossary): B batch, F latent frames, H W the token grid of one latent frame,
+P = H W tokens of one latent frame, N = F P tokens of the sequence, a heads, d head width, S candidates
+(memory slices; for the fov memory, context latent frames), H' W' the token grid of one slice, P' = H' W'
+tokens of one slice, K retrieved candidates. Defined here: Wn window width in latent frames, Q query latent
+frames (F or a subset), Mc Monte Carlo points of a frustum.
 
 Conventions:
 - The local window of query frame i is `window` consecutive latent frames centred on i (for an even width
@@ -54,7 +55,8 @@ def slice_spans(num_frames: int, kernel_f: int, device=None) -> torch.Tensor:
 
 
 def patch_centres(size: int, kernel: int) -> torch.Tensor:
-    """Centre of the real cells each patch of `kernel` cells covers along one axis: "size'" float."""
+    """Centre of the real cells each patch of `kernel` cells covers along one axis: "ceil(size / kernel)"
+    float."""
     first = torch.arange(0, size, kernel, dtype=torch.float32)
     last = (first + kernel - 1).clamp(max=size - 1)
     return (first + last) / 2
@@ -95,6 +97,8 @@ def affinity_mean(q: torch.Tensor, num_frames: int, memory_keys: torch.Tensor) -
     """
     query_means = reduce(q, "b a (f p) d -> b a f d", "mean", f=num_frames)
     key_means = reduce(memory_keys, "b a s p d -> b a s d", "mean")
+    # subscript h, not the glossary's a, for heads: torch.einsum orders the contraction by letter, and with
+    # a the scores round differently in the last bits, which can flip a near-tie in select_top_k
     return torch.einsum("bhfd,bhsd->bfs", query_means, key_means) / q.shape[1]  # B F S
 
 
@@ -120,12 +124,12 @@ def affinity_eq4(
     """
     pooled = pool_queries(q, grid, kernel_hw)  # B a F H' W' d
     pooled = rearrange(pooled, "b a f y x d -> b a f (y x) d")
-    scores = torch.einsum("bhfpd,bhspd->bfs", pooled, memory_keys)  # B F S
+    scores = torch.einsum("bhfpd,bhspd->bfs", pooled, memory_keys)  # B F S, h heads as in affinity_mean
     return scores / (math.sqrt(q.shape[-1]) * q.shape[1])
 
 
 def frustum_samples(num_points: int, near: float, far: float, seed: int = 0) -> torch.Tensor:
-    """Fixed Monte Carlo pattern in a frustum: "M 3" (u, v in [0, 1] of the image, depth in [near, far]).
+    """Fixed Monte Carlo pattern in a frustum: "Mc 3" (u, v in [0, 1] of the image, depth in [near, far]).
 
     Drawn from its own seeded generator, so every call (and every process) sees the same points.
     """
@@ -141,24 +145,24 @@ def frustum_overlap(
     """Fraction of points sampled in each query frustum that another camera sees: "B Q S" in [0, 1].
 
     query_poses: "B Q 4 4", candidate_poses: "B S 4 4" camera-to-world (OpenCV: x right, y down, z forward);
-    intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H); samples: "M 3" from `frustum_samples`. A point counts when
+    intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H); samples: "Mc 3" from `frustum_samples`. A point counts when
     it lies in front of the candidate (positive depth) and projects inside its image.
     """
     fx, fy, cx, cy = (value[:, None] for value in intrinsics.float().unbind(-1))  # each B 1
     samples = samples.to(query_poses.device)
-    u, v, depth = samples.unbind(-1)  # each M
+    u, v, depth = samples.unbind(-1)  # each Mc
     # 1. points in each query camera, then in the world
     camera_points = torch.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth.expand_as(fx * u)], -1)
     rotation_q, origin_q = query_poses[..., :3, :3].float(), query_poses[..., :3, 3].float()
-    world = torch.einsum("bqij,bmj->bqmi", rotation_q, camera_points) + origin_q[:, :, None]  # B Q M 3
-    # 2. into each candidate camera: R^T (x - t)
+    world = torch.einsum("bqij,bmj->bqmi", rotation_q, camera_points) + origin_q[:, :, None]  # B Q Mc 3
+    # 2. into each candidate camera: rotation^T (world - origin)
     rotation_s, origin_s = candidate_poses[..., :3, :3].float(), candidate_poses[..., :3, 3].float()
-    offsets = world[:, :, None] - origin_s[:, None, :, None]  # B Q S M 3
-    local = torch.einsum("bsji,bqsmj->bqsmi", rotation_s, offsets)  # B Q S M 3
+    offsets = world[:, :, None] - origin_s[:, None, :, None]  # B Q S Mc 3
+    local = torch.einsum("bsji,bqsmj->bqsmi", rotation_s, offsets)  # B Q S Mc 3
     x, y, z = local.unbind(-1)
     safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
     fx, fy, cx, cy = (value[..., None, None] for value in (fx, fy, cx, cy))  # each B 1 1 1
-    u_s, v_s = fx * x / safe_z + cx, fy * y / safe_z + cy  # B Q S M
+    u_s, v_s = fx * x / safe_z + cx, fy * y / safe_z + cy  # B Q S Mc
     seen = (z > 1e-6) & (u_s >= 0) & (u_s <= 1) & (v_s >= 0) & (v_s <= 1)
     return seen.float().mean(-1)  # B Q S
 
