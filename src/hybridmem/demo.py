@@ -62,28 +62,6 @@ def check_assets(folder: str | Path) -> dict:
     return jsonio.read_json(folder / MANIFEST_FILE, error=CheckpointError, fix="export the run again")
 
 
-class SamplingGenerator:
-    """A world model sampled with its denoising progress bar (the benchmark's own generator hides it)."""
-
-    def __init__(self, checkpoint: Path, vae: Path, device: str, steps: int):
-        from hybridmem.sample.pipeline import WorldPipeline
-
-        self.pipeline = WorldPipeline.from_checkpoint(checkpoint, vae, device=device)
-        self.steps = steps
-
-    def generate(self, clip, seed: int) -> "Tt H W 3":
-        context, target = clip.context, clip.target
-        return self.pipeline.generate(
-            clip.frames[context],
-            clip.cameras[context],
-            clip.cameras[target],
-            clip.intrinsics,
-            seed=seed,
-            steps=self.steps,
-            progress=True,
-        )
-
-
 def run_demo(
     out: str | Path,
     assets: str | Path | None = None,
@@ -96,7 +74,7 @@ def run_demo(
 
     Results already in `out` from other checkpoints (or not made by the demo) are refused unless
     `overwrite` (hybridmem.runlock via the benchmark's run_evaluation)."""
-    from hybridmem.eval.protocol import EvalConfig, run_evaluation
+    from hybridmem.eval.protocol import EvalConfig, PipelineGenerator, run_evaluation
     from hybridmem.recipe.export import LEGACY_FOV_DEG
     from hybridmem.runfolder import default_assets_dir
     from hybridmem.runlock import refuse_foreign
@@ -144,8 +122,9 @@ def run_demo(
         baselines=list(DEMO_BASELINES),
         overwrite=overwrite,
     )
-    generators = {
-        name: SamplingGenerator(assets / name, assets / "vae", device, config.steps) for name in DEMO_MODELS
+    generators = {  # with each clip's denoising progress bar: the demo's few clips take a while each
+        name: PipelineGenerator(str(assets / name), config.vae, device, config.steps, name, progress=True)
+        for name in DEMO_MODELS
     }
     summary = run_evaluation(config, generators=generators)
     # 4. every clip in one grid: a row per clip (ground truth | hydra | full | window)

@@ -83,7 +83,12 @@ class WarpGenerator:
 
 
 class PipelineGenerator:
-    """A trained world model through hybridmem.sample.pipeline.WorldPipeline."""
+    """A trained world model through hybridmem.sample.pipeline.WorldPipeline.
+
+    progress: show the denoising progress bar of every clip (the demo's few clips); the benchmark keeps it
+    off, its own bar counts clips."""
+
+    progress = False
 
     def __init__(
         self,
@@ -93,6 +98,7 @@ class PipelineGenerator:
         steps: int | None = None,
         name: str = "",
         allow_other_vae: bool = False,
+        progress: bool = False,
     ):
         from hybridmem.sample.pipeline import WorldPipeline
 
@@ -101,6 +107,7 @@ class PipelineGenerator:
         )
         self.steps = steps
         self.name = name or Path(checkpoint).name
+        self.progress = progress
 
     def conditioning(self, clip) -> dict:
         """What else the pipeline reads of a clip besides frames and cameras (ours: nothing)."""
@@ -115,7 +122,7 @@ class PipelineGenerator:
             clip.cameras[target],
             clip.intrinsics,
             seed=seed,
-            progress=False,
+            progress=self.progress,
             **options,
             **self.conditioning(clip),
         )
