@@ -10,12 +10,12 @@
     publish.publish_together([video, side])
 
 The one path. (1) The writer writes a unique temp name in the destination folder (`.tmp-PID-RANDOM-NAME`:
-hidden, created exclusively, ending like NAME for writers that infer the format from it). (2) Its status
-is checked: an exception, ffmpeg's exit code. (3) The result is checked: not empty, and per format its
-structure (an mp4's boxes tile the file and its video track holds the frame count written; a safetensors
-file has the size its header declares; a zip, GIF or PNG ends where it should). (4) Only then is it renamed
-onto the final name. On any failure the temp file is removed and the file already at the final name is
-untouched. With `overwrite=False` the rename is a link(2), which fails rather than replace a file that
+hidden, created exclusively, ending like NAME for writers that infer the format from it). (2) Its status is
+checked: an exception, ffmpeg's exit code. (3) The result is checked: not empty, and per format its structure
+(an mp4's boxes tile the file and its video track holds the frame count written, read by hybridmem.mp4; a
+safetensors file has the size its header declares; a zip, GIF or PNG ends where it should). (4) Only then is
+it renamed onto the final name. On any failure the temp file is removed and the file already at the final name
+is untouched. With `overwrite=False` the rename is a link(2), which fails rather than replace a file that
 appeared meanwhile. Files are not fsync'ed: a killed process leaves the old or the new file, a machine that
 loses power may not.
 
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridmem import mp4
 from hybridmem.errors import ConfigError, MachineError
 
 TEMP_PREFIX = ".tmp-"
@@ -407,71 +408,14 @@ def gif_check(max_frames: int) -> Callable[[Path], None]:
     return check
 
 
-def _boxes(handle, start: int, end: int, path: Path):
-    """(type, payload start, box end) of the ISO-BMFF boxes tiling [start, end) of an open file."""
-    offset = start
-    while offset < end:
-        handle.seek(offset)
-        head = handle.read(16)
-        if len(head) < 8:
-            raise OutputError(path, f"mp4 cut short: a box header at byte {offset} is incomplete")
-        size, kind = struct.unpack(">I4s", head[:8])
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                raise OutputError(path, f"mp4 cut short at byte {offset}")
-            (size,) = struct.unpack(">Q", head[8:16])
-            header = 16
-        elif size == 0:  # the last box runs to the end of the file
-            size = end - offset
-        if size < header or offset + size > end:
-            raise OutputError(
-                path, f"mp4 cut short: box '{kind.decode(errors='replace')}' at byte {offset} needs "
-                f"{size} bytes, {end - offset} are left"
-            )  # fmt: skip
-        yield kind, offset + header, offset + size
-        offset += size
-
-
-def _child(handle, start: int, end: int, kind: bytes, path: Path) -> tuple[int, int] | None:
-    for found, payload, box_end in _boxes(handle, start, end, path):
-        if found == kind:
-            return payload, box_end
-    return None
-
-
-def mp4_frame_count(path: Path) -> int:
-    """Frames of the first video track of an mp4, read from its sample table (stsz); OutputError when the
-    file's boxes do not tile it (cut short) or it has no moov or mdat."""
-    size = Path(path).stat().st_size
-    with open(path, "rb") as handle:
-        top = {kind: (payload, end) for kind, payload, end in _boxes(handle, 0, size, path)}
-        if b"moov" not in top or b"mdat" not in top:
-            raise OutputError(path, f"mp4 lacks {'moov' if b'moov' not in top else 'mdat'} (not finished)")
-        moov_start, moov_end = top[b"moov"]
-        for kind, trak_start, trak_end in _boxes(handle, moov_start, moov_end, path):
-            if kind != b"trak":
-                continue
-            mdia = _child(handle, trak_start, trak_end, b"mdia", path)
-            hdlr = mdia and _child(handle, *mdia, b"hdlr", path)
-            if not hdlr:
-                continue
-            handle.seek(hdlr[0] + 8)  # version/flags, pre_defined, then the handler type
-            if handle.read(4) != b"vide":
-                continue
-            minf = _child(handle, *mdia, b"minf", path)
-            stbl = minf and _child(handle, *minf, b"stbl", path)
-            stsz = stbl and _child(handle, *stbl, b"stsz", path)
-            if not stsz:
-                raise OutputError(path, "mp4 video track has no sample-size table (stsz)")
-            handle.seek(stsz[0] + 8)  # version/flags, sample_size, then sample_count
-            return struct.unpack(">I", handle.read(4))[0]
-    raise OutputError(path, "mp4 has no video track")
-
-
 def mp4_check(frames: int) -> Callable[[Path], None]:
+    """The written mp4 is whole (its boxes tile it, hybridmem.mp4) and its video track holds `frames`."""
+
     def check(path: Path) -> None:
-        found = mp4_frame_count(path)
+        try:
+            found = mp4.frame_count(path)
+        except mp4.Mp4Error as error:
+            raise OutputError(path, error.reason) from None
         if found != frames:
             raise OutputError(path, f"mp4 holds {found} frames, {frames} were written")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridmem import publish
+from hybridmem import mp4, publish
 from hybridmem.errors import ConfigError
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (9, 16, 24, 3), dtype=np.uint8)
@@ -90,7 +90,7 @@ def test_a_short_file_from_a_writer_that_did_not_fail_is_refused(tmp_path):
 
 def test_video_is_published_with_its_frame_count(tmp_path):
     path = publish.write_video(tmp_path / "a.mp4", FRAMES, 8.0)
-    assert publish.mp4_frame_count(path) == len(FRAMES)
+    assert mp4.frame_count(path) == len(FRAMES)
     assert _files(tmp_path) == ["a.mp4"]
 
 
