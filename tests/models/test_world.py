@@ -6,6 +6,7 @@ import torch
 from hybridmem.errors import ConfigError
 from hybridmem.models.layers import grid_positions, rope_angles
 from hybridmem.models.memory.base import MEMORIES, FullMemory, MemoryConfig
+from hybridmem.models.memory.config import MEMORY_KINDS
 from hybridmem.models.world import WORLD_PRESETS, DiTConfig, WorldModel, build_world_model, dit_config
 
 CAMERA_PARAMETERS = ("context_camera_encoder", "target_camera_encoder", "camera_projector")
@@ -196,6 +197,7 @@ class SpyMemory(FullMemory):
 
 def test_memory_receives_context_and_attention_handle(monkeypatch):
     monkeypatch.setitem(MEMORIES, "spy", SpyMemory)
+    monkeypatch.setitem(MEMORY_KINDS, "spy", __name__)
     SpyMemory.seen = []
     model = build_world_model("tiny", memory=MemoryConfig(kind="spy"))
     inputs = make_inputs()
@@ -237,6 +239,28 @@ def test_input_errors_name_the_argument():
             model(**{**inputs, **change})
 
 
+def test_input_errors_name_the_problem_and_the_fix():
+    inputs = make_inputs()
+    model = build_world_model("tiny")
+    bad = {
+        "must share batch size": dict(context_latents=torch.zeros(1, 2, 4, 6, 10)),
+        "needs at least one latent frame": dict(noisy_target=torch.zeros(2, 0, 4, 6, 10)),
+        "warp_condition=False; pass None": dict(target_condition=torch.zeros(2, 3, 4, 6, 10)),
+    }
+    for message, change in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            model(**{**inputs, **change})
+    with pytest.raises(ConfigError, match="not a multiple of the temporal patch 2"):
+        build_world_model("tiny", patch_size=(2, 2, 2))(**make_inputs(context_frames=1, target_frames=4))
+    with pytest.raises(ConfigError, match=r"camera_rays=True\) and needs intrinsics"):
+        build_world_model("tiny", camera_rays=True)(**{**inputs, "intrinsics": None})
+    warp_residual = build_world_model("tiny", warp_condition=True, objective="mean", warp_residual=True)
+    with pytest.raises(ConfigError, match=r"needs the warped context's latents of shape \(2, 3, 4, 6, 10\)"):
+        warp_residual(**inputs)
+    with pytest.raises(ConfigError, match="all_frames=False"):
+        warp_residual(**inputs, target_condition=torch.zeros(2, 3, 4, 6, 10), all_frames=True)
+
+
 def test_presets_and_config_round_trip():
     assert set(WORLD_PRESETS) >= {"tiny", "small", "base", "wan1.3b"}
     with pytest.raises(ConfigError, match="valid presets: tiny, compact, small, base, wan1.3b"):
@@ -249,6 +273,11 @@ def test_presets_and_config_round_trip():
     restored = DiTConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
     assert isinstance(restored.patch_size, tuple) and isinstance(restored.memory.tokenizer_kernel, tuple)
+    # a preset keeps the MemoryConfig it is given (no round trip through a dict) and converts a dict once
+    memory = MemoryConfig(kind="window", window=3)
+    assert dit_config("tiny", memory=memory).memory is memory
+    converted = dit_config("tiny", memory=dict(kind="window", window=3)).memory
+    assert isinstance(converted, MemoryConfig) and (converted.kind, converted.window) == ("window", 3)
 
 
 def test_wan_preset_geometry_on_meta_device():

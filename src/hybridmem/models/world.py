@@ -8,24 +8,28 @@ the final layer, the model, then the size presets.
 
 Sequence layout: context latent frames first, then target latent frames, on one time axis. The context is
 clean: its tokens are modulated with the timestep embedding of t = 0 (per-frame timestep modulation), the
-target's with t. Only the target's velocity is returned.
+target's with t (DiTConfig.context_timestep "shared" gives the context the target's t, as the official code
+does). Only the target's velocity is returned (all_frames: every frame's).
 
 Camera conditioning follows the official HyDRA / ReCamMaster code: each latent frame's camera-to-world
 pose, relative to the first target frame, is flattened to the 12 numbers of row-major [R | t]; each block
 adds zero-initialised Linear(12, D) embeddings of them (one Linear for context frames, one for target
 frames) to its normalised self-attention input, and passes the self-attention output through an
-identity-initialised Linear(D, D) projector. A new model therefore ignores cameras exactly.
+identity-initialised Linear(D, D) projector. A new model's blocks therefore ignore cameras exactly (a memory
+that ranks frames by camera frustum overlap, as fov does, still reads them).
 With DiTConfig.camera_rays, every token also gets a zero-initialised embedding of the Plücker ray through its
 cell's centre (camera_rays below), which says where in the scene each token looks, not only where the frame's
 camera is.
 
-Initialisation is adaLN-zero (DiT): every residual branch is gated by a zero-initialised modulation, and the
-final projection is zero, so a new model is the identity on its tokens and predicts zero velocity.
+Initialisation is adaLN-zero (DiT): the self-attention and feed-forward branches are gated by a
+zero-initialised modulation, the ungated cross-attention's out projection starts at zero (PixArt), and the
+final projection is zero, so a new model's blocks are the identity on their tokens and it predicts zero
+velocity.
 
 Shape glossary (the package's, docs/ARCHITECTURE.md): B batch, Fc/Ft context/target latent frames,
 F = Fc + Ft, Fp latent frames after the temporal patch (F / pt), C latent channels, h/w latent
-height/width, H/W token grid (h/ph, w/pw), P = H*W tokens of one latent frame, N = F*H*W tokens in
-(f, h, w) order, D model width, h heads, d head width, L caption tokens, Dc caption width.
+height/width, H/W token grid (h/ph, w/pw), P = H*W tokens of one latent frame, N = Fp*H*W tokens in
+(f, h, w) order, D model width, a heads, d head width, L caption tokens, Dc caption width.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ from hybridmem.models.layers import (
     rope_angles,
     rope_axis_dims,
 )
-from hybridmem.models.memory.base import MemoryConfig, SequenceInfo, build_memory
+from hybridmem.models.memory import MemoryConfig
+from hybridmem.models.memory.base import SequenceInfo, build_memory
 from hybridmem.validation import check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
@@ -177,7 +182,9 @@ class DiTConfig:
 class SelfAttention(nn.Module):
     """q/k/v/out projections, q/k RMSNorm and 3D rope; the block's memory decides who attends to whom.
 
-    Implements hybridmem.models.memory.base.AttentionHandle (num_heads, head_dim, project_kv).
+    The block projects its own tokens with project_q and project_kv_at_angles (rope angles computed once per
+    forward); a memory projects tokens of its own through the hybridmem.models.memory.base.AttentionHandle
+    methods (project_kv, unrotated_q, unrotated_kv, rotate).
     """
 
     def __init__(self, dim: int, num_heads: int, rope_theta: float, eps: float):
@@ -264,7 +271,7 @@ class WorldBlock(nn.Module):
         dim = config.dim
         self.norm1 = layer_norm(dim, config.eps)
         self.self_attn = SelfAttention(dim, config.num_heads, config.rope_theta, config.eps)
-        self.memory = build_memory(config.memory, dim, config.num_heads, validated=True)  # by WorldModel
+        self.memory = build_memory(config.memory, dim, validated=True)  # by WorldModel
         # Camera conditioning (official HyDRA code): zero-init encoders, identity-init projector.
         self.context_camera_encoder = nn.Linear(CAMERA_DIM, dim)
         self.target_camera_encoder = nn.Linear(CAMERA_DIM, dim)
@@ -288,21 +295,22 @@ class WorldBlock(nn.Module):
         time_modulation: torch.Tensor,
         camera_12: torch.Tensor,
         angles: torch.Tensor,
-        ctx: SequenceInfo,
+        sequence: SequenceInfo,
         caption_tokens: torch.Tensor | None,
     ) -> torch.Tensor:
-        """x "B N D", time_modulation "B F 6 D", camera_12 "B F 12", angles "N d/2" -> "B N D"."""
-        frames, height, width = ctx.grid
+        """x "B N D", time_modulation "B F 6 D", camera_12 "B F 12", angles "N d/2", caption_tokens "B L D" or
+        None -> "B N D". F, H, W: the token grid (sequence.grid; F is the Fp of WorldModel.forward)."""
+        frames, height, width = sequence.grid
         x = rearrange(x, "b (f p) d -> b f p d", f=frames)  # B F P D
 
-        # 1. per-frame adaLN parameters (context frames carry t = 0, target frames t)
+        # 1. per-frame adaLN parameters (each frame's own time: see WorldModel._frame_times)
         modulation = rearrange(self.modulation + time_modulation, "b f six d -> b f six 1 d")  # B F 6 1 D
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
             chunk.squeeze(2) for chunk in modulation.chunk(6, dim=2)
         )  # each B F 1 D
 
         # 2. self-attention through the memory, with the camera embedding added to its input
-        context_frames = ctx.context_frames
+        context_frames = sequence.context_frames
         camera_embedding = torch.cat(
             [
                 self.context_camera_encoder(camera_12[:, :context_frames]),
@@ -315,7 +323,7 @@ class WorldBlock(nn.Module):
         q = self.self_attn.project_q(tokens, angles)  # B a N d
         k, v = self.self_attn.project_kv_at_angles(tokens, angles)  # B a N d each
         grid_input = rearrange(attn_input, "b f (hh ww) d -> b f hh ww d", hh=height, ww=width)  # B F H W D
-        attended = self.memory(q, k, v, grid_input, self.self_attn, ctx)  # B a N d
+        attended = self.memory(q, k, v, grid_input, self.self_attn, sequence)  # B a N d
         attn_out = self.camera_projector(self.self_attn.merge_heads(attended))  # B N D
         x = x + gate_msa * rearrange(attn_out, "b (f p) d -> b f p d", f=frames)  # B F P D
 
@@ -386,6 +394,20 @@ def camera_rays(cameras: torch.Tensor, intrinsics: torch.Tensor, height: int, wi
     return torch.cat([world, moment], dim=-1)
 
 
+def _shape(tensor: torch.Tensor | None) -> tuple[int, ...] | None:
+    """A tensor's shape as a tuple for an error message; None for a missing tensor."""
+    return None if tensor is None else tuple(tensor.shape)
+
+
+def _has_shape(tensor: torch.Tensor | None, shape: tuple[int | None, ...]) -> bool:
+    """Whether tensor is given and has `shape`, where None in `shape` allows any size on that axis."""
+    return (
+        tensor is not None
+        and tensor.ndim == len(shape)
+        and all(want is None or size == want for size, want in zip(tensor.shape, shape, strict=True))
+    )
+
+
 class WorldModel(nn.Module):
     """Clean context latents ++ noisy target latents, one camera per latent frame -> target velocity."""
 
@@ -445,73 +467,137 @@ class WorldModel(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def _check_inputs(
-        self, context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition=None
+        self, context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition, all_frames
     ) -> None:
+        """Raise a ConfigError naming the first argument forward cannot take, what it needs and the fix."""
         config = self.config
-        if config.warp_condition and (
-            target_condition is None or target_condition.shape != noisy_target.shape
-        ):
-            got = None if target_condition is None else tuple(target_condition.shape)
-            raise ConfigError(
-                "target_condition: this model was trained with warp_condition=True and needs the warped "
-                f"context's latents of shape {tuple(noisy_target.shape)} (hybridmem.warp), got {got}"
-            )
-        if not config.warp_condition and target_condition is not None:
-            raise ConfigError("target_condition: this model has warp_condition=False; pass None")
+        frames_per_patch, rows_per_patch, cols_per_patch = config.patch_size
+        # 1. latents: "B F C h w" of the model's channels, whole patches, context and target alike
         for name, latents in (("context_latents", context_latents), ("noisy_target", noisy_target)):
-            if latents.ndim != 5 or latents.shape[2] != config.latent_channels:
+            if not _has_shape(latents, (None, None, config.latent_channels, None, None)):
                 raise ConfigError(
                     f"{name}: expected shape (B, F, {config.latent_channels}, h, w) for a model with "
-                    f"latent_channels={config.latent_channels}, got {tuple(latents.shape)}"
+                    f"latent_channels={config.latent_channels}, got {_shape(latents)}"
                 )
-            if latents.shape[1] % config.patch_size[0]:
+            if latents.shape[1] % frames_per_patch:
                 raise ConfigError(
                     f"{name}: {latents.shape[1]} latent frames is not a multiple of the temporal patch "
-                    f"{config.patch_size[0]}"
+                    f"{frames_per_patch}"
                 )
-        batch, _, _, height, width = noisy_target.shape
+        batch, target_frames, _, height, width = noisy_target.shape
         if context_latents.shape[0] != batch or context_latents.shape[3:] != noisy_target.shape[3:]:
             raise ConfigError(
-                f"context_latents {tuple(context_latents.shape)} and noisy_target "
-                f"{tuple(noisy_target.shape)} must share batch size and latent height/width"
+                f"context_latents {_shape(context_latents)} and noisy_target {_shape(noisy_target)} must "
+                "share batch size and latent height/width"
             )
-        if noisy_target.shape[1] < 1:
+        if target_frames < 1:
             raise ConfigError("noisy_target: needs at least one latent frame")
-        if height % config.patch_size[1] or width % config.patch_size[2]:
+        if height % rows_per_patch or width % cols_per_patch:
             raise ConfigError(
                 f"latent size {height}x{width} is not divisible by the patch size {config.patch_size[1:]}; "
                 "crop or resize the video so that it is"
             )
-        if t.shape != (batch,):
-            raise ConfigError(
-                f"t: expected shape ({batch},), one time in [0, 1] per sample, got {tuple(t.shape)}"
-            )
-        frames = context_latents.shape[1] + noisy_target.shape[1]
-        if cameras.shape != (batch, frames, 4, 4):
+
+        # 2. one time per sample, one camera per latent frame, intrinsics where the rays need them
+        if not _has_shape(t, (batch,)):
+            raise ConfigError(f"t: expected shape ({batch},), one time in [0, 1] per sample, got {_shape(t)}")
+        frames = context_latents.shape[1] + target_frames
+        if not _has_shape(cameras, (batch, frames, 4, 4)):
             raise ConfigError(
                 f"cameras: expected shape ({batch}, {frames}, 4, 4), one camera-to-world pose per latent "
-                f"frame (context then target), got {tuple(cameras.shape)}"
+                f"frame (context then target), got {_shape(cameras)}"
             )
         if config.camera_rays and intrinsics is None:
             raise ConfigError(
                 "intrinsics: this model embeds camera rays (camera_rays=True) and needs intrinsics of shape "
                 f"({batch}, 4) (fx/W, fy/H, cx/W, cy/H)"
             )
-        if intrinsics is not None and intrinsics.shape != (batch, 4):
+        if intrinsics is not None and not _has_shape(intrinsics, (batch, 4)):
             raise ConfigError(
-                f"intrinsics: expected shape ({batch}, 4) (fx/W, fy/H, cx/W, cy/H), "
-                f"got {tuple(intrinsics.shape)}"
+                f"intrinsics: expected shape ({batch}, 4) (fx/W, fy/H, cx/W, cy/H), got {_shape(intrinsics)}"
             )
-        if config.caption_dim and (
-            caption is None or caption.ndim != 3 or caption.shape[::2] != (batch, config.caption_dim)
-        ):
-            got = None if caption is None else tuple(caption.shape)
+
+        # 3. the optional inputs: given exactly when the config has them, in the shape it needs
+        if config.caption_dim and not _has_shape(caption, (batch, None, config.caption_dim)):
             raise ConfigError(
                 f"caption: this model has caption_dim={config.caption_dim} and needs a caption embedding of "
-                f"shape ({batch}, L, {config.caption_dim}) (zeros for 'no caption'), got {got}"
+                f"shape ({batch}, L, {config.caption_dim}) (zeros for 'no caption'), got {_shape(caption)}"
             )
         if not config.caption_dim and caption is not None:
             raise ConfigError("caption: this model has caption_dim=0 (no cross-attention); pass caption=None")
+        if config.warp_condition and not _has_shape(target_condition, tuple(noisy_target.shape)):
+            raise ConfigError(
+                "target_condition: this model was trained with warp_condition=True and needs the warped "
+                f"context's latents of shape {_shape(noisy_target)} (hybridmem.warp), got "
+                f"{_shape(target_condition)}"
+            )
+        if not config.warp_condition and target_condition is not None:
+            raise ConfigError("target_condition: this model has warp_condition=False; pass None")
+        if all_frames and config.warp_residual:
+            raise ConfigError(
+                "all_frames: a warp_residual model predicts the target only; pass all_frames=False"
+            )
+
+    def _embed_patches(
+        self, context_latents: torch.Tensor, noisy_target: torch.Tensor, target_condition: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Context ++ target latents on one time axis -> patch embeddings "B D Fp H W", plus the embedded warp
+        condition (target_condition "B Ft C h w") when the model has one."""
+        latents = torch.cat([context_latents, noisy_target], dim=1)  # B F C h w
+        x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D Fp H W
+        if self.warp_embedding is not None:
+            # the context frames' condition is zero: they are what the warp is made from
+            condition = torch.cat([torch.zeros_like(context_latents), target_condition], dim=1)  # B F C h w
+            x = x + self.warp_embedding(rearrange(condition, "b f c h w -> b c f h w"))  # B D Fp H W
+        return x
+
+    def _token_cameras(self, cameras: torch.Tensor) -> torch.Tensor:
+        """cameras "B F 4 4" -> "B Fp 4 4": with temporal patches, a token frame takes the camera of its last
+        latent frame. Float32 even in a bf16 model: positions in metres need the mantissa."""
+        frames_per_patch = self.config.patch_size[0]
+        return cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B Fp 4 4
+
+    def _pose_vectors(self, token_cameras: torch.Tensor) -> torch.Tensor:
+        """token_cameras "B Fp 4 4" -> row-major [R | t] "B Fp 12", in the camera encoders' dtype."""
+        poses = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B Fp 12
+        return poses.to(self.blocks[0].context_camera_encoder.weight.dtype)
+
+    def _embed_rays(self, sequence: SequenceInfo, dtype: torch.dtype) -> torch.Tensor:
+        """Each token's embedded Plücker ray "B N D" (DiTConfig.camera_rays), from the sequence's cameras."""
+        _, height, width = sequence.grid
+        rays = camera_rays(sequence.cameras, sequence.intrinsics, height, width)  # B Fp H W 6
+        rays = rearrange(rays, "b f hh ww six -> b (f hh ww) six")  # B N 6
+        return self.ray_embedding(rays.to(dtype))  # B N D
+
+    def _frame_times(self, t: torch.Tensor, sequence: SequenceInfo) -> torch.Tensor:
+        """t "B" -> each token frame's time "B Fp": the clean context at t = 0, or at the target's t with
+        context_timestep 'shared' (the official code's single timestep)."""
+        context_frames, target_frames = sequence.context_frames, sequence.grid[0] - sequence.context_frames
+        if self.config.context_timestep == "shared":
+            context_times = t[:, None]  # B 1
+        else:
+            context_times = t.new_zeros(t.shape[0], 1)  # B 1
+        return torch.cat(
+            [context_times.expand(-1, context_frames), t[:, None].expand(-1, target_frames)], dim=1
+        )  # B Fp
+
+    def _run_block(self, block: WorldBlock, x: torch.Tensor, *conditions) -> torch.Tensor:
+        """block(x, *conditions), recomputed in backward under DiTConfig.gradient_checkpointing."""
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, *conditions, use_reentrant=False)
+        return block(x, *conditions)
+
+    def _unpatchify(self, patches: torch.Tensor, height: int) -> torch.Tensor:
+        """patches "B Fp P (pt ph pw C)" of a token grid `height` tokens high -> latents "B (Fp pt) C h w"."""
+        frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
+        return rearrange(
+            patches,
+            "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",
+            hh=height,
+            pt=frames_per_patch,
+            ph=rows_per_patch,
+            pw=cols_per_patch,
+        )
 
     def forward(
         self,
@@ -528,85 +614,47 @@ class WorldModel(nn.Module):
 
         context_latents: "B Fc C h w" clean (Fc may be 0); noisy_target: "B Ft C h w" at time t "B" in [0, 1];
         cameras: "B F 4 4" each latent frame's camera-to-world relative to the first target frame, OpenCV
-        axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory; caption: "B L Dc" or None;
-        target_condition: "B Ft C h w" the warped context's latents (needed iff config.warp_condition).
-        Returns "B Ft C h w", or with all_frames "B F C h w": the official model computes the context
-        frames' outputs too (its pipeline discards them); parity checks compare them.
+        axes; intrinsics: "B 4" (fx/W, fy/H, cx/W, cy/H), handed to the memory (and the rays); caption:
+        "B L Dc" or None; target_condition: "B Ft C h w" the warped context's latents (needed iff
+        config.warp_condition). Returns "B Ft C h w", or with all_frames "B F C h w": the official model
+        computes the context frames' outputs too (its pipeline discards them); parity checks compare them.
         """
-        self._check_inputs(context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition)
-        if all_frames and self.config.warp_residual:
-            raise ConfigError(
-                "all_frames: a warp_residual model predicts the target only; pass all_frames=False"
-            )
-        frames_per_patch, rows_per_patch, cols_per_patch = self.config.patch_size
+        self._check_inputs(
+            context_latents, noisy_target, t, cameras, intrinsics, caption, target_condition, all_frames
+        )
 
-        # 1. patchify context ++ target on one time axis
-        latents = torch.cat([context_latents, noisy_target], dim=1)  # B F C h w
-        x = self.patch_embedding(rearrange(latents, "b f c h w -> b c f h w"))  # B D Fp H W
-        if self.warp_embedding is not None:
-            # the context frames' condition is zero: they are what the warp is made from
-            condition = torch.cat([torch.zeros_like(context_latents), target_condition], dim=1)  # B F C h w
-            x = x + self.warp_embedding(rearrange(condition, "b f c h w -> b c f h w"))  # B D Fp H W
+        # 1. tokens of context ++ target on one time axis, and what a memory knows of their sequence
+        x = self._embed_patches(context_latents, noisy_target, target_condition)  # B D Fp H W
         frames, height, width = x.shape[2:]
         x = rearrange(x, "b d f hh ww -> b (f hh ww) d")  # B N D
-        context_frames = context_latents.shape[1] // frames_per_patch
-        angles = rope_angles(
-            grid_positions(frames, height, width, device=x.device),
-            self.config.head_dim,
-            self.config.rope_theta,
-        )  # N d/2
+        sequence = SequenceInfo(
+            grid=(frames, height, width),
+            context_frames=context_latents.shape[1] // self.config.patch_size[0],
+            cameras=self._token_cameras(cameras),  # B Fp 4 4
+            intrinsics=None if intrinsics is None else intrinsics.float(),  # B 4
+        )
+        if self.ray_embedding is not None:
+            x = x + self._embed_rays(sequence, x.dtype)  # B N D
 
-        # 2. per-frame time: the clean context sits at t = 0, or shares the target's t (context_timestep)
-        context_times = t[:, None] if self.config.context_timestep == "shared" else t.new_zeros(t.shape[0], 1)
-        frame_times = torch.cat(
-            [context_times.expand(-1, context_frames), t[:, None].expand(-1, frames - context_frames)], dim=1
-        )  # B Fp
-        time_embedding = self.time_embedder(frame_times)  # B Fp D
+        # 2. what every block reads besides the tokens: per-frame time, poses, caption, rope angles
+        time_embedding = self.time_embedder(self._frame_times(t, sequence))  # B Fp D
         time_modulation = rearrange(
             self.time_projection(time_embedding), "b f (six d) -> b f six d", six=6
         )  # B Fp 6 D
+        camera_12 = self._pose_vectors(sequence.cameras)  # B Fp 12
+        caption_tokens = None if self.caption_embedding is None else self.caption_embedding(caption)  # B L D
+        positions = grid_positions(frames, height, width, device=x.device)  # N 3
+        angles = rope_angles(positions, self.config.head_dim, self.config.rope_theta)  # N d/2
 
-        # 3. cameras: with temporal patches, a token frame takes the camera of its last latent frame
-        # Geometry stays float32 even in a bf16 model (metres need the mantissa); encoders get their dtype.
-        token_cameras = cameras[:, frames_per_patch - 1 :: frames_per_patch].float()  # B Fp 4 4
-        camera_12 = rearrange(token_cameras[..., :3, :4], "b f r c -> b f (r c)")  # B Fp 12
-        camera_12 = camera_12.to(self.blocks[0].context_camera_encoder.weight.dtype)
-        ctx = SequenceInfo(
-            grid=(frames, height, width),
-            context_frames=context_frames,
-            cameras=token_cameras,
-            intrinsics=None if intrinsics is None else intrinsics.float(),
-        )
-        caption_tokens = (
-            self.caption_embedding(caption) if self.caption_embedding is not None else None
-        )  # B L D
+        # 3. blocks
+        for block in self.blocks:  # x stays B N D
+            x = self._run_block(block, x, time_modulation, camera_12, angles, sequence, caption_tokens)
 
-        if self.ray_embedding is not None:
-            rays = camera_rays(token_cameras, intrinsics, height, width)  # B Fp H W 6
-            rays = rearrange(rays, "b f hh ww six -> b (f hh ww) six").to(x.dtype)
-            x = x + self.ray_embedding(rays)  # B N D
-
-        # 4. blocks
-        for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(
-                    block, x, time_modulation, camera_12, angles, ctx, caption_tokens, use_reentrant=False
-                )
-            else:
-                x = block(x, time_modulation, camera_12, angles, ctx, caption_tokens)  # B N D
-
-        # 5. final layer on the target tokens only (or every frame), then unpatchify
-        first = 0 if all_frames else context_frames
-        x = rearrange(x, "b (f p) d -> b f p d", f=frames)[:, first:]  # B Ft P D
-        patches = self.final_layer(x, time_embedding[:, first:])  # B Ft P (pt ph pw C)
-        velocity = rearrange(
-            patches,
-            "b f (hh ww) (pt ph pw c) -> b (f pt) c (hh ph) (ww pw)",
-            hh=height,
-            pt=frames_per_patch,
-            ph=rows_per_patch,
-            pw=cols_per_patch,
-        )  # B Ft C h w
+        # 4. the final layer on the target's tokens (with all_frames, every frame's), back to latents
+        first = 0 if all_frames else sequence.context_frames
+        x = rearrange(x, "b (f p) d -> b f p d", f=frames)[:, first:]  # B Ft/pt P D
+        patches = self.final_layer(x, time_embedding[:, first:])  # B Ft/pt P (pt ph pw C)
+        velocity = self._unpatchify(patches, height)  # B Ft C h w
         if self.config.warp_residual:
             # x_0 = x_1 - velocity = warp - out: the warp is the prediction the network corrects
             velocity = velocity + noisy_target - target_condition  # B Ft C h w
@@ -646,7 +694,7 @@ OFFICIAL_CHOICES: dict = dict(
         top_k=10,
         tokenizer_kernel=(2, 2, 2),
         affinity="mean",
-        retrieval="affinity",
+        slice_ranking="affinity",
         memory_scope="all",
         affinity_rope="before",
         token_positions="official",
@@ -663,10 +711,7 @@ def dit_config(preset: str, validate: bool = True, **overrides) -> DiTConfig:
             f"world model preset '{preset}' is unknown; valid presets: {', '.join(WORLD_PRESETS)}"
         )
     values = {**WORLD_PRESETS[preset], **overrides}
-    memory = values.get("memory")
-    if isinstance(memory, MemoryConfig):
-        values["memory"] = dataclasses.asdict(memory)
-    return DiTConfig.from_dict(values, validate=validate)
+    return DiTConfig.from_dict(values, validate=validate)  # a MemoryConfig kept as is, a dict converted
 
 
 def build_world_model(preset: str, **overrides) -> WorldModel:
