@@ -107,3 +107,14 @@ def test_the_knobs_load_without_torch():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )
+
+
+def test_old_defaults_fill_saved_configs_only():
+    # a saved model's config.json from before a knob existed was trained with the old behaviour ...
+    saved = MemoryConfig.from_dict({"kind": "hydra"})
+    assert (saved.affinity_rope, saved.token_positions) == ("after", "centre")
+    # ... a preset or an API dict gets today's defaults
+    from hybridmem.models.world import dit_config
+
+    memory = dit_config("tiny", memory={"kind": "hydra"}).memory
+    assert (memory.affinity_rope, memory.token_positions) == ("before", "official")

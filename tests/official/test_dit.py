@@ -69,7 +69,7 @@ def test_new_hydra_memory_uses_the_paper_rules_and_saved_ones_keep_theirs():
     assert "affinity_rope" not in shipped["memory"]
     memory = DiTConfig.from_dict(shipped).memory
     assert (memory.affinity_rope, memory.token_positions) == ("after", "centre")
-    with pytest.raises(ConfigError, match="affinity_rope"):
+    with pytest.raises(ConfigError, match="--affinity-rope .sideways. is unknown"):
         MemoryConfig(kind="hydra", affinity_rope="sideways").validate()
 
 

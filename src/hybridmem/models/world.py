@@ -166,10 +166,11 @@ class DiTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, validate: bool = True) -> DiTConfig:
+    def from_dict(cls, data: dict, validate: bool = True, saved: bool = True) -> DiTConfig:
+        """A config from a dict; saved: a saved model's config.json (MemoryConfig.from_dict), not a preset."""
         data = dict(data)
         if isinstance(data.get("memory"), dict):
-            data["memory"] = MemoryConfig.from_dict(data["memory"], "DiTConfig.memory")
+            data["memory"] = MemoryConfig.from_dict(data["memory"], "DiTConfig.memory", saved=saved)
         config = dataclass_from_dict(cls, data, "DiTConfig")
         return config.validate() if validate else config
 
@@ -711,7 +712,8 @@ def dit_config(preset: str, validate: bool = True, **overrides) -> DiTConfig:
             f"world model preset '{preset}' is unknown; valid presets: {', '.join(WORLD_PRESETS)}"
         )
     values = {**WORLD_PRESETS[preset], **overrides}
-    return DiTConfig.from_dict(values, validate=validate)  # a MemoryConfig kept as is, a dict converted
+    # a MemoryConfig kept as is; a dict converted, its missing fields at today's defaults
+    return DiTConfig.from_dict(values, validate=validate, saved=False)
 
 
 def build_world_model(preset: str, **overrides) -> WorldModel:

@@ -114,7 +114,8 @@ def official_dit_config(
             frequency_dim=freq_dim,
             eps=float(eps),
             **choices,
-        )
+        ),
+        saved=False,
     )
 
 

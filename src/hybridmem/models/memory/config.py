@@ -117,10 +117,12 @@ class MemoryConfig:
     RENAMED = {"retrieval": "slice_ranking"}
 
     @classmethod
-    def from_dict(cls, data: dict, what: str = "MemoryConfig") -> MemoryConfig:
-        """A config from JSON; fields missing from it take the value older models were trained with."""
+    def from_dict(cls, data: dict, what: str = "MemoryConfig", saved: bool = True) -> MemoryConfig:
+        """A config from a dict. saved: the dict is a saved model's (its config.json), so a field missing
+        from it takes the value older models were trained with; otherwise (a preset, an API call) the
+        default above."""
         if isinstance(data, dict):
-            data = {**cls.SAVED_BEFORE_FIELD, **renamed(data)}
+            data = {**(cls.SAVED_BEFORE_FIELD if saved else {}), **renamed(data)}
         return dataclass_from_dict(cls, data, what)
 
     def validate(self) -> MemoryConfig:
