@@ -58,21 +58,21 @@ def init_distributed(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
 
 
-def cleanup(ctx: DistributedContext) -> None:
-    if ctx.is_distributed and dist.is_initialized():
+def cleanup(distributed: DistributedContext) -> None:
+    if distributed.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def barrier(ctx: DistributedContext) -> None:
-    if ctx.is_distributed:
+def barrier(distributed: DistributedContext) -> None:
+    if distributed.is_distributed:
         dist.barrier()
 
 
-def wrap_ddp(model: nn.Module, ctx: DistributedContext) -> nn.Module:
+def wrap_ddp(model: nn.Module, distributed: DistributedContext) -> nn.Module:
     """DDP on more than one rank; the bare model otherwise. DDP broadcasts rank 0's weights at wrap time."""
-    if not ctx.is_distributed:
+    if not distributed.is_distributed:
         return model
-    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    device_ids = [distributed.device.index] if distributed.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
@@ -80,27 +80,27 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def all_reduce_mean(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+def all_reduce_mean(value: torch.Tensor, distributed: DistributedContext) -> torch.Tensor:
     """Mean of a tensor over ranks (a copy; identity on one rank)."""
     value = value.detach().clone()
-    if ctx.is_distributed:
+    if distributed.is_distributed:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= ctx.world_size
+        value /= distributed.world_size
     return value
 
 
-def gather_objects(obj, ctx: DistributedContext) -> list:
+def gather_objects(obj, distributed: DistributedContext) -> list:
     """Every rank's `obj`, in rank order, on every rank (for per-rank RNG states)."""
-    if not ctx.is_distributed:
+    if not distributed.is_distributed:
         return [obj]
-    gathered = [None] * ctx.world_size
+    gathered = [None] * distributed.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
 
 
-def broadcast_object(obj, ctx: DistributedContext):
+def broadcast_object(obj, distributed: DistributedContext):
     """Rank 0's `obj` on every rank."""
-    if not ctx.is_distributed:
+    if not distributed.is_distributed:
         return obj
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)

@@ -29,8 +29,17 @@ import torch
 from torch import nn
 
 from hybridmem import runlock
-from hybridmem.train import common, distributed
+from hybridmem.train import common
 from hybridmem.train import state as train_state
+from hybridmem.train.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    gather_objects,
+    init_distributed,
+    wrap_ddp,
+)
 from hybridmem.train.logging import TrainingLogger
 
 # One step of a trainer: (batch, step) -> (loss, extra terms logged beside the loss, e.g. {"kl": ...}).
@@ -49,25 +58,25 @@ def training_run(config, command: str) -> Iterator[TrainingRun]:
     progress). command: what the lock and run.json name ("train vae", "train world").
     """
     config.validate()
-    ctx = distributed.init_distributed(config.device)
-    common.check_precision(config.precision, ctx.device)
+    distributed = init_distributed(config.device)
+    common.check_precision(config.precision, distributed.device)
     out = runlock.check_out_folder(config.out)
-    run = TrainingRun(config, command, ctx, out)
+    run = TrainingRun(config, command, distributed, out)
     try:
         yield run
     finally:
         if run.lock is not None:
             run.lock.release()
-        distributed.cleanup(ctx)
+        cleanup(distributed)
 
 
 class TrainingRun:
-    """One training run's shared state: context, run folder, optimizer, generator, logger, losses."""
+    """One run's shared state: distributed context, run folder, optimizer, generator, logger, losses."""
 
-    def __init__(self, config, command: str, ctx: distributed.DistributedContext, out: Path):
+    def __init__(self, config, command: str, distributed: DistributedContext, out: Path):
         self.config = config
         self.command = command
-        self.ctx = ctx
+        self.distributed = distributed
         self.out = out
         self.lock = None
         self.start_step = 0
@@ -78,15 +87,15 @@ class TrainingRun:
 
     @property
     def device(self) -> torch.device:
-        return self.ctx.device
+        return self.distributed.device
 
     @property
     def rank(self) -> int:
-        return self.ctx.rank
+        return self.distributed.rank
 
     @property
     def is_main(self) -> bool:
-        return self.ctx.is_main
+        return self.distributed.is_main
 
     @property
     def seconds(self) -> float:
@@ -113,15 +122,15 @@ class TrainingRun:
         run reads besides its flags, as content identities ({"cache_contents": sha256, ...}); recorded with
         the flags in RUN/run.json and compared on every --resume (train/state.py resume_or_refuse).
         """
-        config, ctx = self.config, self.ctx
+        config, distributed = self.config, self.distributed
         self.model, self.ema, self.save_model_fn = model, ema, save_model_fn
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scaler = common.grad_scaler(config.precision, ctx.device)
-        self.generator = common.rank_generator(config.seed, ctx.rank, generator_device)
+        self.scaler = common.grad_scaler(config.precision, distributed.device)
+        self.generator = common.rank_generator(config.seed, distributed.rank, generator_device)
 
         # 3. lock the run folder (rank 0: a second run into it is refused); resume, or refuse to overwrite
         # or to mix: the run's identity (flags and inputs) is recorded at its start and kept
-        if ctx.is_main:
+        if distributed.is_main:
             self.lock = runlock.acquire(self.out, self.command)
         self.start_step, self.generator = train_state.resume_or_refuse(
             self.out,
@@ -132,38 +141,38 @@ class TrainingRun:
             self.optimizer,
             self.scaler,
             self.generator,
-            ctx.rank,
-            ctx.world_size,
-            reseed=lambda step: common.rank_generator(config.seed + step, ctx.rank, generator_device),
+            distributed.rank,
+            distributed.world_size,
+            reseed=lambda step: common.rank_generator(config.seed + step, distributed.rank, generator_device),
             ema_model=ema.model if ema is not None else None,
         )
         self.step = self.start_step
-        forward_model = distributed.wrap_ddp(model, ctx)
+        forward_model = wrap_ddp(model, distributed)
 
         # 4. logging (rank 0 only; the other ranks' logger does nothing)
         self.logger = TrainingLogger(
             self.out,
             config.steps,
             self.start_step,
-            enabled=ctx.is_main,
+            enabled=distributed.is_main,
             tensorboard=config.tensorboard,
             progress=config.progress,
         )
-        if ctx.is_main:
+        if distributed.is_main:
             train_state.write_json_atomically(self.out / "train_config.json", dataclasses.asdict(config))
             self.logger.message(
-                f"{title}: {common.parameter_count(model) / 1e6:.2f}M parameters, {clips} clips, "
-                f"ranks {ctx.world_size}, device {ctx.device}, starting at step {self.start_step}"
+                f"{title}: {common.parameter_count(model) / 1e6:.2f}M parameters, {clips} clips, ranks "
+                f"{distributed.world_size}, device {distributed.device}, starting at step {self.start_step}"
             )
         return forward_model
 
     def save(self, step: int) -> None:
         """A checkpoint of `step` (rank 0 writes; every rank's generator and RNG states go into it)."""
-        ctx = self.ctx
-        rank_states = distributed.gather_objects(
-            {"generator": self.generator.get_state(), "global": train_state.capture_rng_state()}, ctx
+        distributed = self.distributed
+        rank_states = gather_objects(
+            {"generator": self.generator.get_state(), "global": train_state.capture_rng_state()}, distributed
         )
-        if ctx.is_main:
+        if distributed.is_main:
             train_state.save_checkpoint(
                 self.out,
                 step,
@@ -176,7 +185,7 @@ class TrainingRun:
                 keep=self.config.keep,
                 save_model_fn=self.save_model_fn,
             )
-        distributed.barrier(ctx)
+        barrier(distributed)
 
     def train(self, batches: Iterable, step_loss: StepLoss, validate: Validate | None = None) -> None:
         """5. The loop over steps start_step .. config.steps - 1, one batch each.
@@ -185,7 +194,7 @@ class TrainingRun:
         trainer's loss, under autocast where it wants it). validate: run on rank 0 every --val-every steps
         and at the last step; its metrics are logged and kept in `last_validation`.
         """
-        config, ctx = self.config, self.ctx
+        config, distributed = self.config, self.distributed
         self.started = time.perf_counter()
         steps = range(self.start_step, config.steps)
         for step, batch in zip(steps, batches, strict=True):
@@ -204,7 +213,7 @@ class TrainingRun:
             done = self.step = step + 1
             # 5c. log, validate, save
             self.losses.append(float(loss.detach()))
-            mean_loss = float(distributed.all_reduce_mean(loss, ctx))
+            mean_loss = float(all_reduce_mean(loss, distributed))
             self.logger.advance(1, mean_loss)
             if done % config.log_every == 0 or done == config.steps:
                 self.logger.log(
@@ -216,7 +225,7 @@ class TrainingRun:
                         "grad_norm": float(grad_norm),
                     },
                 )
-            if validate and ctx.is_main and config.val_every:
+            if validate and distributed.is_main and config.val_every:
                 if done % config.val_every == 0 or done == config.steps:
                     self.last_validation = validate(done)
                     self.logger.log(done, self.last_validation)

@@ -241,7 +241,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
             )
             return {"val_psnr": scores["psnr"], "val_worst_frame_psnr": scores["worst_frame_psnr"]}
 
-        batches = vae_batches(data, config, run.start_step, run.rank, run.ctx.world_size, device)
+        batches = vae_batches(data, config, run.start_step, run.rank, run.distributed.world_size, device)
         run.train(batches, step_loss, validate)
 
         # 6. latent normalisation from training latents, stored in the final VAE's config

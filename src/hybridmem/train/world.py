@@ -305,7 +305,7 @@ def train_world(config: WorldTrainConfig, build_model_fn=build_model) -> dict:
                 len(dataset),
                 config.seed,
                 run.rank,
-                run.ctx.world_size,
+                run.distributed.world_size,
             ),
             collate_fn=collate_latents,
             num_workers=config.num_workers,

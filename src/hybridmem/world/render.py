@@ -278,48 +278,48 @@ class Renderer:
             raise ConfigError(f"Renderer: supersample must be >= 1, got {supersample}")
         self.width, self.height, self.supersample = int(width), int(height), int(supersample)
         self._moderngl = moderngl
-        self.ctx = moderngl.create_standalone_context(backend="egl")
-        ctx, ss = self.ctx, self.supersample
+        self.gl = moderngl.create_standalone_context(backend="egl")
+        gl, ss = self.gl, self.supersample
 
         # 1. programs and unit meshes
-        self.scene_program = ctx.program(
+        self.scene_program = gl.program(
             vertex_shader=shaders.SCENE_VERTEX, fragment_shader=shaders.SCENE_FRAGMENT
         )
-        self.sky_program = ctx.program(vertex_shader=shaders.SKY_VERTEX, fragment_shader=shaders.SKY_FRAGMENT)
-        self.depth_program = ctx.program(
+        self.sky_program = gl.program(vertex_shader=shaders.SKY_VERTEX, fragment_shader=shaders.SKY_FRAGMENT)
+        self.depth_program = gl.program(
             vertex_shader=shaders.DEPTH_VERTEX, fragment_shader=shaders.DEPTH_FRAGMENT
         )
-        self.meshes = {name: ctx.buffer(mesh.tobytes()) for name, mesh in primitive_meshes().items()}
+        self.meshes = {name: gl.buffer(mesh.tobytes()) for name, mesh in primitive_meshes().items()}
         triangle = np.array([[-1, -1], [3, -1], [-1, 3]], dtype=np.float32)
-        self.sky_vao = ctx.vertex_array(
-            self.sky_program, [(ctx.buffer(triangle.tobytes()), "2f", "in_position")]
+        self.sky_vao = gl.vertex_array(
+            self.sky_program, [(gl.buffer(triangle.tobytes()), "2f", "in_position")]
         )
 
         # 2. main targets at the supersampled size: colour, id, camera-z depth, depth buffer
         size = (self.width * ss, self.height * ss)
-        self.color_texture = ctx.texture(size, 4, dtype="f1")
-        self.id_texture = ctx.texture(size, 1, dtype="f1")
-        self.depth_texture = ctx.texture(size, 1, dtype="f4")
-        self.main_fbo = ctx.framebuffer(
+        self.color_texture = gl.texture(size, 4, dtype="f1")
+        self.id_texture = gl.texture(size, 1, dtype="f1")
+        self.depth_texture = gl.texture(size, 1, dtype="f4")
+        self.main_fbo = gl.framebuffer(
             color_attachments=[self.color_texture, self.id_texture, self.depth_texture],
-            depth_attachment=ctx.depth_renderbuffer(size),
+            depth_attachment=gl.depth_renderbuffer(size),
         )
 
         # 3. shadow maps: scenery (drawn once per clip) and subjects (every frame)
         self.shadow_maps, self.shadow_fbos = {}, {}
         for kind in ("static", "dynamic"):
-            texture = ctx.depth_texture((SHADOW_SIZE[kind], SHADOW_SIZE[kind]))
+            texture = gl.depth_texture((SHADOW_SIZE[kind], SHADOW_SIZE[kind]))
             texture.compare_func = "<="
             texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
             texture.repeat_x = texture.repeat_y = False
             self.shadow_maps[kind] = texture
-            self.shadow_fbos[kind] = ctx.framebuffer(depth_attachment=texture)
+            self.shadow_fbos[kind] = gl.framebuffer(depth_attachment=texture)
 
         # 4. solo target: id only, big enough for the largest window
         solo_size = (MAX_WINDOW * self.width * ss, MAX_WINDOW * self.height * ss)
-        self.solo_fbo = ctx.framebuffer(
-            color_attachments=[ctx.texture(solo_size, 1, dtype="f1")],
-            depth_attachment=ctx.depth_renderbuffer(solo_size),
+        self.solo_fbo = gl.framebuffer(
+            color_attachments=[gl.texture(solo_size, 1, dtype="f1")],
+            depth_attachment=gl.depth_renderbuffer(solo_size),
         )
         self._closed = False
 
@@ -333,7 +333,7 @@ class Renderer:
         else:
             mesh = (self.meshes[primitive], "3f 12x", "in_position")
             instance_format, names = "4f 4f 4f 4f 44x/i", shaders.INSTANCE_ATTRIBUTES[:4]
-        return self.ctx.vertex_array(program, [mesh, (instances, instance_format, *names)])
+        return self.gl.vertex_array(program, [mesh, (instances, instance_format, *names)])
 
     def _set_scene_uniforms(self, plan: ClipPlan, light_static, light_dynamic):
         layout = plan.layout
@@ -402,18 +402,18 @@ class Renderer:
                 f"{self.width}x{self.height};"
                 " plan and render at the same size"
             )
-        moderngl, ctx, ss = self._moderngl, self.ctx, self.supersample
+        moderngl, gl, ss = self._moderngl, self.gl, self.supersample
         T, S, H, W = plan.num_frames, plan.num_subjects, self.height, self.width
-        ctx.enable(moderngl.DEPTH_TEST)
-        ctx.disable(moderngl.CULL_FACE)
-        ctx.depth_func = "<="  # the sky sits exactly on the far plane (depth 1) and fills what is left
+        gl.enable(moderngl.DEPTH_TEST)
+        gl.disable(moderngl.CULL_FACE)
+        gl.depth_func = "<="  # the sky sits exactly on the far plane (depth 1) and fills what is left
         resources = []
 
         try:
             # 1. upload the scenery once; one dynamic instance buffer per (subject, primitive)
             static_vaos, static_depth_vaos = [], []
             for primitive, rows in self._static_instances(plan):
-                buffer = ctx.buffer(rows.tobytes())
+                buffer = gl.buffer(rows.tobytes())
                 static_vaos.append((self._vertex_array(self.scene_program, primitive, buffer), len(rows)))
                 static_depth_vaos.append(
                     (self._vertex_array(self.depth_program, primitive, buffer), len(rows))
@@ -424,7 +424,7 @@ class Renderer:
             for per_primitive in subject_rows:
                 draws = []
                 for primitive, rows in sorted(per_primitive.items()):
-                    buffer = ctx.buffer(reserve=rows[0].nbytes)
+                    buffer = gl.buffer(reserve=rows[0].nbytes)
                     draws.append(
                         (
                             buffer,
@@ -576,7 +576,7 @@ class Renderer:
 
     def close(self) -> None:
         if not self._closed:
-            self.ctx.release()
+            self.gl.release()
             self._closed = True
 
     def __enter__(self) -> Renderer:
