@@ -47,6 +47,7 @@ from hybridmem import runlock
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.eval import metrics as pixel
 from hybridmem.eval import reentry, report
+from hybridmem.validation import check_choice
 
 BOX_SOURCES = {
     "gt": "ground-truth boxes from the target masks (default: scores the subject where it should be)",
@@ -229,8 +230,7 @@ OFFICIAL_METHOD = "hydra-official"  # the row of --official DIR
 
 
 def check_baseline(name: str) -> None:
-    if name not in BASELINES:
-        raise ConfigError(f"--baseline '{name}' is unknown; valid: {', '.join(sorted(BASELINES))}")
+    check_choice(name, sorted(BASELINES), "--baseline")
 
 
 def make_baseline(name: str, vae: str | None = None, device: str = "cpu"):
@@ -384,8 +384,7 @@ def evaluate_clip(
     """Every metric of one clip's generated target segment (see report.METRIC_KEYS); DSC by the named
     definition (hybridmem.eval.dsc.DSC_DEFINITIONS); presence gain and motion score from the clip's
     counterfactual renders (hybridmem.eval.reentry), with their parts under "reentry_detail"."""
-    if box_source not in BOX_SOURCES:
-        raise ConfigError(f"--boxes '{box_source}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+    check_choice(box_source, BOX_SOURCES, "--boxes")
     ground_truth = clip.frames[clip.target]
     context_frames = clip.frames[clip.context]
     reentries = pixel.reentry_events(clip.events, clip.context_frames)
@@ -476,8 +475,7 @@ class EvalConfig:
                 "nothing to evaluate: give --checkpoint RUN (one or more), --official DIR and/or --baseline "
                 "copy-last"
             )
-        if self.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"--precision '{self.precision}' is unknown; valid: bf16, fp32")
+        check_choice(self.precision, ("bf16", "fp32"), "--precision")
         if set(self.checkpoints) - set(finetuned_checkpoints(self)) and not self.vae:
             raise ConfigError(
                 "--vae is required with --checkpoint (the VAE run the world model was trained on; a run "
@@ -485,14 +483,10 @@ class EvalConfig:
             )
         if NEEDS_VAE & set(self.baselines) and not self.vae:
             raise ConfigError("--vae is required with --baseline vae (the VAE whose reconstruction it is)")
-        if self.boxes not in BOX_SOURCES:
-            raise ConfigError(f"--boxes '{self.boxes}' is unknown; valid: {', '.join(BOX_SOURCES)}")
+        check_choice(self.boxes, BOX_SOURCES, "--boxes")
         from hybridmem.eval.dsc import DSC_DEFINITIONS
 
-        if self.dsc_definition not in DSC_DEFINITIONS:
-            raise ConfigError(
-                f"--dsc-definition '{self.dsc_definition}' is unknown; valid: {', '.join(DSC_DEFINITIONS)}"
-            )
+        check_choice(self.dsc_definition, DSC_DEFINITIONS, "--dsc-definition")
         from hybridmem.validation import check_fields
 
         check_fields(self, "eval")  # numeric fields (clips, steps, side-by-side clips, ...): the range table
@@ -500,10 +494,7 @@ class EvalConfig:
             check_baseline(name)
         from hybridmem.eval.lpips import BACKBONES
 
-        if self.lpips_backbone not in BACKBONES:
-            raise ConfigError(
-                f"--lpips-backbone '{self.lpips_backbone}' is unknown; valid: {', '.join(sorted(BACKBONES))}"
-            )
+        check_choice(self.lpips_backbone, sorted(BACKBONES), "--lpips-backbone")
 
 
 def finetuned_checkpoints(config: EvalConfig) -> list[str]:

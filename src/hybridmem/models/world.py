@@ -59,7 +59,7 @@ from hybridmem.models.layers import (
 )
 from hybridmem.models.memory import MemoryConfig
 from hybridmem.models.memory.base import SequenceInfo, build_memory
-from hybridmem.validation import check_value
+from hybridmem.validation import check_choice, check_value
 
 CAMERA_DIM = 12  # row-major [R | t] of a camera-to-world pose
 CONTEXT_TIMESTEPS = ("clean", "shared")  # see DiTConfig.context_timestep
@@ -707,10 +707,7 @@ WORLD_PRESETS["hydra-official"] = {**WORLD_PRESETS["wan1.3b"], **OFFICIAL_CHOICE
 def dit_config(preset: str, validate: bool = True, **overrides) -> DiTConfig:
     """The config of a named preset with fields replaced by `overrides` (memory: MemoryConfig or dict);
     validate=False leaves validation to its user (WorldModel validates the config it is built from)."""
-    if preset not in WORLD_PRESETS:
-        raise ConfigError(
-            f"world model preset '{preset}' is unknown; valid presets: {', '.join(WORLD_PRESETS)}"
-        )
+    check_choice(preset, WORLD_PRESETS, "world model preset", "presets")
     values = {**WORLD_PRESETS[preset], **overrides}
     # a MemoryConfig kept as is; a dict converted, its missing fields at today's defaults
     return DiTConfig.from_dict(values, validate=validate, saved=False)
