@@ -2,7 +2,6 @@
 choice is reverted, reports absent parts."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from hybridmem.cli import main
 from hybridmem.models import world
 from hybridmem.official.check import TOLERANCES, check_dit, check_folder, format_report, report_passed
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "official_hydra"
+from .tiny_release import FIXTURE
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from hybridmem.official.dit import (
     to_official_state,
 )
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "official_hydra"
 ASSETS = Path(__file__).parents[2] / "src" / "hybridmem" / "assets" / "checkpoints"
 
 # A small official-format model: other sizes than the public fixture (3 layers, 3 heads of width 24).

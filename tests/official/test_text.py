@@ -20,7 +20,7 @@ from hybridmem.official.text import (
     text_parity,
 )
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "official_hydra"
+from .tiny_release import FIXTURE
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from hybridmem.official.vae import (
     vae_parity,
 )
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "official_hydra"
+from .tiny_release import FIXTURE
 
 
 @pytest.fixture(scope="module")

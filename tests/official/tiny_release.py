@@ -16,19 +16,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from hybridmem.official.dit import WAN_T2V_1_3B
+
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "official_hydra"
-TINY_DIT = dict(
-    dim=48,
-    in_dim=16,
-    ffn_dim=64,
-    out_dim=16,
-    text_dim=32,
-    freq_dim=256,
-    eps=1e-6,
-    patch_size=[1, 2, 2],
-    num_heads=2,
-    num_layers=2,
-)
+# Wan2.1-T2V-1.3B's arguments at small sizes (same latent channels, patch and frequency width)
+TINY_DIT = {**WAN_T2V_1_3B, "dim": 48, "ffn_dim": 64, "text_dim": 32, "num_heads": 2, "num_layers": 2}
 
 
 def write_tokenizer(folder: Path, vocab_size: int = 128) -> None:
