@@ -52,7 +52,7 @@ def official_denoise(
     """
     import torch
 
-    from hybridmem.diffusion.flow import euler_step, guided_velocity, sampling_timesteps
+    from hybridmem.diffusion import flow
     from hybridmem.errors import ConfigError
     from hybridmem.official.dit import time_from_official
 
@@ -61,23 +61,24 @@ def official_denoise(
             "official_denoise: cfg_scale != 1 needs negative_caption (the negative prompt's embedding)"
         )
     dtype = next(model.parameters()).dtype
-    sigmas = sampling_timesteps(steps, model.config.sample_shift if shift is None else shift, torch.float32)
     context_latents = context_latents.to(dtype)
-    latents = noise.to(dtype)
-    indices = range(steps)
-    if progress:
-        from tqdm import tqdm
 
-        indices = tqdm(indices, desc="denoising", leave=False)
+    def velocity(caption_embedding):
+        def predict(latents, sigma):  # sigma "B", float32
+            # what the official DiT is fed: 1000 sigma in the model's dtype, as our t
+            t = time_from_official((sigma * 1000).to(dtype).float())  # B
+            return model(context_latents, latents, t, cameras, caption=caption_embedding)
+
+        return predict
+
     with torch.no_grad():
-        for index in indices:
-            sigma, sigma_next = sigmas[index], sigmas[index + 1]
-            # what the official DiT is fed: 1000 sigma in the model's dtype
-            seen = (sigma * 1000).to(dtype).float()
-            t = time_from_official(seen).expand(latents.shape[0]).to(latents.device)  # B
-            velocity = model(context_latents, latents, t, cameras, caption=caption)
-            if cfg_scale != 1.0:
-                negative = model(context_latents, latents, t, cameras, caption=negative_caption)
-                velocity = guided_velocity(velocity, negative, cfg_scale)
-            latents = euler_step(latents, velocity, sigma, sigma_next)
-    return latents
+        return flow.sample(
+            velocity(caption),
+            noise.to(dtype),
+            steps,
+            model.config.sample_shift if shift is None else shift,
+            guidance=cfg_scale,
+            unconditional_velocity_fn=velocity(negative_caption) if cfg_scale != 1.0 else None,
+            progress=progress,
+            schedule_dtype=torch.float32,  # the official FlowMatchScheduler's sigmas
+        )
