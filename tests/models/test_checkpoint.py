@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from hybridmem.errors import CheckpointError
-from hybridmem.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_config, save_model
+from hybridmem.models.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    brief_list,
+    check_state_matches,
+    load_model,
+    read_config,
+    save_model,
+)
 from hybridmem.models.memory.base import MemoryConfig
 from hybridmem.models.vae import VideoVAE, build_vae
 from hybridmem.models.world import WorldModel, build_world_model
@@ -132,3 +140,58 @@ def test_bad_config_documents(tmp_path):
 def test_only_registered_models_can_be_saved(tmp_path):
     with pytest.raises(CheckpointError, match="savable classes"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "linear")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checking a state against the model it is for (check_state_matches, shared with the official importers)
+
+
+def small_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "a.weight": torch.randn(3, 2, generator=generator),
+        "a.bias": torch.randn(3, generator=generator),
+        "b.weight": torch.randn(2, 3, generator=generator),
+        "c.scale": torch.randn(4, generator=generator),
+    }
+
+
+def test_a_matching_state_passes():
+    check_state_matches(small_state(0), small_state(1), "model.pth", fix="unused")
+
+
+def test_missing_unexpected_and_misshapen_keys_are_named_with_the_file_and_the_fix():
+    expected = small_state()
+    state = {key: value for key, value in expected.items() if key != "a.bias"}
+    state["b.weight"] = torch.zeros(5, 3)
+    state["z.extra"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as error:
+        check_state_matches(expected, state, "ckpt/model.pth", fix="pass the released model.pth")
+    assert str(error.value) == (
+        "ckpt/model.pth: weights do not match the model (1 missing: a.bias; 1 unexpected: z.extra; "
+        "1 wrong shape: b.weight (5, 3), expected (2, 3)); pass the released model.pth"
+    )
+
+
+def test_converted_keys_are_named_as_the_file_holds_them_too():
+    expected = {"encoder.conv_in.weight": torch.zeros(2), "encoder.conv_out.weight": torch.zeros(2)}
+    state = {"encoder.conv_in.weight": torch.zeros(3), "encoder.extra": torch.zeros(1)}
+    file_names = {
+        "encoder.conv_in.weight": "model.encoder.conv1.weight",
+        "encoder.conv_out.weight": "model.encoder.head.weight",
+        "encoder.extra": "model.encoder.extra",
+    }
+    with pytest.raises(CheckpointError) as error:
+        check_state_matches(expected, state, "vae.pth", fix="fix", file_names=file_names)
+    message = str(error.value)
+    assert "1 missing: encoder.conv_out.weight (in the file: model.encoder.head.weight)" in message
+    assert "1 unexpected: encoder.extra (in the file: model.encoder.extra)" in message
+    assert "encoder.conv_in.weight (in the file: model.encoder.conv1.weight) (3,), expected (2,)" in message
+
+
+def test_long_lists_are_cut_with_a_count():
+    assert brief_list(["a", "b"]) == "a, b"
+    assert brief_list([f"k{index}" for index in range(8)]) == "k0, k1, k2, k3, k4 and 3 more"
+    expected = {f"k{index}": torch.zeros(1) for index in range(8)}
+    with pytest.raises(CheckpointError, match="8 missing: k0, k1, k2, k3, k4 and 3 more"):
+        check_state_matches(expected, {}, "empty.pth", fix="fix")

@@ -1,5 +1,5 @@
-"""hybridmem.official.files: one reader for every checkpoint file kind of the release, and the check of a
-state against the model it is for, with errors that name the file, the keys and the fix."""
+"""hybridmem.official.files: one reader for every checkpoint file kind of the release, with errors that name
+the file and the fix (the check of a state against its model is tested in tests/models/test_checkpoint.py)."""
 
 import json
 
@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from hybridmem.errors import CheckpointError
-from hybridmem.official.files import brief_list, check_state_matches, read_official_states, read_state_dict
+from hybridmem.official.files import read_official_states, read_state_dict
 
 
 def small_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -127,48 +127,3 @@ def test_later_files_replace_earlier_keys_and_the_source_names_all(tmp_path):
     assert source == f"{tmp_path / 'wan.safetensors'} + {tmp_path / 'hydra.pth'}"
     with pytest.raises(CheckpointError, match="no weight files given; pass hydra.pth"):
         read_official_states([], what="hydra.pth")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Checking
-
-
-def test_a_matching_state_passes():
-    check_state_matches(small_state(0), small_state(1), "model.pth", fix="unused")
-
-
-def test_missing_unexpected_and_misshapen_keys_are_named_with_the_file_and_the_fix():
-    expected = small_state()
-    state = {key: value for key, value in expected.items() if key != "a.bias"}
-    state["b.weight"] = torch.zeros(5, 3)
-    state["z.extra"] = torch.zeros(1)
-    with pytest.raises(CheckpointError) as error:
-        check_state_matches(expected, state, "ckpt/model.pth", fix="pass the released model.pth")
-    assert str(error.value) == (
-        "ckpt/model.pth: weights do not match the model (1 missing: a.bias; 1 unexpected: z.extra; "
-        "1 wrong shape: b.weight (5, 3), expected (2, 3)); pass the released model.pth"
-    )
-
-
-def test_converted_keys_are_named_as_the_file_holds_them_too():
-    expected = {"encoder.conv_in.weight": torch.zeros(2), "encoder.conv_out.weight": torch.zeros(2)}
-    state = {"encoder.conv_in.weight": torch.zeros(3), "encoder.extra": torch.zeros(1)}
-    file_names = {
-        "encoder.conv_in.weight": "model.encoder.conv1.weight",
-        "encoder.conv_out.weight": "model.encoder.head.weight",
-        "encoder.extra": "model.encoder.extra",
-    }
-    with pytest.raises(CheckpointError) as error:
-        check_state_matches(expected, state, "vae.pth", fix="fix", file_names=file_names)
-    message = str(error.value)
-    assert "1 missing: encoder.conv_out.weight (in the file: model.encoder.head.weight)" in message
-    assert "1 unexpected: encoder.extra (in the file: model.encoder.extra)" in message
-    assert "encoder.conv_in.weight (in the file: model.encoder.conv1.weight) (3,), expected (2,)" in message
-
-
-def test_long_lists_are_cut_with_a_count():
-    assert brief_list(["a", "b"]) == "a, b"
-    assert brief_list([f"k{index}" for index in range(8)]) == "k0, k1, k2, k3, k4 and 3 more"
-    expected = {f"k{index}": torch.zeros(1) for index in range(8)}
-    with pytest.raises(CheckpointError, match="8 missing: k0, k1, k2, k3, k4 and 3 more"):
-        check_state_matches(expected, {}, "empty.pth", fix="fix")

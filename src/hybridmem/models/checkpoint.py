@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -159,6 +160,46 @@ def read_config(folder: str | os.PathLike) -> tuple[str, dict]:
     return document["class"], document["config"]
 
 
+def brief_list(names: list[str], limit: int = 5) -> str:
+    """The first `limit` names, comma-separated, and how many more there are."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_state_matches(
+    expected: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    fix: str,
+    file_names: Mapping[str, str] | None = None,
+) -> None:
+    """Raise CheckpointError unless `state` has exactly the keys and shapes of `expected` (a module's state).
+
+    Done before `load_state_dict` so that a mismatch is reported as the keys at fault, not as torch's
+    RuntimeError. `source` names the file(s) (or "the state dict"); `fix` says what to do about it;
+    `file_names` (model key -> the key in the file, for converted states) lets the message name both.
+    """
+    file_names = file_names or {}
+
+    def named(key: str) -> str:
+        original = file_names.get(key, key)
+        return key if original == key else f"{key} (in the file: {original})"
+
+    missing = [named(key) for key in sorted(set(expected) - set(state))]
+    unexpected = [named(key) for key in sorted(set(state) - set(expected))]
+    wrong_shape = [
+        f"{named(key)} {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
+        for key in sorted(set(expected) & set(state))
+        if tuple(state[key].shape) != tuple(expected[key].shape)
+    ]
+    problems = [
+        f"{len(keys)} {label}: {brief_list(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(problems)}); {fix}")
+
+
 def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model saved in `folder` from its config.json and model.safetensors; eval mode."""
     from safetensors import SafetensorError
@@ -183,22 +224,13 @@ def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cp
             f"{weights_path}: unreadable or corrupt ({error}); save the model again"
         ) from error
 
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(
-        name for name in set(expected) & set(state) if tuple(expected[name].shape) != tuple(state[name].shape)
+    check_state_matches(
+        model.state_dict(),
+        state,
+        str(weights_path),
+        fix=f"the model is the one {CONFIG_FILE} describes: the two files come from different models, "
+        "save the model again",
     )
-    if missing or unexpected or wrong_shape:
-        details = []
-        for label, names in [("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)]:
-            if names:
-                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                details.append(f"{label}: {shown}")
-        raise CheckpointError(
-            f"{weights_path}: weights do not match the config in {CONFIG_FILE} ({'; '.join(details)}); "
-            "the two files come from different models, save the model again"
-        )
     check_weights_are_finite(weights_path, state)
     check_saved_with(folder, weights_path, class_name, config_dict)
     model.load_state_dict(state, strict=True)

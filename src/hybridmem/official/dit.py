@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 
 from hybridmem.errors import ConfigError
-from hybridmem.official.files import check_state_matches, read_official_states
+from hybridmem.models.checkpoint import check_state_matches
+from hybridmem.official.files import read_official_states
 from hybridmem.official.files import read_state_dict as read_state_dict  # re-exported: release.py uses it
 
 # Wan2.1-T2V-1.3B's WanModel arguments (its config.json; the released HyDRA model adds the memory).

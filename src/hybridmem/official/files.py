@@ -1,5 +1,4 @@
-"""Checkpoint files of the official release, for every part (DiT, VAE, text encoder): reading them, and
-checking what they hold against the model they are for.
+"""Checkpoint files of the official release, for every part (DiT, VAE, text encoder): reading them.
 
     state = read_state_dict("ckpts/hydra.pth", what="the released HyDRA DiT (hydra.pth)")
     check_state_matches(model.state_dict(), state, "ckpts/hydra.pth", fix="pass the released hydra.pth")
@@ -7,26 +6,25 @@ checking what they hold against the model they are for.
 One reader takes every file kind the release and DiffSynth use: `.safetensors`, a sharded
 `.safetensors.index.json`, and torch files (`.pth`, `.ckpt`, `.pt`), bare or wrapped in "state_dict".
 Every problem is a CheckpointError that names the file, the keys at fault where there are any, and what to
-pass instead. Nothing here downloads.
+pass instead. Nothing here downloads. The check of a state against the model it is for
+(`check_state_matches`, and `brief_list`) lives in hybridmem.models.checkpoint, which load_model shares;
+the official importers (vae.py, text.py) still import both from here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from hybridmem.errors import CheckpointError
+from hybridmem.models.checkpoint import brief_list
+from hybridmem.models.checkpoint import check_state_matches as check_state_matches  # re-exported
 
 _RELEASE_FILE = "a weight file of the released Wan2.1-T2V-1.3B / HyDRA model"
-
-
-def brief_list(names: list[str], limit: int = 5) -> str:
-    """The first `limit` names, comma-separated, and how many more there are."""
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def read_state_dict(path: str | os.PathLike, what: str = _RELEASE_FILE) -> dict[str, torch.Tensor]:
@@ -122,38 +120,3 @@ def read_official_states(
     for path in paths:
         state.update(read_state_dict(path, what))
     return state, " + ".join(str(path) for path in paths)
-
-
-def check_state_matches(
-    expected: Mapping[str, torch.Tensor],
-    state: Mapping[str, torch.Tensor],
-    source: str,
-    fix: str,
-    file_names: Mapping[str, str] | None = None,
-) -> None:
-    """Raise CheckpointError unless `state` has exactly the keys and shapes of `expected` (a module's state).
-
-    Done before `load_state_dict` so that a mismatch is reported as the keys at fault, not as torch's
-    RuntimeError. `source` names the file(s) (or "the state dict"); `fix` says what to do about it;
-    `file_names` (model key -> the key in the file, for converted states) lets the message name both.
-    """
-    file_names = file_names or {}
-
-    def named(key: str) -> str:
-        original = file_names.get(key, key)
-        return key if original == key else f"{key} (in the file: {original})"
-
-    missing = [named(key) for key in sorted(set(expected) - set(state))]
-    unexpected = [named(key) for key in sorted(set(state) - set(expected))]
-    wrong_shape = [
-        f"{named(key)} {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(state))
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    ]
-    problems = [
-        f"{len(keys)} {label}: {brief_list(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(problems)}); {fix}")
