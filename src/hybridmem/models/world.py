@@ -718,6 +718,16 @@ def build_world_model(preset: str, **overrides) -> WorldModel:
     return WorldModel(dit_config(preset, validate=False, **overrides))  # validated once, by WorldModel
 
 
+def activation_bytes(
+    config: DiTConfig, batch_size: int, tokens: int, grad_checkpointing: bool = False
+) -> float:
+    """Lower bound of what a training step keeps for backward in fp32, `tokens` (N) a batch element: per
+    token and block its input, q, k, v and attention output (5 D) and the feed-forward activation before
+    and after the nonlinearity (2 ffn_dim); with gradient checkpointing only its input (D)."""
+    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
+    return 4.0 * batch_size * tokens * per_token_layer * config.num_layers
+
+
 def world_step_bytes(
     preset: str,
     batch_size: int,
@@ -726,10 +736,9 @@ def world_step_bytes(
     latent_width: int,
     grad_checkpointing: bool = False,
 ) -> float:
-    """Lower bound of the memory a training step needs in fp32, N tokens over context and target latent
-    frames: what each block keeps for backward, per token its input, q, k, v and attention output (5 D)
-    and the feed-forward activation before and after the nonlinearity (2 ffn_dim); with gradient
-    checkpointing only its input (D). hybridmem.device.check_memory compares it with the device."""
+    """Lower bound of the memory a training step of a preset needs in fp32: `activation_bytes` over the N
+    tokens of the context and target latent frames. hybridmem.device.check_memory compares it with the
+    device."""
     config = dit_config(preset)  # an unknown preset: ConfigError listing the valid ones
     frames_per_patch, rows_per_patch, columns_per_patch = config.patch_size
     tokens = (
@@ -737,5 +746,4 @@ def world_step_bytes(
         * math.ceil(latent_height / rows_per_patch)
         * math.ceil(latent_width / columns_per_patch)
     )
-    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
-    return 4.0 * batch_size * tokens * per_token_layer * config.num_layers
+    return activation_bytes(config, batch_size, tokens, grad_checkpointing)

@@ -108,14 +108,13 @@ def finetuned_from(folder) -> dict | None:
 
 def finetune_memory_bytes(model, batch_size: int, tokens: int, grad_checkpointing: bool) -> float:
     """Lower bound of a fine-tuning step's memory in float32: the weights, the EMA copy, the trainable
-    set's gradient and AdamW moments (AdamW keeps no state for frozen parameters), and per token and block
-    what backward keeps (the count of models.world.world_step_bytes, which reads presets only: its input,
-    q, k, v and attention output and the feed-forward activations; with checkpointing its input)."""
-    config = model.config
+    set's gradient and AdamW moments (AdamW keeps no state for frozen parameters), and what backward keeps
+    (models.world.activation_bytes, the count world_step_bytes makes for a preset)."""
+    from hybridmem.models.world import activation_bytes
+
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    per_token_layer = config.dim if grad_checkpointing else 5 * config.dim + 2 * config.ffn_dim
-    activations = 4.0 * batch_size * tokens * per_token_layer * config.num_layers
+    activations = activation_bytes(model.config, batch_size, tokens, grad_checkpointing)
     return 4.0 * (2 * total + 3 * trainable) + activations
 
 
