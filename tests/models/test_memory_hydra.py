@@ -135,6 +135,9 @@ def test_k_covering_every_slice_equals_brute_force_masked_attention(memory_scope
         dict(affinity="mean", memory_scope="context"),
         dict(affinity="eq4", tokenizer_kernel=(1, 2, 2)),
         dict(affinity="mean", tokenizer_kernel=(2, 4, 4), window=2),
+        # the choices of every model saved before affinity_rope and token_positions existed
+        dict(affinity="mean", affinity_rope="after", token_positions="centre"),
+        dict(affinity="eq4", affinity_rope="after", token_positions="centre"),
     ],
 )
 def test_vectorised_equals_per_frame_loop(options):

@@ -75,6 +75,15 @@ def test_memory_flags_reach_every_world_stage_and_validate(tmp_path, name):
             config = config_from_args(WorldTrainConfig, args).validate().memory_config()
             for knob in KNOBS:
                 assert getattr(config, knob.name) == knob.to_config(getattr(budget, knob.flag)), knob.name
+            # spelled out, so a renamed or dropped flag fails here too
+            assert argv[argv.index("--memory-top-k") + 1] == str(budget.memory_top_k) == str(config.top_k)
+            assert argv[argv.index("--memory-window") + 1] == str(budget.memory_window) == str(config.window)
+            assert argv[argv.index("--slice-ranking") + 1] == "affinity" == config.slice_ranking
+            assert argv[argv.index("--tokenizer-kernel") + 1] == "2,2,2" and config.tokenizer_kernel == (
+                2,
+                2,
+                2,
+            )
 
 
 @pytest.mark.parametrize("name", list(BUDGETS))

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -73,6 +75,25 @@ def test_a_run_saved_before_a_fixed_flag_existed_resumes_with_its_default(latent
     with pytest.raises(CheckpointError, match="--camera-rays False"):
         train_world(config(latent_cache, tmp_path / "run", steps=2, camera_rays=True, resume=True))
     assert train_world(config(latent_cache, tmp_path / "run", steps=2, resume=True))["step"] == 2
+
+
+def test_a_run_saved_before_a_memory_knob_existed_resumes_with_the_old_behaviour(latent_cache, tmp_path):
+    import json
+
+    train_world(config(latent_cache, tmp_path / "run", steps=1))
+    # as written before --affinity-rope and --token-positions: those runs scored and placed the memory the
+    # old way (MemoryConfig.SAVED_BEFORE_FIELD), so today's defaults would change the run silently
+    state_file = train_state.latest_checkpoint(tmp_path / "run") / "state.json"
+    run_file = tmp_path / "run" / "run.json"
+    state, record = json.loads(state_file.read_text()), json.loads(run_file.read_text())
+    for recorded in (state["config"], record["inputs"]["config"]):
+        del recorded["affinity_rope"], recorded["token_positions"]
+    state_file.write_text(json.dumps(state))
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="--affinity-rope 'after' \\(now 'before'\\)"):
+        train_world(config(latent_cache, tmp_path / "run", steps=2, resume=True))
+    resumed = config(latent_cache, tmp_path / "run", steps=2, resume=True, affinity_rope="after")
+    assert train_world(dataclasses.replace(resumed, token_positions="centre"))["step"] == 2
 
 
 def test_bad_flags_name_the_flag(latent_cache, tmp_path):

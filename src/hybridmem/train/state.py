@@ -29,7 +29,7 @@ from torch import nn
 
 from hybridmem import jsonio, runlock
 from hybridmem.errors import CheckpointError
-from hybridmem.models.memory.config import renamed
+from hybridmem.models.memory.config import SAVED_BEFORE_FLAG, renamed
 from hybridmem.runfolder import (
     CHECKPOINTS_DIR,
     PREFIX,
@@ -208,13 +208,15 @@ def refuse_changes(run_dir: Path, config, record: dict, state_config: dict | Non
 
     record: the run's run.json inputs ({"config", "steps", "history" and the trainer's inputs});
     state_config: the newest readable checkpoint's config, the baseline of a run started before run.json
-    held its config. A field the run predates held its default then; an input the record lacks is recorded
+    held its config. A field the run predates held its default then, or for a memory knob the value models
+    were trained with before it existed (SAVED_BEFORE_FLAG); an input the record lacks is recorded
     from now on. An input named by --change (`cache`) lets every input of that name (`cache_*`) differ.
     """
     allowed = {name.lstrip("-").replace("-", "_") for name in config.change}
     baseline = renamed(state_config or {})  # a flag renamed since the run started keeps its value
     baseline.update(renamed(record.get("config") or {}))
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    defaults.update({key: value for key, value in SAVED_BEFORE_FLAG.items() if key in defaults})
     changed, accepted = [], []
     for key, now in run_identity(config).items():
         then = baseline[key] if key in baseline else runlock.normalised(defaults.get(key))

@@ -199,6 +199,12 @@ KNOBS: tuple[Knob, ...] = tuple(
     _knob(spec) for spec in dataclasses.fields(MemoryConfig) if spec.name != "kind"
 )
 MEMORY_FLAGS: tuple[str, ...] = tuple(item.flag for item in KNOBS)
+# the flags' values a run recorded before their knob existed was trained with (SAVED_BEFORE_FIELD, by flag)
+SAVED_BEFORE_FLAG: dict[str, object] = {
+    item.flag: MemoryConfig.SAVED_BEFORE_FIELD[item.name]
+    for item in KNOBS
+    if item.name in MemoryConfig.SAVED_BEFORE_FIELD
+}
 add_rules({item.flag: item.rule for item in KNOBS if item.rule is not None})
 
 
