@@ -156,3 +156,13 @@ def test_plain_wan_release_is_wan_until_trained(tmp_path):
 def test_complete_hydra_file_is_read_alone(release):
     found = find_release(release)
     assert found.hydra_file is not None and found.wan_dit_file is None  # hydra.pth holds every key
+
+
+def test_device_auto_is_resolved_as_ours_is(release):
+    # `eval --official DIR --device auto` hands the name to from_release as given
+    from hybridmem.device import resolve_device
+    from hybridmem.official.pipeline import OfficialPipeline
+
+    pipeline = OfficialPipeline.from_release(release, device="auto")
+    assert pipeline.device == resolve_device("auto")
+    assert next(pipeline.world_model.parameters()).device.type == pipeline.device.type

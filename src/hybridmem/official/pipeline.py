@@ -61,14 +61,18 @@ class OfficialPipeline:
         cls, folder, device="cpu", dtype=None, checkpoint=None, ema: bool = True, **defaults
     ) -> OfficialPipeline:
         """Load every part of the release in `folder` (official/release.py) in `dtype` (default float32;
-        the official inference runs bfloat16) on `device`. checkpoint: a run fine-tuned from this release
-        (`train world --official`), whose DiT (EMA weights unless ema=False) replaces the release's."""
+        the official inference runs bfloat16) on `device` ("auto", "cpu", "cuda", "cuda:N": resolved by
+        hybridmem.device.resolve_device, as WorldPipeline does). checkpoint: a run fine-tuned from this
+        release (`train world --official`), whose DiT (EMA weights unless ema=False) replaces the
+        release's."""
         import torch
 
+        from hybridmem.device import resolve_device
         from hybridmem.official.release import find_release, load_release_dit
         from hybridmem.official.text import load_text_encoder, load_tokenizer
         from hybridmem.official.vae import load_wan_vae
 
+        device = resolve_device(str(device))  # `eval --device auto` passes the name as given
         dtype = dtype or torch.float32
         release = find_release(folder)
         if checkpoint is None:
