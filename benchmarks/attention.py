@@ -124,7 +124,7 @@ def as_layer(memory, handle):
 
 
 def build_layer(variant: str, dim: int, heads: int, args):
-    from hybridmem.models.memory import build_memory
+    from hybridmem.models.memory.base import build_memory
     from hydra_reference import HydraLoopReference
 
     config = memory_config(variant, args)
@@ -197,7 +197,7 @@ def run_row(spec: dict) -> dict:
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hybridmem.models.memory import SequenceInfo
+    from hybridmem.models.memory.base import SequenceInfo
 
     args = argparse.Namespace(**spec["args"])
     # a row that needs more fails alone (reported as skipped) instead of starving a shared machine
@@ -262,7 +262,7 @@ def run_pair(spec: dict) -> dict:
     """
     import torch
 
-    from hybridmem.models.memory import SequenceInfo, build_memory
+    from hybridmem.models.memory.base import SequenceInfo, build_memory
     from hydra_reference import HydraLoopReference
 
     args = argparse.Namespace(**spec["args"])

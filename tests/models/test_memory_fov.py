@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import MemoryConfig, SequenceInfo, build_memory
+from hybridmem.models.memory import MemoryConfig
+from hybridmem.models.memory.base import SequenceInfo, build_memory
 from hybridmem.models.memory.fov import fov_retrieval
 from hybridmem.models.memory.retrieval import frustum_samples, window_indices
 

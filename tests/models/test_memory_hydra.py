@@ -9,7 +9,8 @@ from torch import nn
 
 from hybridmem.errors import ConfigError
 from hybridmem.geometry import look_at
-from hybridmem.models.memory import MemoryConfig, SequenceInfo, build_memory, gathered
+from hybridmem.models.memory import MemoryConfig, gathered
+from hybridmem.models.memory.base import SequenceInfo, build_memory
 from hybridmem.models.memory.retrieval import inside_window, window_indices
 from hydra_reference import HydraLoopReference
 
