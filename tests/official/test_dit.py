@@ -16,6 +16,8 @@ from hybridmem.official.dit import (
     from_official_state,
     load_official_dit,
     official_dit_config,
+    official_key,
+    our_key,
     time_from_official,
     to_official_state,
 )
@@ -82,6 +84,17 @@ def test_key_maps_round_trip_and_the_importer_loads_every_weight(tmp_path):
     assert set(back) == set(official)
     for key, tensor in official.items():
         assert torch.equal(back[key], tensor), key
+
+
+def test_every_key_of_the_official_model_maps_there_and_back():
+    # both directions are read off one table (_RENAMES); every key of the full model takes both
+    with torch.device("meta"):
+        names = list(WorldModel(official_dit_config(**WAN_T2V_1_3B)).state_dict())
+    official = [official_key(name) for name in names]
+    assert len(set(official)) == len(names)
+    assert [our_key(key)[0] for key in official] == names
+    assert official_key("blocks.7.camera_projector.weight") == "blocks.7.projector.weight"
+    assert our_key("head.modulation") == ("final_layer.modulation", True)
 
 
 @pytest.mark.parametrize("wrapped", [False, True])

@@ -46,28 +46,34 @@ WAN_T2V_1_3B = dict(
 )
 
 
-# (pattern on an official key, replacement giving ours, shape of ours or None for unchanged)
+# (official name, our name, whether ours drops the official leading axis of size 1): each a prefix of the
+# key ("blocks.N." any block), or with "$" the whole key. Keys no entry matches are the same in both.
 _RENAMES = (
-    (r"^text_embedding\.", "caption_embedding.", None),
-    (r"^time_embedding\.", "time_embedder.mlp.", None),
-    (r"^(blocks\.\d+)\.modulation$", r"\1.modulation", "squeeze"),
-    (r"^(blocks\.\d+)\.self_attn\.tokenizer\.", r"\1.memory.tokenizer.", None),
-    (r"^(blocks\.\d+)\.cam_encoder_con\.", r"\1.context_camera_encoder.", None),
-    (r"^(blocks\.\d+)\.cam_encoder_tgt\.", r"\1.target_camera_encoder.", None),
-    (r"^(blocks\.\d+)\.projector\.", r"\1.camera_projector.", None),
-    (r"^head\.head\.", "final_layer.linear.", None),
-    (r"^head\.modulation$", "final_layer.modulation", "squeeze"),
+    ("text_embedding.", "caption_embedding.", False),
+    ("time_embedding.", "time_embedder.mlp.", False),
+    ("blocks.N.modulation$", "blocks.N.modulation$", True),
+    ("blocks.N.self_attn.tokenizer.", "blocks.N.memory.tokenizer.", False),
+    ("blocks.N.cam_encoder_con.", "blocks.N.context_camera_encoder.", False),
+    ("blocks.N.cam_encoder_tgt.", "blocks.N.target_camera_encoder.", False),
+    ("blocks.N.projector.", "blocks.N.camera_projector.", False),
+    ("head.head.", "final_layer.linear.", False),
+    ("head.modulation$", "final_layer.modulation$", True),
 )
-_REVERSE = (
-    (r"^caption_embedding\.", "text_embedding."),
-    (r"^time_embedder\.mlp\.", "time_embedding."),
-    (r"^(blocks\.\d+)\.memory\.tokenizer\.", r"\1.self_attn.tokenizer."),
-    (r"^(blocks\.\d+)\.context_camera_encoder\.", r"\1.cam_encoder_con."),
-    (r"^(blocks\.\d+)\.target_camera_encoder\.", r"\1.cam_encoder_tgt."),
-    (r"^(blocks\.\d+)\.camera_projector\.", r"\1.projector."),
-    (r"^final_layer\.linear\.", "head.head."),
-    (r"^final_layer\.modulation$", "head.modulation"),
-)
+
+
+def _pattern(name: str) -> str:
+    """The regex of a _RENAMES name: anchored at the start, "blocks.N." capturing the block."""
+    body = re.escape(name.removesuffix("$")).replace(re.escape("blocks.N."), r"(blocks\.\d+)\.")
+    return "^" + body + ("$" if name.endswith("$") else "")
+
+
+def _replacement(name: str) -> str:
+    return name.removesuffix("$").replace("blocks.N.", r"\1.")
+
+
+# both directions from the one table: (pattern, replacement[, squeeze])
+_TO_OURS = tuple((_pattern(official), _replacement(ours), squeeze) for official, ours, squeeze in _RENAMES)
+_TO_OFFICIAL = tuple((_pattern(ours), _replacement(official)) for official, ours, _ in _RENAMES)
 
 
 def official_dit_config(
@@ -149,15 +155,15 @@ def time_from_official(timestep):
 
 def our_key(official_key: str) -> tuple[str, bool]:
     """(our name of an official key, whether its leading axis of size 1 is dropped)."""
-    for pattern, replacement, shape in _RENAMES:
+    for pattern, replacement, squeeze in _TO_OURS:
         if re.search(pattern, official_key):
-            return re.sub(pattern, replacement, official_key), shape == "squeeze"
+            return re.sub(pattern, replacement, official_key), squeeze
     return official_key, False
 
 
 def official_key(our_name: str) -> str:
     """The official name of one of our keys (the inverse of `our_key`)."""
-    for pattern, replacement in _REVERSE:
+    for pattern, replacement in _TO_OFFICIAL:
         if re.search(pattern, our_name):
             return re.sub(pattern, replacement, our_name)
     return our_name

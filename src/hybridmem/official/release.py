@@ -188,7 +188,7 @@ def load_release_dit(release: OfficialRelease, hydra: bool | None = None, dtype=
     import torch
 
     from hybridmem.models.world import WorldModel
-    from hybridmem.official.dit import from_official_state, load_official_dit
+    from hybridmem.official.dit import from_official_state, load_official_dit, official_key
     from hybridmem.official.files import read_official_states
 
     config = release.dit_config()
@@ -210,16 +210,10 @@ def load_release_dit(release: OfficialRelease, hydra: bool | None = None, dtype=
     expected = {
         name: tensor
         for name, tensor in fresh.items()
-        if not any(part in _official_name(name) for part in HYDRA_MODULE_KEYS)
+        if not any(part in official_key(name) for part in HYDRA_MODULE_KEYS)
     }
     model.load_state_dict({**fresh, **from_official_state(state, expected, source)}, strict=True)
     return model.to(device=device, dtype=dtype or torch.float32).eval()
-
-
-def _official_name(name: str) -> str:
-    from hybridmem.official.dit import official_key
-
-    return official_key(name)
 
 
 def release_identity(folder: str | Path) -> dict:
