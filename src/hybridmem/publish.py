@@ -120,7 +120,7 @@ def remove_dead_temps(path: Path) -> list[Path]:
         return removed  # no folder yet (created by the caller) or unreadable (the caller's error names it)
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+        if match is None or int(match.group(1)) == os.getpid() or process_alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir() and not entry.is_symlink():
@@ -131,13 +131,32 @@ def remove_dead_temps(path: Path) -> list[Path]:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux /proc), None where it cannot be read.
+
+    With the pid it identifies a process: a pid reused by a later process has another start time.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of stat(5), counted from field 3
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Whether process `pid` (with that start time, when given) is running on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # exists, owned by another user
+        pass
+    if start_time is not None:
+        now = process_start_time(pid)
+        if now is not None and now != start_time:
+            return False  # the pid was reused
     return True
 
 

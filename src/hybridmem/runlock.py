@@ -36,6 +36,7 @@ import socket
 from pathlib import Path
 
 from hybridmem.errors import ConfigError, HybridmemError
+from hybridmem.publish import process_alive, process_start_time
 
 RECORD_FILE = "run.json"
 OVERWRITE_HELP = "replace results already in --out that were made from other inputs (default: refuse)"
@@ -43,38 +44,6 @@ OVERWRITE_HELP = "replace results already in --out that were made from other inp
 
 class RunLockedError(HybridmemError):
     """Another live process is writing this run folder."""
-
-
-# --- processes -----------------------------------------------------------------------------------------
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux /proc), None where it cannot be read.
-
-    With the pid it identifies a process: a pid reused by a later process has another start time.
-    """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19])  # field 22 of stat(5), counted from field 3
-
-
-def process_alive(pid: int, start_time: int | None = None) -> bool:
-    """Whether process `pid` (with that start time, when given) is running on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        pass
-    if start_time is not None:
-        now = process_start_time(pid)
-        if now is not None and now != start_time:
-            return False  # the pid was reused
-    return True
 
 
 def _holder_record(command: str) -> dict:

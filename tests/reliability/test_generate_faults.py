@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridmem import runlock
+from hybridmem import publish
 from hybridmem.data.hmworld import load_clip
 from hybridmem.errors import DataError
 from hybridmem.world import generate as gen
@@ -146,10 +146,10 @@ def test_workers_end_with_their_parent(tmp_path, signal_number):
     try:
         assert wait_for(lambda: len(_children(process.pid)) == 2, timeout=120, process=process)
         helpers = _children(process.pid) + _children(process.pid, b"resource_tracker")
-        started = {pid: runlock.process_start_time(pid) for pid in helpers}
+        started = {pid: publish.process_start_time(pid) for pid in helpers}
         time.sleep(1.0)  # the workers are past their start (importing, or rendering)
         os.kill(process.pid, signal_number)
         process.wait(timeout=30)
-        assert wait_for(lambda: not any(runlock.process_alive(p, t) for p, t in started.items()), timeout=15)
+        assert wait_for(lambda: not any(publish.process_alive(p, t) for p, t in started.items()), timeout=15)
     finally:
         kill9(process)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from hybridmem import runlock
+from hybridmem import publish, runlock
 from hybridmem.errors import ConfigError
 from train.helpers import make_latent_cache
 
@@ -121,7 +121,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     with runlock.hold(tmp_path, "second"):
         record = json.loads(runlock.lock_path(tmp_path).read_text())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
-        assert record["start_time"] == runlock.process_start_time(os.getpid())
+        assert record["start_time"] == publish.process_start_time(os.getpid())
     assert runlock.lock_path(tmp_path).read_text() == ""  # released: a free lock holds no record
 
 
@@ -130,7 +130,7 @@ def test_record_of_a_live_process_is_respected_even_when_flock_is_free(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         record = {"pid": sleeper.pid, "host": socket.gethostname(), "command": "x",
-                  "start_time": runlock.process_start_time(sleeper.pid)}  # fmt: skip
+                  "start_time": publish.process_start_time(sleeper.pid)}  # fmt: skip
         runlock.lock_path(tmp_path).write_text(json.dumps(record))
         with pytest.raises(runlock.RunLockedError, match=f"pid {sleeper.pid}"):
             runlock.acquire(tmp_path, "second")

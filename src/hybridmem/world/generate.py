@@ -566,7 +566,7 @@ def generate(
 
 def _staging_name() -> str:
     pid = os.getpid()
-    return f"{socket.gethostname()}-{pid}-{runlock.process_start_time(pid) or 0}"
+    return f"{socket.gethostname()}-{pid}-{publish.process_start_time(pid) or 0}"
 
 
 def _remove_dead_staging(out: Path) -> None:
@@ -578,7 +578,7 @@ def _remove_dead_staging(out: Path) -> None:
         if len(parts) != 3 or parts[0] != host or not (parts[1].isdigit() and parts[2].isdigit()):
             continue  # another host's run: not ours to judge
         pid, start = int(parts[1]), int(parts[2]) or None
-        if not runlock.process_alive(pid, start):
+        if not publish.process_alive(pid, start):
             shutil.rmtree(folder, ignore_errors=True)
     # temporary folders of the layout's own writer, left by versions that wrote in place
     for stale in out.glob(f"*/{layout.TEMP_PREFIX}[0-9]*"):
