@@ -166,3 +166,19 @@ def test_device_auto_is_resolved_as_ours_is(release):
     pipeline = OfficialPipeline.from_release(release, device="auto")
     assert pipeline.device == resolve_device("auto")
     assert next(pipeline.world_model.parameters()).device.type == pipeline.device.type
+
+
+def test_an_already_found_release_is_not_found_again(release, monkeypatch):
+    import hybridmem.official.release as release_module
+    from hybridmem.official.pipeline import OfficialPipeline
+
+    found = find_release(release)
+
+    def never(folder):
+        raise AssertionError("find_release called again")
+
+    monkeypatch.setattr(release_module, "find_release", never)
+    pipeline = OfficialPipeline.from_release(found, device="cpu")
+    assert isinstance(pipeline, OfficialPipeline)
+    with pytest.raises(AssertionError, match="called again"):  # a path is still found, as before
+        OfficialPipeline.from_release(release, device="cpu")

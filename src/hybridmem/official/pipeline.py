@@ -58,23 +58,29 @@ class OfficialPipeline:
 
     @classmethod
     def from_release(
-        cls, folder, device="cpu", dtype=None, checkpoint=None, ema: bool = True, **defaults
+        cls, release, device="cpu", dtype=None, checkpoint=None, ema: bool = True, **defaults
     ) -> OfficialPipeline:
-        """Load every part of the release in `folder` (official/release.py) in `dtype` (default float32;
-        the official inference runs bfloat16) on `device` ("auto", "cpu", "cuda", "cuda:N": resolved by
-        hybridmem.device.resolve_device, as WorldPipeline does). checkpoint: a run fine-tuned from this
-        release (`train world --official`), whose DiT (EMA weights unless ema=False) replaces the
-        release's."""
+        """Load every part of `release` in `dtype` (default float32; the official inference runs bfloat16)
+        on `device` ("auto", "cpu", "cuda", "cuda:N": resolved by hybridmem.device.resolve_device, as
+        WorldPipeline does).
+
+        release: the folder of the released files, or the OfficialRelease find_release made of it (a caller
+        that found it already, as `sample --official`'s plan does, passes that and it is not found again).
+        checkpoint: a run fine-tuned from this release (`train world --official`), whose DiT (EMA weights
+        unless ema=False) replaces the release's. (Its VAE check hashes the release's VAE file once a
+        process: runlock.file_sha256 keeps the digest.)
+        """
         import torch
 
         from hybridmem.device import resolve_device
-        from hybridmem.official.release import find_release, load_release_dit
+        from hybridmem.official.release import OfficialRelease, find_release, load_release_dit
         from hybridmem.official.text import load_text_encoder, load_tokenizer
         from hybridmem.official.vae import load_wan_vae
 
         device = resolve_device(str(device))  # `eval --device auto` passes the name as given
         dtype = dtype or torch.float32
-        release = find_release(folder)
+        if not isinstance(release, OfficialRelease):
+            release = find_release(release)
         if checkpoint is None:
             world_model = load_release_dit(release, dtype=dtype, device=device)
         else:
