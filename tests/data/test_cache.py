@@ -157,6 +157,51 @@ def test_encode_split_resumes_and_skips_done_clips(tmp_path, monkeypatch):
         encode.encode_split(tmp_path / "data", "vae", out, "val", "cpu", progress=False)
 
 
+def test_fill_cache_encodes_only_what_the_cache_lacks_and_checks_every_model_output(tmp_path, monkeypatch):
+    """The protocol both encode commands share (encode_split, encode --official): a rerun calls encode_one
+    for no clip (so it loads no model), a changed clip is refused by name, and a constant model output of
+    any kind (latents, the caption's embedding) is an error naming the models."""
+    from hybridmem import runlock
+    from hybridmem.errors import CheckpointError
+
+    data = tmp_path / "data" / "train"
+    for name in ("000000", "000001"):
+        (data / name).mkdir(parents=True)
+        (data / name / "metadata.json").write_text(name)
+    monkeypatch.setattr("hybridmem.data.hmworld.load_clip", lambda folder: make_clip(), raising=False)
+    encoded = []
+
+    def encode_one(clip):
+        encoded.append(clip.source)
+        tensors, metadata = encode.encode_clip(FakeVAE(), clip, "cpu")
+        return {**tensors, "caption_embedding": torch.arange(6.0).reshape(2, 3)}, metadata
+
+    out, folders = encode.open_split(tmp_path / "data", "train", tmp_path / "cache", (0, 1))
+    made_from = {"vae_sha256": "v", "store_logvar": False}
+    fill = dict(shard=(0, 1), overwrite=False, progress=False, desc="encode", models="the fakes")
+    summary = encode.fill_cache(out, folders, {"split": "train"}, made_from, encode_one, **fill)
+    assert summary == {"encoded": 2, "skipped": 0, "total": 2} and len(encoded) == 2
+    entry = cache.read_entry_metadata(out / cache.CLIPS_DIR / "000001.safetensors")
+    assert entry["made_from"] == {**made_from, "clip_sha256": runlock.clip_sha256(folders[1])}
+    assert cache.read_index(out)["split"] == "train"
+    # a rerun finds every clip current: nothing encoded, no model loaded
+    summary = encode.fill_cache(out, folders, {"split": "train"}, made_from, encode_one, **fill)
+    assert summary == {"encoded": 0, "skipped": 2, "total": 2} and len(encoded) == 2
+    # a clip edited at the same path: refused, named, until --overwrite
+    (folders[0] / "metadata.json").write_text("edited")
+    with pytest.raises(DataError, match="000000 \\(the clip's contents changed\\)"):
+        encode.fill_cache(out, folders, {"split": "train"}, made_from, encode_one, **fill)
+
+    def broken_caption(clip):
+        tensors, metadata = encode_one(clip)
+        return {**tensors, "caption_embedding": torch.zeros(2, 3)}, metadata
+
+    with pytest.raises(CheckpointError, match="its caption_embedding are all 0.*the fakes"):
+        encode.fill_cache(
+            out, folders, {"split": "train"}, made_from, broken_caption, **{**fill, "overwrite": True}
+        )
+
+
 def test_encode_stores_the_encoded_warp_of_the_context():
     from hybridmem.warp import rotation_warp
 

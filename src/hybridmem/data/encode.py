@@ -24,6 +24,7 @@ rather than encoded with a checkpoint's unnormalised latents.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,6 @@ def encode_split(
     """
 
     from hybridmem import runlock
-    from hybridmem.data.cache import CLIPS_DIR, read_index, write_index
     from hybridmem.errors import ConfigError
 
     check_choice(warp_source, WARP_SOURCES, "--warp-source")
@@ -173,15 +173,11 @@ def encode_split(
         raise ConfigError(
             "--warp-source needs --store-warp (it says which context frames the stored warp reads)"
         )
-    from hybridmem.data.hmworld import load_clip
     from hybridmem.device import resolve_device
     from hybridmem.models.checkpoint import load_model
 
-    # 1. inputs and the cache index (a cache belongs to one VAE and one split: refuse to mix)
-    index_in_shard, shard_count = shard
-    out_dir = runlock.check_out_folder(out_dir)
-    runlock.refuse_being_written(data_dir, "--data", "wait for `world generate` to finish, then encode")
-    folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
+    # 1. inputs and the cache's identity (a cache belongs to one VAE and one split: refuse to mix)
+    out_dir, folders = open_split(data_dir, split, out_dir, shard)
     torch_device = resolve_device(device)
     vae_dir = resolve_finished_vae(vae_dir)
     vae = load_model(vae_dir, map_location=torch_device)
@@ -201,17 +197,84 @@ def encode_split(
         **({"warp_source": warp_source} if store_warp and warp_source != "context" else {}),
         "content_records": True,
     }
+    made_from = {"vae_sha256": index["vae_sha256"], "store_logvar": store_logvar}
+    if store_warp:  # only recorded when on, so entries made before the flag existed stay current
+        made_from["store_warp"] = True
+        if warp_source != "context":
+            made_from["warp_source"] = warp_source
+
+    # 2. encode what the cache lacks
+    def encode_one(clip) -> tuple[dict, dict]:
+        return encode_clip(vae, clip, torch_device, store_logvar, store_warp, warp_source)
+
+    return fill_cache(
+        out_dir,
+        folders,
+        index,
+        made_from,
+        encode_one,
+        shard=shard,
+        overwrite=overwrite,
+        progress=progress,
+        desc="encode",
+        models="the VAE",
+    )
+
+
+def open_split(
+    data_dir: str | Path, split: str | None, out_dir: str | Path, shard: tuple[int, int]
+) -> tuple[Path, list[Path]]:
+    """(the checked --out folder, this shard's clip folders of the split) for an encode command; --data
+    still being written by `world generate` is refused."""
+    from hybridmem import runlock
+
+    index_in_shard, shard_count = shard
+    out_dir = runlock.check_out_folder(out_dir)
+    runlock.refuse_being_written(data_dir, "--data", "wait for `world generate` to finish, then encode")
+    return out_dir, list_clip_folders(data_dir, split)[index_in_shard::shard_count]
+
+
+def is_model_output(name: str) -> bool:
+    """Whether a cache entry's tensor came out of a model (latents, the caption's embedding), so a broken
+    model shows in it; cameras, intrinsics and log-variances are not checked."""
+    return name.endswith("_latents") or name == "caption_embedding"
+
+
+def fill_cache(
+    out_dir: Path,
+    folders: list[Path],
+    index: dict,
+    made_from: dict,
+    encode_one: Callable,
+    shard: tuple[int, int],
+    overwrite: bool,
+    progress: bool,
+    desc: str,
+    models: str,
+) -> dict:
+    """Encode into the cache `out_dir` each clip folder it lacks or holds made otherwise: what every encode
+    command does once it knows its cache's identity. Returns {"encoded", "skipped", "total"}.
+
+    index: this run's cache.json (compared with the one there by check_same_cache, then written);
+    made_from: what each entry records it was made from, besides its clip's content hash;
+    encode_one(clip) -> (tensors, metadata): one Clip's entry; it loads its models on first use, so a run
+    with nothing to encode loads none; models: who made the outputs, for the error a broken output raises
+    ("the VAE"). The shard (i, N) is locked while it runs; `overwrite`, `progress` and `desc` (the progress
+    bar's label) as in encode_split.
+    """
+    from hybridmem import runlock
+    from hybridmem.data.cache import CLIPS_DIR, read_index, write_clip_entry, write_index
+    from hybridmem.data.hmworld import load_clip
+    from hybridmem.models.checkpoint import check_model_output
+
+    index_in_shard, shard_count = shard
     lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
     try:
+        # 1. the cache's identity: another VAE, split or setting is refused (or, with overwrite, redone)
         changed = False
         if (out_dir / "cache.json").exists():
             changed = check_same_cache(out_dir, read_index(out_dir), index, overwrite)
         # 2. which clips to encode: missing ones, and (refused without --overwrite) those made otherwise
-        made_from = {"vae_sha256": index["vae_sha256"], "store_logvar": store_logvar}
-        if store_warp:  # only recorded when on, so entries made before the flag existed stay current
-            made_from["store_warp"] = True
-            if warp_source != "context":
-                made_from["warp_source"] = warp_source
         todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
         if (stale or gone) and not overwrite:
             raise DataError(describe_stale(out_dir, stale, gone))
@@ -220,19 +283,21 @@ def encode_split(
             (out_dir / CLIPS_DIR / f"{clip_id}.safetensors").unlink()
 
         # 3. encode
-        return _encode_clips(
-            out_dir,
-            folders,
-            todo,
-            made_from,
-            vae,
-            torch_device,
-            store_logvar,
-            progress,
-            load_clip,
-            store_warp,
-            warp_source,
-        )
+        iterator = todo
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(todo, desc=desc, unit="clip")
+        for folder in iterator:
+            clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
+            clip = load_clip(folder)
+            tensors, metadata = encode_one(clip)
+            for name, values in tensors.items():  # a broken model: an error, not a cache of NaN or zeros
+                if is_model_output(name):
+                    check_model_output(values, f"encode: {folder}: its {name}", models)
+            metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
+            write_clip_entry(out_dir, folder.name, tensors, metadata)
+        return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
     finally:
         lock.release()
 
@@ -354,40 +419,6 @@ def resolve_finished_vae(path: str | Path) -> Path:
         f"its latents would not be normalised). Finish it with `hybridmem train vae ... --out {run} "
         "--resume`, or pass a finished VAE's model folder"
     )
-
-
-def _encode_clips(
-    out_dir,
-    folders,
-    todo,
-    made_from,
-    vae,
-    device,
-    store_logvar,
-    progress,
-    load_clip,
-    store_warp=False,
-    warp_source="context",
-) -> dict:
-    from hybridmem import runlock
-    from hybridmem.data.cache import write_clip_entry
-    from hybridmem.models.checkpoint import check_model_output
-
-    iterator = todo
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(todo, desc="encode", unit="clip")
-    for folder in iterator:
-        clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read: what the entry is made from
-        clip = load_clip(folder)
-        tensors, metadata = encode_clip(vae, clip, device, store_logvar, store_warp, warp_source)
-        for name, values in tensors.items():  # a broken VAE: an error, not a cache of NaN or zeros
-            if name.endswith("_latents"):
-                check_model_output(values, f"encode: {folder}: its {name}", "the VAE")
-        metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
-        write_clip_entry(out_dir, folder.name, tensors, metadata)
-    return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -99,23 +99,20 @@ def encode_official_split(
 ) -> dict:
     """Encode every clip of a split not yet in the cache with the release in `official` (its models in
     `precision`, "fp32" or "bf16"); returns
-    {"encoded", "skipped", "total"}. The cache's identity and the per-entry records follow
-    hybridmem.data.encode.encode_split (shards, resume, stale entries refused without `overwrite`)."""
+    {"encoded", "skipped", "total"}. The cache is filled as hybridmem.data.encode.encode_split fills it, by
+    the same fill_cache (shards, resume, stale entries refused without `overwrite`)."""
+    import dataclasses
+    import functools
+
     from hybridmem import runlock
-    from hybridmem.data.cache import CLIPS_DIR, read_index, write_clip_entry, write_index
-    from hybridmem.data.encode import check_same_cache, describe_stale, list_clip_folders, plan_clips
-    from hybridmem.data.hmworld import load_clip
+    from hybridmem.data.encode import fill_cache, open_split
     from hybridmem.device import resolve_device
-    from hybridmem.models.checkpoint import check_model_output
     from hybridmem.official.release import find_release
     from hybridmem.official.text import TEXT_LENGTH, load_text_encoder, load_tokenizer
     from hybridmem.official.vae import load_wan_vae
 
     # 1. inputs and the cache's identity (one release's VAE, one split)
-    index_in_shard, shard_count = shard
-    out_dir = runlock.check_out_folder(out_dir)
-    runlock.refuse_being_written(data_dir, "--data", "wait for `world generate` to finish, then encode")
-    folders = list_clip_folders(data_dir, split)[index_in_shard::shard_count]
+    out_dir, folders = open_split(data_dir, split, out_dir, shard)
     release = find_release(official)
     torch_device = resolve_device(device)
     check_choice(precision, ("fp32", "bf16"), "precision")
@@ -123,8 +120,6 @@ def encode_official_split(
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     vae_sha256 = release_vae_sha256(release)
-    import dataclasses
-
     index = {
         "vae": str(release.vae_file.resolve()),
         "vae_config": runlock.normalised({"official": dataclasses.asdict(release.vae_config)}),
@@ -144,42 +139,34 @@ def encode_official_split(
         "text_encoder": text_encoder_record(release),
         "precision": precision,
     }
-    lock = runlock.acquire(out_dir, "encode", name=f"encode-{index_in_shard}of{shard_count}")
-    try:
-        changed = False
-        if (out_dir / "cache.json").exists():
-            changed = check_same_cache(out_dir, read_index(out_dir), index, overwrite)
-        todo, stale, gone = plan_clips(out_dir, folders, made_from, changed, shard_count == 1)
-        if (stale or gone) and not overwrite:
-            raise DataError(describe_stale(out_dir, stale, gone))
-        write_index(out_dir, index)
-        for clip_id in gone:
-            (out_dir / CLIPS_DIR / f"{clip_id}.safetensors").unlink()
 
-        # 2. the release's VAE, text encoder and tokenizer (only when there is work)
-        if todo:
-            vae = load_wan_vae(release.vae_file, release.vae_config, dtype=dtype, device=torch_device)
-            text_encoder = load_text_encoder(
-                release.text_encoder_file, release.text_config, dtype=dtype, device=torch_device
-            )
-            tokenizer = load_tokenizer(release.tokenizer_folder)
-        iterator = todo
-        if progress:
-            from tqdm import tqdm
+    # 2. the release's VAE, text encoder and tokenizer, loaded for the first clip to encode (none when the
+    # cache holds them all)
+    @functools.cache
+    def release_models() -> tuple:
+        vae = load_wan_vae(release.vae_file, release.vae_config, dtype=dtype, device=torch_device)
+        text_encoder = load_text_encoder(
+            release.text_encoder_file, release.text_config, dtype=dtype, device=torch_device
+        )
+        return vae, text_encoder, load_tokenizer(release.tokenizer_folder)
 
-            iterator = tqdm(todo, desc="encode (official)", unit="clip")
-        # 3. encode
-        for folder in iterator:
-            clip_sha256 = runlock.clip_sha256(folder)  # hashed before it is read
-            clip = load_clip(folder)
-            tensors, metadata = encode_official_clip(vae, text_encoder, tokenizer, clip, torch_device, dtype)
-            for name in ("context_latents", "target_latents", "caption_embedding"):
-                check_model_output(tensors[name], f"encode: {folder}: its {name}", "the release's models")
-            metadata["made_from"] = {**made_from, "clip_sha256": clip_sha256}
-            write_clip_entry(out_dir, folder.name, tensors, metadata)
-        return {"encoded": len(todo), "skipped": len(folders) - len(todo), "total": len(folders)}
-    finally:
-        lock.release()
+    def encode_one(clip) -> tuple[dict, dict]:
+        vae, text_encoder, tokenizer = release_models()
+        return encode_official_clip(vae, text_encoder, tokenizer, clip, torch_device, dtype)
+
+    # 3. encode what the cache lacks
+    return fill_cache(
+        out_dir,
+        folders,
+        index,
+        made_from,
+        encode_one,
+        shard=shard,
+        overwrite=overwrite,
+        progress=progress,
+        desc="encode (official)",
+        models="the release's models",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
