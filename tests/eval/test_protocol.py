@@ -75,6 +75,14 @@ def _config(dataset, out, weights_dir, **overrides):
     return EvalConfig(**options)
 
 
+def test_device_auto_reaches_every_model(dataset, tmp_path, tiny_weights):
+    # the metric models were moved to the flag's text: "auto" failed in torch.device
+    config = _config(dataset, tmp_path / "eval", tiny_weights, device="auto", num_clips=1)
+    summary = run_evaluation(config, generators={"oracle": Oracle()}, progress=False)
+    assert summary["methods"]["oracle"]["metrics"]["psnr"] == 100.0
+    assert summary["methods"]["oracle"]["metrics"]["lpips"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_tiny_run_writes_every_report_file_and_resumes(dataset, tmp_path, tiny_weights):
     out = tmp_path / "eval"
     oracle = Oracle()

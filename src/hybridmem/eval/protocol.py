@@ -634,20 +634,21 @@ def _run_evaluation(
     names = method_names(config)
     finetuned = finetuned_checkpoints(config)
     lazy = generators or {}
-    models = MetricModels.load(config.weights_dir, config.device, config.lpips_backbone)
+    from hybridmem.device import resolve_device
+
+    device = str(resolve_device(config.device))  # "auto" -> cpu | cuda, once for every model below
+    models = MetricModels.load(config.weights_dir, device, config.lpips_backbone)
 
     def generator(method: str):
         if method not in lazy:  # built on first use: a fully cached method never loads its checkpoint
             if method in config.baselines:
-                lazy[method] = make_baseline(method, config.vae, config.device)
+                lazy[method] = make_baseline(method, config.vae, device)
             elif config.official and method == OFFICIAL_METHOD:
-                lazy[method] = OfficialGenerator(
-                    config.official, config.device, config.steps, config.precision
-                )
+                lazy[method] = OfficialGenerator(config.official, device, config.steps, config.precision)
             elif config.checkpoints[names.index(method)] in finetuned:
                 lazy[method] = OfficialGenerator(
                     config.official,
-                    config.device,
+                    device,
                     config.steps,
                     config.precision,
                     checkpoint=config.checkpoints[names.index(method)],
@@ -656,7 +657,7 @@ def _run_evaluation(
             else:
                 checkpoint = config.checkpoints[names.index(method)]
                 lazy[method] = PipelineGenerator(
-                    checkpoint, config.vae, config.device, config.steps, method, config.allow_other_vae
+                    checkpoint, config.vae, device, config.steps, method, config.allow_other_vae
                 )
         return lazy[method]
 
