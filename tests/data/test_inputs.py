@@ -12,9 +12,9 @@ from official_formats import (
 )
 
 from hybridmem.data import hmworld, inputs
+from hybridmem.data.encode import segment_latent_cameras
 from hybridmem.errors import ConfigError, DataError
 from hybridmem.geometry import intrinsics_from_fov, look_at, project_points
-from hybridmem.sample.pipeline import segment_latent_cameras
 
 # 1. the official camera encoding, re-implemented independently from the description
 

@@ -72,6 +72,16 @@ def latent_cameras(
     return relative.astype(np.float32), len(context_index), len(target_index)
 
 
+def segment_latent_cameras(
+    context_cameras: "Tc 4 4", target_cameras: "Tt 4 4", temporal_stride: int
+) -> "Fc+Ft 4 4":
+    """Cameras of the context's and the target's latent frames, relative to the first target latent frame
+    (latent_cameras of the two segments given apart)."""
+    cameras = np.concatenate([context_cameras, target_cameras])
+    relative, _, _ = latent_cameras(cameras, len(context_cameras), temporal_stride)
+    return relative
+
+
 def frames_to_tensor(frames: "T H W 3"):
     """uint8 frames -> "1 T 3 H W" float32 in [-1, 1] (the VAE's input range)."""
     import torch

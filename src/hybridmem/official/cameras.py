@@ -12,30 +12,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TEMPORAL_STRIDE = 4  # Wan2.1's VAE: latent frame k stands for video frames 4k-3..4k; its camera is frame 4k
-
 
 def latent_frame_cameras(context: "Tc 4 4", target: "Tt 4 4") -> "Fc+Ft 4 4":
-    """Each latent frame's camera (frames 0, 4, 8, ... of each segment), relative to the first target latent
-    frame: what the official model's camera encoders read, as 4x4 camera-to-world matrices (float32)."""
-    import numpy as np
+    """Each latent frame's camera (frames 0, 4, 8, ... of each segment: Wan2.1's VAE stands latent frame k
+    for video frames 4k-3..4k), relative to the first target latent frame: what the official model's camera
+    encoders read, as 4x4 camera-to-world matrices (float32)."""
+    from hybridmem.data.encode import segment_latent_cameras
+    from hybridmem.official.vae import TEMPORAL_FACTOR
 
-    from hybridmem.data.encode import latent_cameras
-
-    relative, _, _ = latent_cameras(np.concatenate([context, target]), len(context), TEMPORAL_STRIDE)
-    return relative
+    return segment_latent_cameras(context, target, TEMPORAL_FACTOR)
 
 
 def official_camera_poses(path: str | Path) -> tuple:
     """Latent-frame cameras of a camN.json: (context "Fc 4 4", target "Ft 4 4") float32, relative to the
     first target latent frame (OpenCV axes, metres)."""
+    import numpy as np
+
+    from hybridmem.data.encode import latent_cameras
     from hybridmem.data.hmworld import read_json, read_unreal_cameras
+    from hybridmem.official.vae import TEMPORAL_FACTOR
 
     path = Path(path)
     context, target, _ = read_unreal_cameras(path, read_json(path), None, None, None)
-    relative = latent_frame_cameras(context, target)
-    context_frames = (len(context) - 1) // TEMPORAL_STRIDE + 1
-    return relative[:context_frames], relative[context_frames:]
+    relative, context_latent_frames, _ = latent_cameras(
+        np.concatenate([context, target]), len(context), TEMPORAL_FACTOR
+    )
+    return relative[:context_latent_frames], relative[context_latent_frames:]
 
 
 def official_camera_vectors(path: str | Path) -> tuple:

@@ -213,9 +213,10 @@ def verify_export(folder: str | os.PathLike, device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
+    from hybridmem.data.encode import segment_latent_cameras
     from hybridmem.geometry import normalised_intrinsics
     from hybridmem.models.checkpoint import load_model
-    from hybridmem.sample.pipeline import WorldPipeline, segment_latent_cameras
+    from hybridmem.sample.pipeline import WorldPipeline
 
     folder = Path(folder)
     manifest_path = folder / MANIFEST_FILE

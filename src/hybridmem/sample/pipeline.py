@@ -25,6 +25,7 @@ import torch
 from einops import rearrange
 
 from hybridmem import validation
+from hybridmem.data.encode import segment_latent_cameras
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, DataError
 from hybridmem.geometry import check_poses, normalised_intrinsics
@@ -48,17 +49,6 @@ def check_intrinsics(intrinsics) -> np.ndarray:
             f"got {intrinsics.tolist()}"
         )
     return intrinsics
-
-
-def segment_latent_cameras(
-    context_cameras: "Tc 4 4", target_cameras: "Tt 4 4", temporal_stride: int
-) -> "Fc+Ft 4 4":
-    """Cameras of the context's and the target's latent frames, relative to the first target latent frame."""
-    from hybridmem.data.encode import latent_cameras
-
-    cameras = np.concatenate([context_cameras, target_cameras])
-    relative, _, _ = latent_cameras(cameras, len(context_cameras), temporal_stride)
-    return relative
 
 
 _WARNED: set = set()  # (world folder, VAE folder) pairs already warned about in this process
