@@ -7,8 +7,7 @@ One reader takes every file kind the release and DiffSynth use: `.safetensors`, 
 `.safetensors.index.json`, and torch files (`.pth`, `.ckpt`, `.pt`), bare or wrapped in "state_dict".
 Every problem is a CheckpointError that names the file, the keys at fault where there are any, and what to
 pass instead. Nothing here downloads. The check of a state against the model it is for
-(`check_state_matches`, and `brief_list`) lives in hybridmem.models.checkpoint, which load_model shares;
-the official importers (vae.py, text.py) still import both from here.
+(`check_state_matches`, and `brief_list`) lives in hybridmem.models.checkpoint, which load_model shares.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import torch
 
 from hybridmem.errors import CheckpointError
 from hybridmem.models.checkpoint import brief_list
-from hybridmem.models.checkpoint import check_state_matches as check_state_matches  # re-exported
 
 _RELEASE_FILE = "a weight file of the released Wan2.1-T2V-1.3B / HyDRA model"
 

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
-from hybridmem.official.files import brief_list, check_state_matches, read_state_dict
+from hybridmem.models.checkpoint import brief_list, check_state_matches
+from hybridmem.official.files import read_state_dict
 
 # The negative prompt of the official inference script (infer_hydra.py, `_infer_one`), verbatim: Wan2.1's
 # standard Chinese negative prompt, with full-width commas (the cleaning turns them into ASCII commas).

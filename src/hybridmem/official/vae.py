@@ -32,7 +32,8 @@ from einops import rearrange
 from torch import nn
 
 from hybridmem.errors import CheckpointError, ConfigError, DataError
-from hybridmem.official.files import brief_list, check_state_matches, read_state_dict
+from hybridmem.models.checkpoint import brief_list, check_state_matches
+from hybridmem.official.files import read_state_dict
 
 # Wan2.1's latent statistics, per latent channel: the constants of the official WanVideoVAE.__init__ (also
 # diffusers' AutoencoderKLWan defaults). As float32 they are exactly the `latents_mean` / `latents_std` that

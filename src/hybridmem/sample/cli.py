@@ -372,8 +372,12 @@ def generate_and_publish(args: argparse.Namespace, out: Path, prepared: dict, sa
 
         say(f"loading the released model from {args.official} on {device} ({args.precision})")
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-        pipeline = OfficialPipeline.from_release(
-            args.official, device=device, dtype=dtype, checkpoint=args.checkpoint, ema=args.weights == "ema"
+        pipeline = OfficialPipeline.from_release(  # the release the plan found, not looked up again
+            prepared["official"],
+            device=device,
+            dtype=dtype,
+            checkpoint=args.checkpoint,
+            ema=args.weights == "ema",
         )
         conditioning = {"caption": caption, "guidance": args.guidance}
     else:
