@@ -135,8 +135,7 @@ class DiTConfig:
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ConfigError(f"DiTConfig.patch_size must be three positive ints, got {self.patch_size}")
         check_value("shift", self.sample_shift, flag="DiTConfig.sample_shift")  # the --shift rule
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"DiTConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        check_choice(self.objective, OBJECTIVES, "DiTConfig.objective")
         if self.warp_residual and not (self.warp_condition and self.objective == "mean"):
             raise ConfigError(
                 "DiTConfig.warp_residual needs warp_condition=True and objective='mean' (the residual is "
@@ -144,17 +143,10 @@ class DiTConfig:
             )
         from hybridmem.geometry import WARP_SOURCES
 
-        if self.warp_source not in WARP_SOURCES:
-            raise ConfigError(
-                f"DiTConfig.warp_source must be one of {WARP_SOURCES}, got {self.warp_source!r}"
-            )
-        for name, allowed in (
-            ("context_timestep", CONTEXT_TIMESTEPS),
-            ("head", HEADS),
-            ("timestep_precision", TIMESTEP_PRECISIONS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"DiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_choice(self.warp_source, WARP_SOURCES, "DiTConfig.warp_source")
+        check_choice(self.context_timestep, CONTEXT_TIMESTEPS, "DiTConfig.context_timestep")
+        check_choice(self.head, HEADS, "DiTConfig.head")
+        check_choice(self.timestep_precision, TIMESTEP_PRECISIONS, "DiTConfig.timestep_precision")
         if self.caption_dim < 0:
             raise ConfigError(f"DiTConfig.caption_dim must be >= 0 (0 = no captions), got {self.caption_dim}")
         if not isinstance(self.memory, MemoryConfig):
