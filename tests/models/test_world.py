@@ -429,3 +429,12 @@ def test_memory_config_is_validated_once_per_model_build(monkeypatch):
     assert calls == ["hydra"]
     with pytest.raises(ConfigError, match="memory-top-k"):  # still validated: a bad knob is refused
         build_world_model("tiny", memory=MemoryConfig(kind="hydra", top_k=0))
+
+
+DIT_CHOICES = ["objective", "warp_source", "context_timestep", "head", "timestep_precision"]
+
+
+@pytest.mark.parametrize("field", DIT_CHOICES)
+def test_an_unknown_choice_of_the_dit_names_its_field_and_the_valid_ones(field):
+    with pytest.raises(ConfigError, match=f"DiTConfig.{field} 'nonsense' is unknown; valid: "):
+        dit_config("tiny", **{field: "nonsense"})
