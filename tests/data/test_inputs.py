@@ -159,6 +159,20 @@ def test_our_schema_json_and_centimetre_ambiguity(tmp_path):
         inputs.read_video_input(video, cams)
 
 
+def test_intrinsics_of_the_wrong_length_or_no_focal_length_are_refused_naming_where(tmp_path):
+    video = tmp_path / "ctx.mp4"
+    write_mp4(video, np.zeros((5, 32, 32, 3), dtype=np.uint8))
+    poses = np.stack([look_at((0.1 * i, 0, 1.5), (0.1 * i, 5, 1.5)) for i in range(10)])
+    cams = tmp_path / "cams.json"
+    for intrinsics, why in (([20, 20, 16], "expected 4 finite numbers"), ([0, 20, 16, 16], "fx = 0 px")):
+        document = {"intrinsics": intrinsics, "context": poses[:5].tolist(), "target": poses[5:].tolist()}
+        cams.write_text(json.dumps(document))
+        with pytest.raises(DataError, match=f"cams.json field 'intrinsics': {why}"):
+            inputs.read_video_input(video, cams)
+        with pytest.raises(DataError, match=f"--intrinsics: {why}"):
+            hmworld.released_intrinsics(32, 32, intrinsics=intrinsics)
+
+
 # 3. fitting length and size
 
 

@@ -99,6 +99,8 @@ def test_bad_inputs_raise_clear_errors(pipeline):
         pipeline.generate(frames(9), cameras(9), cameras(6), INTRINSICS, progress=False)
     with pytest.raises(DataError, match="intrinsics"):
         pipeline.generate(frames(9), cameras(9), cameras(5), INTRINSICS[:3], progress=False)
+    with pytest.raises(DataError, match="intrinsics: fx = 0 px on a 32x32 image is outside any real camera"):
+        pipeline.generate(frames(9), cameras(9), cameras(5), [0.0, 20.0, 16.0, 16.0], progress=False)
     with pytest.raises(DataError, match="divisible"):
         pipeline.generate(frames(9)[:, :24], cameras(9), cameras(5), INTRINSICS, progress=False)
 

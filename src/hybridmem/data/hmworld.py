@@ -368,10 +368,6 @@ def released_intrinsics(
         )
     if intrinsics is not None:
         values = np.asarray(intrinsics, dtype=np.float64)
-        if values.shape != (4,) or not np.all(np.isfinite(values)) or np.any(values[:2] <= 0):
-            raise DataError(
-                f"intrinsics {intrinsics!r}: must be 4 finite numbers fx, fy > 0, cx, cy (pixels)"
-            )
         check_intrinsics(values, width, height, "--intrinsics")
         return values, f"given: fx={values[0]:g} fy={values[1]:g} cx={values[2]:g} cy={values[3]:g} px"
     if horizontal_fov_deg is None:
@@ -529,8 +525,6 @@ def _load_ours(folder: Path, load_frames: bool) -> Clip:
     tgt = _frame_dict_to_poses(_field(camera, "tgt_cam", camera_path), camera_path, "tgt_cam")
     cameras = check_poses(np.concatenate([cond, tgt]), f"{camera_path} fields 'cond_cam'/'tgt_cam'", total)
     intrinsics = _array(_field(camera, "intrinsics", camera_path), camera_path, "intrinsics")
-    if intrinsics.shape != (4,) or not np.all(np.isfinite(intrinsics)) or np.any(intrinsics[:2] <= 0):
-        raise DataError(f"{camera_path}: field 'intrinsics' must be 4 finite numbers fx, fy > 0, cx, cy")
     check_intrinsics(intrinsics, width, height, f"{camera_path} field 'intrinsics'")
     # 2. frames and ids
     if load_frames:

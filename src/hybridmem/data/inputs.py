@@ -300,8 +300,6 @@ def _schema_intrinsics(record: dict, path: Path, width: int, height: int, hfov, 
             )
         return hmworld.released_intrinsics(width, height, hfov, intrinsics)
     values = hmworld._array(record["intrinsics"], path, "intrinsics")
-    if values.shape != (4,) or np.any(values[:2] <= 0):
-        raise DataError(f"{path}: field 'intrinsics' must be [fx, fy, cx, cy] in pixels, fx, fy > 0")
     check_intrinsics(values, width, height, f"{path} field 'intrinsics'")
     if hfov is not None or intrinsics is not None:
         given, source = hmworld.released_intrinsics(width, height, hfov, intrinsics)

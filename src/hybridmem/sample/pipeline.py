@@ -28,7 +28,7 @@ from hybridmem import validation
 from hybridmem.data.encode import segment_latent_cameras
 from hybridmem.diffusion import flow
 from hybridmem.errors import CheckpointError, ConfigError, DataError
-from hybridmem.geometry import check_poses, normalised_intrinsics
+from hybridmem.geometry import check_intrinsics, check_poses, normalised_intrinsics
 from hybridmem.models.checkpoint import check_model_output
 
 
@@ -39,16 +39,6 @@ def check_frames(frames: np.ndarray, name: str) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise DataError(f"{name}: expected uint8 RGB frames, got dtype {frames.dtype}")
     return frames
-
-
-def check_intrinsics(intrinsics) -> np.ndarray:
-    intrinsics = np.asarray(intrinsics, dtype=np.float64)
-    if intrinsics.shape != (4,) or not np.all(np.isfinite(intrinsics)) or np.any(intrinsics[:2] <= 0):
-        raise DataError(
-            f"intrinsics: expected 4 finite numbers (fx, fy, cx, cy) in pixels with fx, fy > 0, "
-            f"got {intrinsics.tolist()}"
-        )
-    return intrinsics
 
 
 _WARNED: set = set()  # (world folder, VAE folder) pairs already warned about in this process
@@ -285,9 +275,10 @@ class WorldPipeline:
         """Validated (frames, cameras, intrinsics) of the context; DataError naming the argument otherwise."""
         context_frames = check_frames(context_frames, "context_frames")
         context_cameras = check_poses(context_cameras, "context_cameras", num_frames=len(context_frames))
-        intrinsics = check_intrinsics(intrinsics)
-        self.check_segment_length(len(context_frames), "context_frames")
         height, width = context_frames.shape[1:3]
+        check_intrinsics(intrinsics, width, height, "intrinsics")  # 4 finite pixel values of a real camera
+        intrinsics = np.asarray(intrinsics, dtype=np.float64)
+        self.check_segment_length(len(context_frames), "context_frames")
         factor = self.vae.config.spatial_factor
         _, rows, cols = self.world_model.config.patch_size
         if height % (factor * rows) or width % (factor * cols):
